@@ -1,0 +1,564 @@
+"""The typed, immutable model of a keepalived.conf (the parts lvsd implements).
+
+Theory of operation
+-------------------
+The loader (grammar -> keyword handlers) turns a file into these frozen dataclasses, with every
+default and every inheritance (virtual_server -> real_server -> checker, global_defs ->
+vrrp_instance) already resolved, exactly as keepalived 2.x resolves them. Later layers never
+look at raw text: they read the model, and every object carries ``pos`` (file, line) so any
+later error can name ``file:line``.
+
+Durations are float seconds; addresses are normalised strings; ``None`` means "not set" where
+keepalived distinguishes that from a default.
+
+This module is a shared contract: extend it additively (new fields with defaults only).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Pos:
+    """A source position. ``str(pos)`` is ``file:line``."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+NOPOS = Pos("<default>", 0)
+
+
+class Severity(enum.Enum):
+    WARNING = "warning"
+    ERROR = "error"  # the config is still usable; something was ignored
+    FATAL = "fatal"  # no usable config (missing main file, unreadable, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    pos: Pos | None
+    severity: Severity
+    message: str
+
+    def __str__(self) -> str:
+        # keepalived's format: "(FILE: Line N) message"
+        if self.pos is None or self.pos.line == 0:
+            return self.message
+        return f"({self.pos.file}: Line {self.pos.line}) {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    """A keyword keepalived knows but lvsd does not implement (kept, warned once)."""
+
+    keyword: str
+    pos: Pos
+    context: str  # e.g. "vrrp_instance VI_1" or "global_defs"
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A command line as written (notify_*, misc_path, quorum_up, vrrp_script script)."""
+
+    command: str
+    pos: Pos = NOPOS
+    user: str | None = None  # "user group" after the command in keepalived syntax
+    group: str | None = None
+
+
+# --------------------------------------------------------------------------------- globals
+
+
+@dataclass(frozen=True, slots=True)
+class LvsSyncDaemon:
+    interface: str
+    instance: str | None = None  # VRRP instance name that drives master/backup
+    id: int | None = None
+    maxlen: int | None = None
+    port: int | None = None
+    ttl: int | None = None
+    group: str | None = None
+    pos: Pos = NOPOS
+
+
+@dataclass(frozen=True, slots=True)
+class SslGlobal:
+    """The top-level ``SSL { ca certificate key password }`` block (SSL_GET client certs)."""
+
+    ca: str | None = None
+    certificate: str | None = None
+    key: str | None = None
+    password: str | None = None
+    pos: Pos = NOPOS
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalDefs:
+    router_id: str | None = None
+    script_user: str | None = None
+    script_group: str | None = None
+    enable_script_security: bool = False
+    vrrp_version: int = 2
+    vrrp_mcast_group4: str = "224.0.0.18"
+    vrrp_mcast_group6: str = "ff02::12"
+    vrrp_garp_master_delay: float = 5.0
+    vrrp_garp_master_repeat: int = 5
+    vrrp_garp_master_refresh: float = 0.0  # 0 = off
+    vrrp_garp_master_refresh_repeat: int = 1
+    vrrp_garp_interval: float = 0.0
+    vrrp_gna_interval: float = 0.0
+    vrrp_garp_lower_prio_delay: float | None = None
+    vrrp_garp_lower_prio_repeat: int | None = None
+    vrrp_lower_prio_no_advert: bool = False
+    vrrp_higher_prio_send_advert: bool = False
+    vrrp_strict: bool = False
+    vrrp_check_unicast_src: bool = False
+    vrrp_skip_check_adv_addr: bool = False
+    vrrp_startup_delay: float = 0.0
+    vrrp_priority: int | None = None  # process priority; unsupported beyond parsing
+    lvs_flush: bool = False
+    # "no" (default: leave the table), "all" (flush everything), "vs" (only our services)
+    lvs_flush_on_stop: str = "no"
+    lvs_sync_daemon: LvsSyncDaemon | None = None
+    notify_fifo: str | None = None
+    notify_fifo_script: Script | None = None
+    vrrp_notify_fifo: str | None = None
+    vrrp_notify_fifo_script: Script | None = None
+    lvs_notify_fifo: str | None = None
+    lvs_notify_fifo_script: Script | None = None
+    notification_email: tuple[str, ...] = ()
+    notification_email_from: str | None = None
+    smtp_server: str | None = None
+    smtp_connect_timeout: float = 30.0
+    ssl: SslGlobal | None = None
+    pos: Pos = NOPOS
+
+
+# --------------------------------------------------------------------------------- VRRP
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpScript:
+    """``vrrp_script NAME { script interval timeout weight rise fall user init_fail }``."""
+
+    name: str
+    script: Script
+    interval: float = 1.0
+    timeout: float | None = None  # keepalived: unset -> interval (check vrrp_parser.c)
+    weight: int = 0
+    weight_reverse: bool = False
+    rise: int = 1
+    fall: int = 1
+    init_fail: bool = False
+    user: str | None = None
+    pos: Pos = NOPOS
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpTrackFile:
+    """``vrrp_track_file NAME { file weight init_file }`` (a.k.a. track_file)."""
+
+    name: str
+    file: str
+    weight: int = 1
+    init_file: int | None = None
+    pos: Pos = NOPOS
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRef:
+    """A reference in track_interface / track_script / track_file: name plus optional weight."""
+
+    name: str
+    weight: int | None = None  # None: use the object's own weight
+    reverse: bool = False
+    pos: Pos = NOPOS
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualIp:
+    """One virtual_ipaddress entry: ``ADDR[/PREFIX] [brd X] [dev IF] [scope S] [label L] ...``."""
+
+    address: str  # normalised, without prefix
+    prefixlen: int  # 32/128 when not given
+    dev: str | None = None
+    brd: str | None = None
+    scope: str | None = None
+    label: str | None = None
+    no_track: bool = False
+    peer: str | None = None
+    pos: Pos = NOPOS
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.address else 4
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.address}/{self.prefixlen}"
+
+
+@dataclass(frozen=True, slots=True)
+class UnicastPeer:
+    address: str
+    min_ttl: int | None = None
+    max_ttl: int | None = None
+    pos: Pos = NOPOS
+
+
+class VrrpState(enum.Enum):
+    MASTER = "MASTER"
+    BACKUP = "BACKUP"
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpInstance:
+    name: str
+    interface: str | None
+    virtual_router_id: int
+    pos: Pos = NOPOS
+    state: VrrpState | None = None  # initial state as configured
+    priority: int = 100  # 255 when state MASTER without priority (keepalived)
+    advert_int: float = 1.0
+    version: int = 2  # resolved: instance's `version` or global vrrp_version
+    family: int = 4  # resolved from the VIPs / native_ipv6
+    native_ipv6: bool = False
+    nopreempt: bool = False
+    preempt_delay: float = 0.0
+    down_timer_adverts: int = 3
+    auth_type: str | None = None  # "PASS" | "AH" | None
+    auth_pass: str | None = None  # SECRET: never printed by status or --json
+    mcast_src_ip: str | None = None
+    unicast_src_ip: str | None = None
+    unicast_peers: tuple[UnicastPeer, ...] = ()
+    check_unicast_src: bool = False
+    virtual_ipaddresses: tuple[VirtualIp, ...] = ()
+    virtual_ipaddresses_excluded: tuple[VirtualIp, ...] = ()
+    track_interfaces: tuple[TrackRef, ...] = ()
+    track_scripts: tuple[TrackRef, ...] = ()
+    track_files: tuple[TrackRef, ...] = ()
+    dont_track_primary: bool = False
+    use_vmac: str | None = None  # vmac interface name if set (unsupported by lvsd)
+    accept: bool | None = None
+    strict_mode: bool | None = None
+    garp_master_delay: float = 5.0  # resolved from global vrrp_garp_master_delay
+    garp_master_repeat: int = 5
+    garp_master_refresh: float = 0.0
+    garp_master_refresh_repeat: int = 1
+    garp_lower_prio_delay: float | None = None
+    garp_lower_prio_repeat: int | None = None
+    lower_prio_no_advert: bool = False
+    higher_prio_send_advert: bool = False
+    notify_master: Script | None = None
+    notify_backup: Script | None = None
+    notify_fault: Script | None = None
+    notify_stop: Script | None = None
+    notify_deleted: Script | None = None
+    notify: Script | None = None
+    notify_master_rx_lower_pri: Script | None = None
+    smtp_alert: bool = False
+    unsupported: tuple[Unsupported, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpSyncGroup:
+    name: str
+    group: tuple[str, ...]
+    pos: Pos = NOPOS
+    notify_master: Script | None = None
+    notify_backup: Script | None = None
+    notify_fault: Script | None = None
+    notify_stop: Script | None = None
+    notify: Script | None = None
+    track_interfaces: tuple[TrackRef, ...] = ()
+    track_scripts: tuple[TrackRef, ...] = ()
+    track_files: tuple[TrackRef, ...] = ()
+    global_tracking: bool = False
+    sync_group_tracking_weight: bool = False
+    smtp_alert: bool = False
+
+
+# --------------------------------------------------------------------------------- checkers
+
+
+class CheckKind(enum.Enum):
+    TCP_CHECK = "TCP_CHECK"
+    HTTP_GET = "HTTP_GET"
+    SSL_GET = "SSL_GET"
+    MISC_CHECK = "MISC_CHECK"
+    DNS_CHECK = "DNS_CHECK"
+    SMTP_CHECK = "SMTP_CHECK"
+    UDP_CHECK = "UDP_CHECK"
+    PING_CHECK = "PING_CHECK"
+    FILE_CHECK = "FILE_CHECK"
+    BFD_CHECK = "BFD_CHECK"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCodeRange:
+    low: int
+    high: int  # inclusive
+
+    def __contains__(self, code: object) -> bool:
+        return isinstance(code, int) and self.low <= code <= self.high
+
+
+@dataclass(frozen=True, slots=True)
+class HttpUrl:
+    """One ``url { path digest status_code virtualhost regex ... }`` block."""
+
+    path: str
+    digest: str | None = None  # lowercase hex MD5 of the body
+    # Empty tuple = keepalived's default: any 2xx.
+    status_codes: tuple[StatusCodeRange, ...] = ()
+    virtualhost: str | None = None
+    regex: str | None = None
+    regex_no_match: bool = False
+    regex_min_offset: int | None = None
+    regex_max_offset: int | None = None
+    pos: Pos = NOPOS
+
+    def status_ok(self, code: int) -> bool:
+        if not self.status_codes:
+            return 200 <= code <= 299
+        return any(code in r for r in self.status_codes)
+
+
+@dataclass(frozen=True, slots=True)
+class Checker:
+    """One health checker with every timing and connection setting resolved.
+
+    Type-specific settings live in the optional fields for that kind; fields not relevant to a
+    kind keep their defaults. ``connect_ip``/``connect_port`` are already defaulted to the real
+    server's address/port (or the checker's own).
+    """
+
+    kind: CheckKind
+    pos: Pos
+    connect_ip: str
+    connect_port: int
+    bindto: str | None = None
+    bind_port: int | None = None
+    bind_if: str | None = None
+    fwmark: int | None = None  # SO_MARK
+    connect_timeout: float = 5.0
+    retry: int = 1
+    delay_before_retry: float = 1.0
+    delay_loop: float = 60.0
+    warmup: float | None = None  # None: keepalived uses delay_loop as the random range
+    alpha: bool = False
+    log_all_failures: bool = False
+    # HTTP_GET / SSL_GET
+    urls: tuple[HttpUrl, ...] = ()
+    http_protocol: str = "1.0"  # "1.0", "1.1", "1.0C" (1.0 with Connection: close)
+    virtualhost: str | None = None
+    enable_sni: bool = True
+    verify_cert: bool = False  # lvsd: SSL_GET verifies only when a CA is configured
+    fast_recovery: bool = False
+    # MISC_CHECK
+    misc_path: Script | None = None
+    misc_timeout: float | None = None  # None: delay_loop (keepalived)
+    misc_dynamic: bool = False
+    # DNS_CHECK
+    dns_type: str = "SOA"
+    dns_name: str = "."
+    # SMTP_CHECK
+    helo_name: str | None = None  # None: keepalived default (local host name)
+    # UDP_CHECK
+    payload: bytes | None = None
+    require_reply: bytes | None = None  # exact/hex reply required, or None
+    min_reply_length: int | None = None
+    max_reply_length: int | None = None
+    # FILE_CHECK
+    track_file: str | None = None
+    file_weight: int | None = None
+    # BFD_CHECK
+    bfd_name: str | None = None
+    # lvsd extension: consecutive successes needed to come back up (keepalived: 1)
+    rise: int = 1
+    unsupported: tuple[Unsupported, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """Stable human-readable id, e.g. ``TCP_CHECK 192.0.2.1:80``."""
+        host = f"[{self.connect_ip}]" if ":" in self.connect_ip else self.connect_ip
+        base = f"{self.kind.value} {host}:{self.connect_port}"
+        if self.urls:
+            base += " " + ",".join(u.path for u in self.urls)
+        if self.misc_path is not None:
+            base += f" {self.misc_path.command}"
+        if self.track_file is not None:
+            base += f" {self.track_file}"
+        return base
+
+
+# --------------------------------------------------------------------------------- LVS
+
+
+class LbKind(enum.Enum):
+    NAT = "NAT"
+    DR = "DR"
+    TUN = "TUN"
+
+
+class Protocol(enum.Enum):
+    TCP = "TCP"
+    UDP = "UDP"
+    SCTP = "SCTP"
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelOptions:
+    """``lvs_method TUN type ipip|gue|gre [port N] [nocsum|csum|remcsum]``."""
+
+    type: str = "ipip"
+    port: int | None = None
+    csum: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RealServer:
+    address: str
+    port: int  # 0 when not given (fwmark services)
+    pos: Pos = NOPOS
+    weight: int = 1
+    lb_kind: LbKind = LbKind.NAT  # resolved: real_server's lvs_method or the virtual_server's
+    tunnel: TunnelOptions | None = None
+    inhibit_on_failure: bool = False  # resolved with the virtual_server's
+    uthreshold: int = 0
+    lthreshold: int = 0
+    alpha: bool = False  # resolved
+    notify_up: Script | None = None
+    notify_down: Script | None = None
+    virtualhost: str | None = None
+    checkers: tuple[Checker, ...] = ()
+    smtp_alert: bool = False
+    unsupported: tuple[Unsupported, ...] = ()
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.address else 4
+
+
+@dataclass(frozen=True, slots=True)
+class SorryServer:
+    address: str
+    port: int
+    lb_kind: LbKind | None = None  # None: the virtual_server's
+    pos: Pos = NOPOS
+
+
+@dataclass(frozen=True, slots=True)
+class VsgAddressRange:
+    """``A-B PORT`` / ``ADDR PORT`` entry: first..last (last == first for a single address)."""
+
+    first: str
+    last: str
+    port: int
+    pos: Pos = NOPOS
+
+
+@dataclass(frozen=True, slots=True)
+class VsgFwmark:
+    fwmark: int
+    pos: Pos = NOPOS
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualServerGroup:
+    name: str
+    ranges: tuple[VsgAddressRange, ...] = ()
+    fwmarks: tuple[VsgFwmark, ...] = ()
+    pos: Pos = NOPOS
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualServer:
+    """``virtual_server IP PORT``, ``virtual_server fwmark N`` or ``virtual_server group NAME``."""
+
+    pos: Pos
+    address: str | None = None
+    port: int = 0
+    fwmark: int | None = None
+    group: str | None = None
+    protocol: Protocol = Protocol.TCP  # see keepalived: check the real default in check_parser.c
+    family: int = 4  # ip_family, or from address
+    lb_algo: str = "wlc"
+    lb_kind: LbKind = LbKind.NAT
+    sched_flags: frozenset[str] = frozenset()  # sh-port, sh-fallback, mh-port, mh-fallback, ops
+    persistence_timeout: int | None = None
+    persistence_granularity: str | None = None
+    delay_loop: float = 60.0
+    ha_suspend: bool = False
+    alpha: bool = False
+    omega: bool = False
+    quorum: int = 1
+    hysteresis: int = 0
+    quorum_up: Script | None = None
+    quorum_down: Script | None = None
+    sorry_server: SorryServer | None = None
+    sorry_server_inhibit: bool = False
+    inhibit_on_failure: bool = False
+    virtualhost: str | None = None
+    real_servers: tuple[RealServer, ...] = ()
+    smtp_alert: bool = False
+    unsupported: tuple[Unsupported, ...] = ()
+
+    @property
+    def ident(self) -> str:
+        """Stable identity used across reloads and as RealServerId.vs."""
+        if self.group is not None:
+            return f"group {self.group}/{self.protocol.value}"
+        if self.fwmark is not None:
+            return f"fwmark {self.fwmark}/IPv{self.family}"
+        host = f"[{self.address}]" if self.address and ":" in self.address else self.address
+        return f"{host}:{self.port}/{self.protocol.value}"
+
+
+# --------------------------------------------------------------------------------- the whole
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A loaded configuration: always returned, even when diagnostics say parts were ignored."""
+
+    source: str  # main file path
+    config_id: str
+    global_defs: GlobalDefs = field(default_factory=GlobalDefs)
+    vrrp_scripts: tuple[VrrpScript, ...] = ()
+    vrrp_track_files: tuple[VrrpTrackFile, ...] = ()
+    vrrp_instances: tuple[VrrpInstance, ...] = ()
+    vrrp_sync_groups: tuple[VrrpSyncGroup, ...] = ()
+    virtual_server_groups: tuple[VirtualServerGroup, ...] = ()
+    virtual_servers: tuple[VirtualServer, ...] = ()
+    unsupported: tuple[Unsupported, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
+    files: tuple[str, ...] = ()  # every file read (main + includes), for reload change detection
+
+    @property
+    def ok(self) -> bool:
+        """No error or fatal diagnostic."""
+        return not any(d.severity is not Severity.WARNING for d in self.diagnostics)
+
+    @property
+    def fatal(self) -> bool:
+        return any(d.severity is Severity.FATAL for d in self.diagnostics)
+
+    def vsg(self, name: str) -> VirtualServerGroup | None:
+        for g in self.virtual_server_groups:
+            if g.name == name:
+                return g
+        return None
+
+    def vrrp_script(self, name: str) -> VrrpScript | None:
+        for s in self.vrrp_scripts:
+            if s.name == name:
+                return s
+        return None

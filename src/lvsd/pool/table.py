@@ -1,0 +1,189 @@
+"""The IPVS table as plain immutable values: what the planner wants and what a data plane holds.
+
+Theory of operation
+-------------------
+A *table* maps a :class:`ServiceKey` (VIP:port/proto, or fwmark + family) to a
+:class:`ServiceEntry` (the service's settings and its destinations). The planner computes the
+desired table from config + health; every data plane can ``dump()`` its actual table in the same
+shape; the reconciler diffs the two into a minimal list of :data:`Op` values that a data plane
+applies one by one. Nothing here does I/O.
+
+Addresses are kept as normalised strings (``str(ipaddress.ip_address(x))``) so values compare,
+hash and serialise trivially.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class Proto(IntEnum):
+    """IP protocol numbers IPVS uses for a service (0 for fwmark services)."""
+
+    NONE = 0
+    TCP = 6
+    UDP = 17
+    SCTP = 132
+
+
+class Fwd(IntEnum):
+    """IPVS forwarding method, numbered as the kernel's IP_VS_CONN_F_* (masq is 0)."""
+
+    MASQ = 0  # NAT, ipvsadm -m
+    LOCAL = 1
+    TUNNEL = 2  # TUN, ipvsadm -i
+    DROUTE = 3  # DR, ipvsadm -g
+    BYPASS = 4
+
+
+def norm_addr(addr: str) -> str:
+    """Normalise an IP address string (raises ValueError on garbage)."""
+    return str(ipaddress.ip_address(addr))
+
+
+def addr_family(addr: str) -> int:
+    """4 or 6."""
+    return ipaddress.ip_address(addr).version
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class ServiceKey:
+    """Identity of an IPVS virtual service.
+
+    Address services: ``fwmark == 0`` and ``addr``/``port``/``protocol`` set.
+    Fwmark services: ``fwmark > 0``, ``addr == ""``, ``port == 0``, ``protocol == Proto.NONE``.
+    ``af`` is 4 or 6.
+    """
+
+    af: int
+    protocol: int
+    addr: str
+    port: int
+    fwmark: int = 0
+
+    @classmethod
+    def for_addr(cls, addr: str, port: int, protocol: int) -> ServiceKey:
+        a = norm_addr(addr)
+        return cls(addr_family(a), int(protocol), a, port, 0)
+
+    @classmethod
+    def for_fwmark(cls, fwmark: int, af: int = 4) -> ServiceKey:
+        return cls(af, int(Proto.NONE), "", 0, fwmark)
+
+    def __str__(self) -> str:
+        if self.fwmark:
+            return f"FWM {self.fwmark} IPv{self.af}"
+        proto = Proto(self.protocol).name if self.protocol in Proto._value2member_map_ else str(
+            self.protocol
+        )
+        host = f"[{self.addr}]" if self.af == 6 else self.addr
+        return f"{proto} {host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """Settings of one virtual service (what ``ipvsadm -A/-E`` sets)."""
+
+    key: ServiceKey
+    scheduler: str = "wlc"
+    # IPVS scheduler flags by ipvsadm name: sh-fallback, sh-port, mh-fallback, mh-port, ops.
+    flags: frozenset[str] = frozenset()
+    # Persistence: None = not persistent; seconds otherwise.
+    persistence_timeout: int | None = None
+    # Persistence granularity: IPv4 netmask or IPv6 prefix length, as a string; None=default.
+    persistence_granularity: str | None = None
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class DestKey:
+    addr: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.addr}]" if ":" in self.addr else self.addr
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class DestSpec:
+    """One real server inside a service (what ``ipvsadm -a/-e`` sets)."""
+
+    key: DestKey
+    weight: int = 1
+    fwd: Fwd = Fwd.MASQ
+    u_threshold: int = 0
+    l_threshold: int = 0
+    # Tunnel options (kernel >= 5.3): type 0=ipip 1=gue 2=gre; port for gue; flags bitmask
+    # (1=nocsum? see IP_VS_TUNNEL_ENCAP_FLAG_*).
+    tun_type: int = 0
+    tun_port: int = 0
+    tun_flags: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    spec: ServiceSpec
+    dests: Mapping[DestKey, DestSpec] = field(default_factory=dict)
+
+
+Table = Mapping[ServiceKey, ServiceEntry]
+
+
+# --- operations a data plane applies -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AddService:
+    spec: ServiceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class EditService:
+    spec: ServiceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class DelService:
+    key: ServiceKey
+
+
+@dataclass(frozen=True, slots=True)
+class AddDest:
+    service: ServiceKey
+    dest: DestSpec
+
+
+@dataclass(frozen=True, slots=True)
+class EditDest:
+    service: ServiceKey
+    dest: DestSpec
+
+
+@dataclass(frozen=True, slots=True)
+class DelDest:
+    service: ServiceKey
+    key: DestKey
+
+
+Op = AddService | EditService | DelService | AddDest | EditDest | DelDest
+
+
+def describe(op: Op) -> str:
+    """One line, ipvsadm-like, for logs."""
+    match op:
+        case AddService(spec):
+            return f"add service {spec.key} sched {spec.scheduler}"
+        case EditService(spec):
+            return f"edit service {spec.key} sched {spec.scheduler}"
+        case DelService(key):
+            return f"delete service {key}"
+        case AddDest(svc, d):
+            return f"add dest {d.key} to {svc} weight {d.weight} {d.fwd.name.lower()}"
+        case EditDest(svc, d):
+            return f"edit dest {d.key} in {svc} weight {d.weight} {d.fwd.name.lower()}"
+        case DelDest(svc, k):
+            return f"delete dest {k} from {svc}"
+    raise AssertionError(op)  # pragma: no cover
