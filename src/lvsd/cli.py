@@ -1,0 +1,51 @@
+"""``lvsd`` command line: one sub-command per module, each registering its own arguments.
+
+Sub-commands live next to what they drive (``config/checkcmd.py``, ``daemon.py``,
+``status/client.py``, ``demo.py``); each exposes ``register(subparsers)`` which adds its parser
+and sets ``func`` (``Callable[[argparse.Namespace], int]``) as the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# module path -> imported lazily so `lvsd check-config` never pays for aiohttp/pyroute2
+SUBCOMMAND_MODULES = (
+    "lvsd.config.checkcmd",
+    "lvsd.daemon",
+    "lvsd.status.client",
+    "lvsd.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lvsd", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError as exc:  # a part not built yet must not break the others
+            if exc.name is not None and exc.name.startswith("lvsd"):
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
