@@ -224,7 +224,8 @@ class VrrpInstance:
     interface: str | None
     virtual_router_id: int
     pos: Pos = NOPOS
-    state: VrrpState | None = None  # initial state as configured
+    # initial state; resolved like keepalived: no `state` -> MASTER iff priority 255
+    state: VrrpState | None = None
     priority: int = 100  # 255 when state MASTER without priority (keepalived)
     advert_int: float = 1.0
     version: int = 2  # resolved: instance's `version` or global vrrp_version
@@ -265,6 +266,8 @@ class VrrpInstance:
     notify_master_rx_lower_pri: Script | None = None
     smtp_alert: bool = False
     unsupported: tuple[Unsupported, ...] = ()
+    # resolved: mcast_dst_ip, else global vrrp_mcast_group4/6 for the instance's family
+    mcast_group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +362,7 @@ class Checker:
     urls: tuple[HttpUrl, ...] = ()
     http_protocol: str = "1.0"  # "1.0", "1.1", "1.0C" (1.0 with Connection: close)
     virtualhost: str | None = None
-    enable_sni: bool = True
+    enable_sni: bool = False  # keepalived: off unless enable_sni or sni_name is given
     verify_cert: bool = False  # lvsd: SSL_GET verifies only when a CA is configured
     fast_recovery: bool = False
     # MISC_CHECK
@@ -488,7 +491,9 @@ class VirtualServer:
     port: int = 0
     fwmark: int | None = None
     group: str | None = None
-    protocol: Protocol = Protocol.TCP  # see keepalived: check the real default in check_parser.c
+    # keepalived 2.x (check_data.c validate_check_config): an address service without
+    # `protocol` is UDP ("no protocol set - defaulting to UDP"); ignored for fwmark services.
+    protocol: Protocol = Protocol.UDP
     family: int = 4  # ip_family, or from address
     lb_algo: str = "wlc"
     lb_kind: LbKind = LbKind.NAT

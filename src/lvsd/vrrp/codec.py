@@ -40,10 +40,15 @@ Checksums (RFC 1071 one's complement):
 * v3: over the RFC 2460 §8.1 style pseudo-header + the message (RFC 5798 §5.2.8). IPv4
   pseudo-header: src, dst, zero, protocol 112, VRRP length. IPv6: src, dst, 32-bit length,
   3 zero bytes, next header 112.
-* keepalived's ``vrrp_v3_checksum_as_v2`` (and pre-1.2.x keepalived behaviour): v3 over IPv4
-  computed WITHOUT the pseudo-header. With ``Expect.v3_checksum_as_v2`` we accept either
-  form on receive (keepalived itself stops verifying at all with the option; we keep checking)
-  and ``encode(..., v3_checksum_as_v2=True)`` sends the pseudo-header-less form.
+* keepalived's ``v3_checksum_as_v2``: v3 over IPv4 computed WITHOUT the pseudo-header, as
+  Cisco and Juniper read RFC 5798 §5.2.8 (keepalived's manual says RFC 9568 wants it too).
+  With ``Expect.v3_checksum_as_v2`` we accept either form on receive (keepalived itself stops
+  verifying at all with the option; we keep checking) and
+  ``encode(..., v3_checksum_as_v2=True)`` sends the pseudo-header-less form.
+* keepalived's ``old_unicast_checksum``: v3 IPv4 *unicast* adverts whose pseudo-header used
+  the multicast group 224.0.0.18 as destination (keepalived <= 1.3.6). ``Expect`` accepts both
+  forms with the option (keepalived builds with OLD_CHKSUM_COMPAT auto-detect it; we only do so
+  when configured); ``encode(..., old_unicast_checksum=True)`` sends the old one.
 
 Validation order (first failure wins; every failure is an ``Invalid``, nothing raises):
 truncated (shorter than the fixed header or than the address count implies) -> TTL = 255
@@ -195,6 +200,7 @@ class Expect:
     check_ttl: bool = True
     ttl_range: tuple[int, int] | None = None
     v3_checksum_as_v2: bool = False
+    old_unicast_checksum: bool = False
     allow_padding: bool = True
 
 
@@ -229,10 +235,13 @@ def encode(
     dst: IPAddress | str,
     *,
     v3_checksum_as_v2: bool = False,
+    old_unicast_checksum: bool = False,
 ) -> bytes:
     """Build the VRRP payload for ``advert`` sent from ``src`` to ``dst``.
 
-    ``src``/``dst`` only matter for the v3 pseudo-header checksum. Raises ``ValueError`` for
+    ``src``/``dst`` only matter for the v3 pseudo-header checksum. ``old_unicast_checksum``
+    (keepalived's ``old_unicast_checksum``): a v3 IPv4 unicast advert's pseudo-header uses the
+    multicast group 224.0.0.18 as destination, as keepalived < 1.3 did. Raises ``ValueError`` for
     an advert that cannot be represented (a programming or configuration error, never
     network input): bad version, VRID/priority out of range, interval not encodable, mixed
     address families, v2 over IPv6, more than 255 addresses.
@@ -276,7 +285,8 @@ def encode(
         body += auth
     msg = head + b"\x00\x00" + body
     if advert.version == 3 and not (fam == 4 and v3_checksum_as_v2):
-        csum = checksum(_pseudo_header(s, d, len(msg)) + msg)
+        pdst = MCAST_GROUP4 if (old_unicast_checksum and fam == 4) else d
+        csum = checksum(_pseudo_header(s, pdst, len(msg)) + msg)
     else:
         csum = checksum(msg)
     return head + struct.pack("!H", csum) + body
@@ -369,6 +379,8 @@ def _decode(
         ok = checksum(_pseudo_header(src, dst, len(msg)) + msg) == 0
         if not ok and fam == 4 and ex.v3_checksum_as_v2:
             ok = checksum(msg) == 0
+        if not ok and fam == 4 and ex.old_unicast_checksum and dst != MCAST_GROUP4:
+            ok = checksum(_pseudo_header(src, MCAST_GROUP4, len(msg)) + msg) == 0
     else:
         ok = checksum(msg) == 0
     if not ok:

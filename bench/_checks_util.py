@@ -1,0 +1,171 @@
+"""Shared pieces of the health-check benchmarks: a listener process on loopback, a synthetic
+config with many real servers across 127.0.0.0/8, and the figures a run prints."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from lvsd.checks.health import RealServerHealth, RealServerId
+from lvsd.checks.scheduler import HealthEvent, Scheduler
+from lvsd.config.model import (
+    NOPOS,
+    Checker,
+    CheckKind,
+    Config,
+    HttpUrl,
+    Protocol,
+    RealServer,
+    VirtualServer,
+)
+
+# A separate process answers so that its CPU does not count against the checker's.
+# Wildcard listeners: connections to any 127.x.y.z:port land on them (loopback only).
+SERVER = r"""
+import asyncio, socket, sys
+mode, ports = sys.argv[1], [int(p) for p in sys.argv[2].split(",")]
+RESP = b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nContent-Type: text/plain\r\n\r\nok\n"
+
+class Http(asyncio.Protocol):
+    def connection_made(self, t):
+        self.t = t
+        self.buf = b""
+    def data_received(self, d):
+        self.buf += d
+        if b"\r\n\r\n" in self.buf:
+            self.t.write(RESP)
+            self.t.close()
+
+async def tcp_accept(sock):
+    loop = asyncio.get_running_loop()
+    while True:
+        c, _ = await loop.sock_accept(sock)
+        c.close()
+
+async def main():
+    loop = asyncio.get_running_loop()
+    tasks = []
+    for p in ports:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", p))
+        s.listen(4096)
+        s.setblocking(False)
+        if mode == "tcp":
+            tasks.append(asyncio.create_task(tcp_accept(s)))
+        else:
+            srv = await loop.create_server(Http, sock=s, backlog=4096)
+            tasks.append(asyncio.create_task(srv.serve_forever()))
+    print("ready", flush=True)
+    await asyncio.gather(*tasks)
+
+asyncio.run(main())
+"""
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def start_server(mode: str, ports: list[int], procs: int = 1) -> list[subprocess.Popen[str]]:
+    out = []
+    for _ in range(procs):
+        p = subprocess.Popen([sys.executable, "-c", SERVER, mode, ",".join(map(str, ports))],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        if line.strip() != "ready":
+            p.kill()
+            raise SystemExit("benchmark server did not start")
+        out.append(p)
+    return out
+
+
+def address(i: int) -> str:
+    """The i-th real server address inside 127.0.0.0/8 (127.1.0.1 ...)."""
+    return f"127.{1 + i // 65024}.{(i // 254) % 256}.{1 + i % 254}"
+
+
+def make_config(n: int, kind: CheckKind, ports: list[int], delay_loop: float,
+                connect_timeout: float, per_vs: int = 1000) -> Config:
+    vss = []
+    for v in range(0, n, per_vs):
+        rss = []
+        for i in range(v, min(n, v + per_vs)):
+            ip, port = address(i), ports[i % len(ports)]
+            urls = (HttpUrl("/health"),) if kind is CheckKind.HTTP_GET else ()
+            ck = Checker(kind, NOPOS, ip, port, connect_timeout=connect_timeout, retry=1,
+                         delay_before_retry=1.0, delay_loop=delay_loop, warmup=delay_loop,
+                         urls=urls)
+            rss.append(RealServer(ip, port, checkers=(ck,)))
+        vss.append(VirtualServer(NOPOS, address=f"10.9.{v // per_vs}.1", port=80,
+                                 protocol=Protocol.TCP, delay_loop=delay_loop,
+                                 real_servers=tuple(rss)))
+    return Config("<bench>", "bench", virtual_servers=tuple(vss))
+
+
+def pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+@dataclass
+class Figures:
+    events: list[HealthEvent] = field(default_factory=list)
+
+
+async def run_load(name: str, cfg: Config, n: int, seconds: float, delay_loop: float,
+                   concurrency: int) -> None:
+    figs = Figures()
+    sched = Scheduler(cfg, rng=random.Random(42), concurrency=concurrency,
+                      on_change=figs.events.append, collect_lateness=True)
+    await sched.start()
+    settle = 1.0 + delay_loop + 0.5  # bootstrap + warmup spread
+    await asyncio.sleep(settle)
+    lat = sched.stats.lateness
+    assert lat is not None
+    i0, c0 = len(lat), sched.stats.completed
+    ru0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    await asyncio.sleep(seconds)
+    ru1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    i1, c1 = len(lat), sched.stats.completed
+    window = [x * 1000 for x in lat[i0:i1]]
+    await sched.close()
+    wall = t1 - t0
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    health: dict[RealServerId, RealServerHealth] = dict(sched.health)
+    down = [h for h in health.values() if not h.alive]
+    print(f"{name}: {n} real servers, delay_loop {delay_loop} s, measured {wall:.1f} s "
+          f"(after {settle:.1f} s start-up)")
+    print(f"  checks completed/s : {(c1 - c0) / wall:9.0f}   (target {n / delay_loop:.0f})")
+    print(f"  launched/s         : {(i1 - i0) / wall:9.0f}")
+    print(f"  lateness ms        : p50 {pct(window, 50):.2f}  p99 {pct(window, 99):.2f}  "
+          f"max {max(window) if window else float('nan'):.2f}")
+    print(f"  CPU (one core)     : {100 * cpu / wall:6.1f} %")
+    print(f"  peak RSS           : {ru1.ru_maxrss / 1024:.0f} MiB")
+    print(f"  max in flight      : {sched.stats.max_in_flight}")
+    print(f"  servers decided    : {len(health)}  down: {len(down)}"
+          + (f"  e.g. {down[0].reason}" if down else ""))

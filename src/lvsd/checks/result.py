@@ -1,0 +1,105 @@
+"""What one probe attempt returns, and helpers shared by the probe modules.
+
+A probe is one attempt (one TCP connect, one GET of one URL, one script run, ...). It never
+raises for a network or server problem: it returns a :class:`ProbeResult` whose ``reason`` says
+precisely what happened ("refused", "timeout after 5000 ms", "HTTP 503", "digest mismatch",
+"script exit 1", "reset", ...). The up/down decision is not made here but in
+:mod:`lvsd.checks.tracker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+
+from lvsd.config.model import Checker
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    ok: bool
+    reason: str
+    latency: float = 0.0  # seconds, from the start of the attempt to its verdict
+    weight: int | None = None  # dynamic weight (MISC_CHECK misc_dynamic, FILE_CHECK)
+    started: float | None = None  # monotonic start of the attempt (MISC_CHECK schedules on it)
+
+
+def ms(seconds: float) -> str:
+    return f"{round(seconds * 1000)} ms"
+
+
+def errno_reason(err: BaseException | int) -> str:
+    """A short human reason for a socket error."""
+    code = err if isinstance(err, int) else getattr(err, "errno", None)
+    named = {
+        errno.ECONNREFUSED: "refused",
+        errno.ECONNRESET: "reset",
+        errno.EPIPE: "reset",
+        errno.ENETUNREACH: "network unreachable",
+        errno.EHOSTUNREACH: "host unreachable",
+        errno.ETIMEDOUT: "timeout",
+        errno.EADDRNOTAVAIL: "address not available",
+        errno.EADDRINUSE: "bind address in use",
+        errno.ENODEV: "no such device (bind_if)",
+        errno.EPERM: "not permitted",
+        errno.EACCES: "permission denied",
+    }
+    if isinstance(code, int) and code in named:
+        return named[code]
+    if isinstance(code, int) and code:
+        return errno.errorcode.get(code, str(code)).lower()
+    return str(err) or type(err).__name__
+
+
+def family_of(addr: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
+
+
+def sockaddr(addr: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    if family_of(addr) == socket.AF_INET6:
+        return (addr, port, 0, 0)
+    return (addr, port)
+
+
+def make_socket(ck: Checker, kind: socket.SocketKind, proto: int = 0) -> socket.socket:
+    """A non-blocking socket with the checker's bindto/bind_port/bind_if/fwmark applied.
+
+    Raises OSError (caller turns it into a reason).
+    """
+    fam = family_of(ck.connect_ip)
+    s = socket.socket(fam, kind | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, proto)
+    try:
+        if ck.fwmark is not None:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, ck.fwmark)
+        if ck.bind_if:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ck.bind_if.encode() + b"\0")
+        if ck.bindto or ck.bind_port:
+            if ck.bind_port:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            local = ck.bindto or ("::" if fam == socket.AF_INET6 else "0.0.0.0")
+            s.bind(sockaddr(local, ck.bind_port or 0))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+async def tcp_connect(ck: Checker, deadline: float) -> socket.socket:
+    """Connect a TCP socket before ``deadline`` (monotonic). Raises OSError / TimeoutError."""
+    loop = asyncio.get_running_loop()
+    s = make_socket(ck, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        async with asyncio.timeout(remaining):
+            await loop.sock_connect(s, sockaddr(ck.connect_ip, ck.connect_port))
+    except BaseException:
+        s.close()
+        raise
+    return s

@@ -1,0 +1,392 @@
+"""Async shell that runs every health check on the tracker cores' schedule.
+
+Theory of operation
+-------------------
+For each distinct checker (same kind, target, parameters and timing, wherever it appears: a
+real server listed under several virtual servers is probed once) the scheduler owns one
+:class:`~lvsd.checks.tracker.CheckTracker` and one timer (``loop.call_at`` at the tracker's
+deadline). When the timer fires the probe runs as a task, bounded by ``concurrency`` (excess
+probes queue in deadline order and their lateness is counted); its result goes to the tracker,
+the timer is re-armed at the new deadline, and the :class:`~lvsd.checks.tracker.HealthBoard`
+recomputes every real server bound to that tracker. Changed healths are published to callbacks
+and to :meth:`Scheduler.events` subscribers as :class:`HealthEvent`; ``health=None`` means the
+server was removed (or is undecided again).
+
+Reload (:meth:`Scheduler.update`): a checker whose identity is unchanged keeps its tracker
+(state, retry count, schedule). A checker whose probe is unchanged but whose timing changed
+inherits the old state and is re-timed. New checkers start like at boot (1 s + warmup, alpha
+respected); removed ones are cancelled, in-flight probes included.
+
+:meth:`Scheduler.status` exposes per-checker state for the status page. Shutdown
+(:meth:`Scheduler.close`) cancels timers and in-flight probes and waits for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from lvsd.checks import dns as dns_probe
+from lvsd.checks import file as file_probe
+from lvsd.checks import http as http_probe
+from lvsd.checks import misc as misc_probe
+from lvsd.checks import ping as ping_probe
+from lvsd.checks import smtp as smtp_probe
+from lvsd.checks import tcp as tcp_probe
+from lvsd.checks import udp as udp_probe
+from lvsd.checks.health import RealServerHealth, RealServerId
+from lvsd.checks.result import ProbeResult
+from lvsd.checks.tracker import CheckTracker, HealthBoard
+from lvsd.config.model import NOPOS, Checker, CheckKind, Config, GlobalDefs
+
+_TIMING = ("delay_loop", "warmup", "retry", "delay_before_retry", "alpha", "rise",
+           "log_all_failures", "fast_recovery")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthEvent:
+    rsid: RealServerId
+    health: RealServerHealth | None  # None: removed / undecided
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CheckerStatus:
+    label: str
+    servers: tuple[RealServerId, ...]
+    up: bool | None  # None: undecided
+    reason: str
+    since: float
+    last_ok: bool | None
+    last_reason: str | None
+    last_latency: float | None
+    last_at: float | None
+    next_check: float | None
+    attempts: int
+    retry_it: int
+    in_flight: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeKey:
+    """Identity of a probe: the checker without position, plus the HTTP fallback vhost."""
+
+    checker: Checker
+    vhost: str | None
+
+    @property
+    def probe_only(self) -> ProbeKey:
+        base = {k: getattr(Checker(CheckKind.TCP_CHECK, NOPOS, "0.0.0.0", 0), k)
+                for k in _TIMING}
+        return ProbeKey(dataclasses.replace(self.checker, **base), self.vhost)
+
+
+def key_for(ck: Checker, vhost: str | None) -> ProbeKey:
+    norm = dataclasses.replace(ck, pos=NOPOS, unsupported=(),
+                               urls=tuple(dataclasses.replace(u, pos=NOPOS) for u in ck.urls))
+    if norm.misc_path is not None:
+        norm = dataclasses.replace(norm, misc_path=dataclasses.replace(norm.misc_path, pos=NOPOS))
+    if ck.kind not in (CheckKind.HTTP_GET, CheckKind.SSL_GET):
+        vhost = None
+    return ProbeKey(norm, vhost)
+
+
+@dataclass
+class _Entry:
+    key: ProbeKey
+    tracker: CheckTracker
+    servers: set[RealServerId]
+    handle: asyncio.TimerHandle | None = None
+    task: asyncio.Task[None] | None = None
+    queued: bool = False
+    removed: bool = False
+
+
+@dataclass
+class SchedulerStats:
+    launched: int = 0
+    completed: int = 0
+    lateness: list[float] | None = None  # filled when collect_lateness
+    max_in_flight: int = 0
+
+
+ProbeFn = Callable[[Checker, "_Entry"], Awaitable[ProbeResult]]
+
+
+class Scheduler:
+    def __init__(self, config: Config | None = None, *, concurrency: int = 1024,
+                 rng: random.Random | None = None,
+                 on_change: Callable[[HealthEvent], None] | None = None,
+                 collect_lateness: bool = False) -> None:
+        self._rng = rng or random.Random()
+        self._concurrency = concurrency
+        self._entries: dict[ProbeKey, _Entry] = {}
+        self._board = HealthBoard()
+        self._callbacks: list[Callable[[HealthEvent], None]] = [on_change] if on_change else []
+        self._queues: list[asyncio.Queue[HealthEvent]] = []
+        self._pending: deque[_Entry] = deque()
+        self._in_flight = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._globals = GlobalDefs()
+        self._ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+        self.stats = SchedulerStats(lateness=[] if collect_lateness else None)
+        self._config = config
+
+    # ------------------------------------------------------------------ public
+
+    async def start(self) -> None:
+        """Bind to the running loop and apply the initial config."""
+        self._loop = asyncio.get_running_loop()
+        if self._config is not None:
+            self.update(self._config)
+
+    @property
+    def health(self) -> Mapping[RealServerId, RealServerHealth]:
+        return self._board.health
+
+    def add_callback(self, cb: Callable[[HealthEvent], None]) -> None:
+        self._callbacks.append(cb)
+
+    async def events(self) -> AsyncIterator[HealthEvent]:
+        """Current healths first, then every change, until :meth:`close`."""
+        q: asyncio.Queue[HealthEvent] = asyncio.Queue()
+        now = time.monotonic()
+        for rsid, h in list(self._board.health.items()):
+            q.put_nowait(HealthEvent(rsid, h, now))
+        self._queues.append(q)
+        try:
+            while True:
+                ev = await q.get()
+                if ev.at < 0:  # close sentinel
+                    return
+                yield ev
+        finally:
+            with contextlib.suppress(ValueError):
+                self._queues.remove(q)
+
+    def update(self, config: Config) -> None:
+        """Apply a (re)loaded config (see module docstring)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._config = config
+        self._globals = config.global_defs
+        now = time.monotonic()
+        wanted: dict[ProbeKey, set[RealServerId]] = {}
+        servers: dict[RealServerId, tuple[int, list[ProbeKey]]] = {}
+        for vs in config.virtual_servers:
+            for rs in vs.real_servers:
+                rsid = RealServerId(vs.ident, rs.address, rs.port)
+                vhost = rs.virtualhost or vs.virtualhost
+                keys = []
+                for ck in rs.checkers:
+                    if ck.kind is CheckKind.BFD_CHECK:
+                        continue  # not implemented; the config layer warns
+                    k = key_for(ck, vhost)
+                    keys.append(k)
+                    wanted.setdefault(k, set()).add(rsid)
+                servers[rsid] = (rs.weight, keys)
+        # removed trackers (remember their state for a timing-only change)
+        orphans: dict[ProbeKey, _Entry] = {}
+        for k in list(self._entries):
+            if k not in wanted:
+                e = self._entries.pop(k)
+                self._stop(e)
+                orphans.setdefault(k.probe_only, e)
+        for k, rsids in wanted.items():
+            cur = self._entries.get(k)
+            if cur is None:
+                tr = self._new_tracker(k.checker, now)
+                old = orphans.pop(k.probe_only, None)
+                if old is not None:
+                    _inherit(tr, old.tracker, now)
+                cur = _Entry(k, tr, set(rsids))
+                self._entries[k] = cur
+                self._arm(cur)
+            else:
+                cur.servers = set(rsids)
+        changed: list[HealthEvent] = []
+        for rsid in list(self._board.servers()):
+            if rsid not in servers and self._board.unbind(rsid):
+                changed.append(HealthEvent(rsid, None, now))
+        for rsid, (weight, keys) in servers.items():
+            self._board.bind(rsid, weight, [self._entries[k].tracker for k in keys])
+            was = self._board.health.get(rsid)
+            h = self._board.refresh(rsid, now)
+            if h is not None:
+                changed.append(HealthEvent(rsid, h, now))
+            elif was is not None and rsid not in self._board.health:
+                changed.append(HealthEvent(rsid, None, now))
+        for ev in changed:
+            self._publish(ev)
+
+    def status(self) -> list[CheckerStatus]:
+        out = []
+        for e in self._entries.values():
+            t = e.tracker
+            last = t.last
+            out.append(CheckerStatus(
+                label=t.checker.label, servers=tuple(sorted(e.servers)),
+                up=t.up if t.decided else None, reason=t.reason, since=t.since,
+                last_ok=last.ok if last else None, last_reason=last.reason if last else None,
+                last_latency=last.latency if last else None, last_at=t.last_at,
+                next_check=None if e.task is not None else t.deadline, attempts=t.attempts,
+                retry_it=t.retry_it, in_flight=e.task is not None))
+        return out
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = []
+        for e in self._entries.values():
+            if e.task is not None:
+                tasks.append(e.task)
+            self._stop(e)
+        self._pending.clear()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for q in self._queues:
+            q.put_nowait(HealthEvent(RealServerId("", "", 0), None, -1.0))
+
+    async def __aenter__(self) -> Scheduler:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _new_tracker(self, ck: Checker, now: float) -> CheckTracker:
+        if ck.kind is CheckKind.FILE_CHECK:
+            # the file's content is the state: no retries, no alpha, read at once
+            ck = dataclasses.replace(ck, retry=0, alpha=False, warmup=0.0, rise=1)
+            tr = CheckTracker(ck, now, self._rng)
+            tr.deadline = now
+            return tr
+        return CheckTracker(ck, now, self._rng)
+
+    def _arm(self, e: _Entry) -> None:
+        if self._closed or e.removed:
+            return
+        assert self._loop is not None
+        e.handle = self._loop.call_at(e.tracker.deadline, self._fire, e)
+
+    def _stop(self, e: _Entry) -> None:
+        e.removed = True
+        if e.handle is not None:
+            e.handle.cancel()
+            e.handle = None
+        if e.task is not None:
+            e.task.cancel()
+
+    def _fire(self, e: _Entry) -> None:
+        e.handle = None
+        if e.removed or self._closed:
+            return
+        if self._in_flight >= self._concurrency:
+            e.queued = True
+            self._pending.append(e)
+            return
+        self._launch(e)
+
+    def _launch(self, e: _Entry) -> None:
+        assert self._loop is not None
+        if self.stats.lateness is not None:
+            self.stats.lateness.append(self._loop.time() - e.tracker.deadline)
+        self.stats.launched += 1
+        self._in_flight += 1
+        self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
+        e.task = self._loop.create_task(self._run(e))
+
+    async def _run(self, e: _Entry) -> None:
+        try:
+            result = await self._probe(e)
+        except asyncio.CancelledError:
+            raise
+        except Exception as ex:  # a probe bug must not kill the scheduler: record it as a failure
+            result = ProbeResult(False, f"internal error: {type(ex).__name__}: {ex}")
+        finally:
+            self._in_flight -= 1
+            e.task = None
+            self._drain()
+        if e.removed or self._closed:
+            return
+        self.stats.completed += 1
+        now = time.monotonic()
+        t = e.tracker
+        before = (t.up, t.decided, t.weight)
+        t.on_result(result, now)
+        self._arm(e)
+        if (t.up, t.decided, t.weight) != before:
+            for rsid in e.servers:
+                h = self._board.refresh(rsid, now)
+                if h is not None:
+                    self._publish(HealthEvent(rsid, h, now))
+
+    def _drain(self) -> None:
+        while self._pending and self._in_flight < self._concurrency and not self._closed:
+            nxt = self._pending.popleft()
+            nxt.queued = False
+            if not nxt.removed:
+                self._launch(nxt)
+
+    def _publish(self, ev: HealthEvent) -> None:
+        for cb in list(self._callbacks):
+            cb(ev)
+        for q in self._queues:
+            q.put_nowait(ev)
+
+    def _ssl_ctx(self, ck: Checker) -> ssl.SSLContext:
+        ca = self._globals.ssl.ca if self._globals.ssl is not None else None
+        verify = ck.verify_cert
+        ctx = self._ssl.get((verify, ca))
+        if ctx is None:
+            ctx = self._ssl[(verify, ca)] = http_probe.client_context(verify, ca)
+            g = self._globals.ssl
+            if g is not None and g.certificate:
+                ctx.load_cert_chain(g.certificate, g.key, g.password)
+        return ctx
+
+    async def _probe(self, e: _Entry) -> ProbeResult:
+        ck = e.tracker.checker
+        kind = ck.kind
+        if kind is CheckKind.TCP_CHECK:
+            return await tcp_probe.probe(ck)
+        if kind is CheckKind.HTTP_GET:
+            return await http_probe.probe(ck, e.tracker.url_index, e.key.vhost)
+        if kind is CheckKind.SSL_GET:
+            return await http_probe.probe(ck, e.tracker.url_index, e.key.vhost,
+                                          self._ssl_ctx(ck))
+        if kind is CheckKind.MISC_CHECK:
+            return await misc_probe.probe(ck, self._globals.script_user,
+                                          self._globals.script_group)
+        if kind is CheckKind.DNS_CHECK:
+            return await dns_probe.probe(ck)
+        if kind is CheckKind.UDP_CHECK:
+            return await udp_probe.probe(ck)
+        if kind is CheckKind.PING_CHECK:
+            return await ping_probe.probe(ck)
+        if kind is CheckKind.SMTP_CHECK:
+            return await smtp_probe.probe(ck)
+        if kind is CheckKind.FILE_CHECK:
+            return file_probe.probe_sync(ck)
+        return ProbeResult(False, f"{kind.value} not supported")
+
+
+def _inherit(new: CheckTracker, old: CheckTracker, now: float) -> None:
+    """Carry state across a timing-only change of a checker (keepalived migrates checker state
+    on reload when the connection options compare equal)."""
+    new.up, new.decided, new.has_run = old.up, old.decided, old.has_run
+    new.reason, new.since, new.weight = old.reason, old.since, old.weight
+    new.retry_it = min(old.retry_it, new.checker.retry)
+    new.url_it, new.failed_url = old.url_it, old.failed_url
+    new.last, new.last_at, new.attempts = old.last, old.last_at, old.attempts
+    if old.has_run:
+        new.deadline = min(old.deadline, now + new.checker.delay_loop)

@@ -1,0 +1,1910 @@
+"""Keyword tables and handlers: keyword tree -> the typed model, defaults resolved.
+
+Theory of operation
+-------------------
+``TABLES`` lists, per block, every keyword keepalived 2.x accepts there (global_parser.c,
+vrrp_parser.c, check_parser.c, check_*.c, bfd_parser.c), each with its grammar
+:class:`~lvsd.config.grammar.Kind` and whether lvsd implements it. The grammar uses
+the tables to build a tree; :class:`Builder` walks the tree and produces the model.
+
+A keyword keepalived knows but lvsd does not implement becomes an
+:class:`~lvsd.config.model.Unsupported` in the model, with one warning per keyword and
+position. Invalid values are reported in keepalived's words and the default is kept.
+
+Defaults and inheritance follow keepalived 2.x (check_data.c ``alloc_vs``/``alloc_rs``,
+``validate_check_config``; check_api.c ``queue_checker``; vrrp.c
+``vrrp_complete_instance``):
+
+* virtual_server: connect_timeout 5 s, delay_loop 60 s, weight 1, quorum 1,
+  hysteresis 0, lb_algo ``wlc`` (with "no scheduler set" when absent), lb_kind NAT (with
+  "no forwarding method set"), no ``protocol`` on an address service means **UDP**
+  ("no protocol set - defaulting to UDP"; the kernel's default for protocol 0); a
+  ``persistence_timeout`` without a value, a zero port on a non-persistent service and a
+  ``persistence_granularity`` without timeout all mean 360 s; quorum is clipped to the
+  sum of real-server weights and hysteresis to quorum - 1.
+* real_server inherits weight, lvs_method (+ tunnel options), inhibit_on_failure, alpha,
+  retry, connect_timeout, delay_loop, warmup and delay_before_retry from its virtual
+  server; a NAT real server without a port takes the virtual server's; a DR/TUN one
+  whose port differs is reset to it; fwmark services clear DR/TUN ports.
+* checkers inherit from their real server; retry defaults per checker (1; DNS_CHECK 3;
+  MISC_CHECK 0), delay_before_retry per checker (1 s; HTTP_GET/SSL_GET 3 s; DNS_CHECK
+  the delay_loop), warmup defaults to the delay_loop; ``nb_get_retry`` is ``retry``.
+* vrrp_instance: priority 100, or 255 when ``state MASTER`` has no priority; no state
+  means MASTER when priority is 255 else BACKUP; version, garp settings and multicast
+  group come from global_defs; an IPv6 instance uses VRRPv3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from lvsd.config.grammar import Kind, Node, Spec, Tables
+from lvsd.config.lexer import Line, split_quoted
+from lvsd.config.model import (
+    Checker,
+    CheckKind,
+    Diagnostic,
+    GlobalDefs,
+    HttpUrl,
+    LbKind,
+    LvsSyncDaemon,
+    Pos,
+    Protocol,
+    RealServer,
+    Script,
+    Severity,
+    SorryServer,
+    SslGlobal,
+    StatusCodeRange,
+    TrackRef,
+    TunnelOptions,
+    UnicastPeer,
+    Unsupported,
+    VirtualIp,
+    VirtualServer,
+    VirtualServerGroup,
+    VrrpInstance,
+    VrrpScript,
+    VrrpState,
+    VrrpSyncGroup,
+    VrrpTrackFile,
+    VsgAddressRange,
+    VsgFwmark,
+)
+
+# ------------------------------------------------------------------------------- tables
+
+L = Spec(Kind.LEAF)
+Q = Spec(Kind.QUOTED)
+V = Spec(Kind.VALUES)
+UL = Spec(Kind.LEAF, supported=False)
+UQ = Spec(Kind.QUOTED, supported=False)
+UV = Spec(Kind.VALUES, supported=False)
+US = Spec(Kind.SKIP, supported=False)
+
+
+def _b(table: str) -> Spec:
+    return Spec(Kind.BLOCK, table)
+
+
+def _words(s: str) -> list[str]:
+    return s.split()
+
+
+def _table(supported: dict[str, Spec], unsupported: str = "",
+           unsupported_values: str = "", unsupported_blocks: str = "") -> dict[str, Spec]:
+    t = dict(supported)
+    for w in _words(unsupported):
+        t.setdefault(w, UL)
+    for w in _words(unsupported_values):
+        t.setdefault(w, UV)
+    for w in _words(unsupported_blocks):
+        t.setdefault(w, US)
+    return t
+
+
+CHECKER_KINDS = {k.value: k for k in CheckKind}
+
+_ROOT = _table(
+    {
+        "global_defs": _b("global_defs"),
+        "vrrp_script": _b("vrrp_script"),
+        "vrrp_track_file": _b("track_file"),
+        "track_file": _b("track_file"),
+        "vrrp_instance": _b("vrrp_instance"),
+        "vrrp_sync_group": _b("vrrp_sync_group"),
+        "virtual_server_group": V,
+        "virtual_server": _b("virtual_server"),
+        "SSL": _b("SSL"),
+    },
+    unsupported="net_namespace net_namespace_ipvs namespace_with_ipsets use_pid_dir instance "
+    "child_wait_time linkbeat_use_polling process_names process_name vrrp_process_name "
+    "checker_process_name lvs_process_name bfd_process_name use_symlink_paths",
+    unsupported_values="static_ipaddress static_routes static_rules linkbeat_interfaces "
+    "interface_up_down_delays",
+    unsupported_blocks="vrrp_track_process bfd_instance garp_group track_group",
+)
+
+_GLOBAL_SUPPORTED = {
+    w: L for w in _words(
+        "router_id script_user enable_script_security vrrp_version vrrp_mcast_group4 "
+        "vrrp_mcast_group6 vrrp_garp_master_delay vrrp_garp_master_repeat "
+        "vrrp_garp_master_refresh vrrp_garp_master_refresh_repeat vrrp_garp_interval "
+        "vrrp_gna_interval vrrp_garp_lower_prio_delay vrrp_garp_lower_prio_repeat "
+        "vrrp_lower_prio_no_advert vrrp_higher_prio_send_advert vrrp_strict "
+        "vrrp_check_unicast_src vrrp_skip_check_adv_addr vrrp_startup_delay vrrp_priority "
+        "lvs_flush lvs_flush_on_stop lvs_flush_onstop lvs_sync_daemon notify_fifo "
+        "vrrp_notify_fifo lvs_notify_fifo notification_email_from smtp_server "
+        "smtp_connect_timeout smtp_alert smtp_helo_name smtp_alert_vrrp smtp_alert_checker")
+}
+_GLOBAL_SUPPORTED.update({"notification_email": V, "notify_fifo_script": Q,
+                          "vrrp_notify_fifo_script": Q, "lvs_notify_fifo_script": Q})
+
+_GLOBAL = _table(
+    _GLOBAL_SUPPORTED,
+    unsupported="linkbeat_use_polling net_namespace net_namespace_ipvs namespace_with_ipsets "
+    "use_pid_dir instance child_wait_time process_names process_name vrrp_process_name "
+    "checker_process_name lvs_process_name bfd_process_name use_symlink_paths "
+    "set_supplementary_groups startup_script startup_script_timeout shutdown_script "
+    "shutdown_script_timeout max_auto_priority min_auto_priority_delay "
+    "checker_log_all_failures dynamic_interfaces no_email_faults default_interface "
+    "disable_local_igmp v3_checksum_as_v2 lvs_timeouts vrrp_down_timer_adverts vrrp_min_garp "
+    "vrrp_garp_extra_if vrrp_vmac_garp_intvl vrrp_iptables vrrp_ipsets nftables "
+    "nftables_priority nftables_ifindex vrrp_no_swap vrrp_rt_priority vrrp_cpu_affinity "
+    "vrrp_rlimit_rttime vrrp_rlimit_rtime nftables_ipvs nftables_ipvs_priority "
+    "nftables_ipvs_start_fwmark nftables_counters vrrp_notify_priority_changes "
+    "fifo_write_vrrp_states_on_reload checker_priority checker_no_swap checker_rt_priority "
+    "checker_cpu_affinity checker_rlimit_rttime checker_rlimit_rtime bfd_priority bfd_no_swap "
+    "bfd_rt_priority bfd_cpu_affinity bfd_rlimit_rttime bfd_rlimit_rtime snmp_socket "
+    "enable_traps enable_snmp_vrrp enable_snmp_keepalived enable_snmp_rfc enable_snmp_rfcv2 "
+    "enable_snmp_rfcv3 enable_snmp_checker snmp_vs_stats_update_interval "
+    "snmp_rs_stats_update_interval enable_dbus dbus_service_name dbus_no_interface_name "
+    "vrrp_netlink_cmd_rcv_bufs vrrp_netlink_cmd_rcv_bufs_force vrrp_netlink_monitor_rcv_bufs "
+    "vrrp_netlink_monitor_rcv_bufs_force process_monitor_rcv_bufs "
+    "process_monitor_rcv_bufs_force lvs_netlink_cmd_rcv_bufs lvs_netlink_cmd_rcv_bufs_force "
+    "lvs_netlink_monitor_rcv_bufs lvs_netlink_monitor_rcv_bufs_force rs_init_notifies "
+    "no_checker_emails vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier vrrp_delay_after_boot "
+    "log_unknown_vrids vrrp_owner_ignore_adverts vmac_prefix vmac_addr_prefix umask "
+    "random_seed reload_check_config reload_time_file reload_repeat reload_file include_check "
+    "config_save_dir tmp_config_directory data_use_instance json_version iproute_usr_dir "
+    "iproute_etc_dir state_dump_file stats_dump_file json_dump_file "
+    "lvs_sync_daemon_interface",
+)
+
+_VRRP_SCRIPT = _table({"script": Q, **{w: L for w in _words(
+    "interval timeout weight rise fall user init_fail")}})
+_TRACK_FILE = _table({w: L for w in _words("file weight init_file")})
+
+_NOTIFY = {w: Q for w in _words(
+    "notify_backup notify_master notify_fault notify_stop notify_deleted notify "
+    "notify_master_rx_lower_pri")}
+
+_VRRP_INSTANCE = _table(
+    {
+        **{w: L for w in _words(
+            "state interface virtual_router_id priority advert_int version native_ipv6 "
+            "nopreempt preempt preempt_delay down_timer_adverts mcast_src_ip unicast_src_ip "
+            "mcast_dst_ip check_unicast_src dont_track_primary use_vmac accept no_accept "
+            "strict_mode garp_master_delay garp_master_repeat garp_master_refresh "
+            "garp_master_refresh_repeat garp_lower_prio_delay garp_lower_prio_repeat "
+            "lower_prio_no_advert higher_prio_send_advert smtp_alert")},
+        **_NOTIFY,
+        **{w: V for w in _words(
+            "virtual_ipaddress virtual_ipaddress_excluded unicast_peer track_interface "
+            "track_script track_file")},
+        "authentication": _b("authentication"),
+    },
+    unsupported="use_vmac_addr vmac_xmit_base use_ipvlan unicast_fault_no_peer "
+    "old_unicast_checksum vrf track_src_ip unicast_ttl no_virtual_ipaddress "
+    "promote_secondaries linkbeat_use_polling v3_checksum_as_v2 skip_check_adv_addr debug "
+    "notify_priority_changes lvs_sync_daemon_interface timer_expired_backup "
+    "thread_timer_expired garp_extra_if vmac_garp_intvl owner_ignore_adverts "
+    "kernel_rx_buf_size",
+    unsupported_values="track_process track_bfd virtual_routes virtual_rules",
+    unsupported_blocks="auth_hmac",
+)
+_AUTH = _table({"auth_type": L, "auth_pass": L})
+
+_SYNC = _table(
+    {
+        "group": V,
+        "track_interface": V,
+        "track_script": V,
+        "track_file": V,
+        **{w: Q for w in _words("notify_backup notify_master notify_fault notify_stop notify")},
+        **{w: L for w in _words("smtp_alert global_tracking sync_group_tracking_weight")},
+    },
+    unsupported="notify_priority_changes",
+    unsupported_values="track_process track_bfd",
+)
+
+_SSL = _table({w: L for w in _words("password ca certificate key")})
+
+_VS = _table(
+    {
+        **{w: L for w in _words(
+            "ip_family retry delay_before_retry warmup connect_timeout delay_loop "
+            "inhibit_on_failure lb_algo lvs_sched ops sh-port sh-fallback mh-port mh-fallback "
+            "lb_kind lvs_method persistence_timeout persistence_granularity protocol "
+            "ha_suspend smtp_alert virtualhost alpha omega quorum hysteresis weight "
+            "sorry_server sorry_server_inhibit sorry_server_lvs_method")},
+        "quorum_up": Q,
+        "quorum_down": Q,
+        "real_server": _b("real_server"),
+    },
+    unsupported="hashed flag-1 flag-2 flag-3 persistence_engine snmp_name",
+)
+
+_RS = _table(
+    {
+        **{w: L for w in _words(
+            "weight lvs_method uthreshold lthreshold inhibit_on_failure alpha retry "
+            "delay_before_retry warmup connect_timeout delay_loop smtp_alert virtualhost")},
+        "notify_up": Q,
+        "notify_down": Q,
+        **{k: _b(k) for k in CHECKER_KINDS},
+    },
+    unsupported="snmp_name",
+)
+
+_CHECK_COMMON = {w: L for w in _words(
+    "connect_ip connect_port bindto bind_port bind_if connect_timeout fwmark retry "
+    "delay_before_retry warmup delay_loop alpha log_all_failures")}
+
+_TABLES: Tables = {
+    "root": _ROOT,
+    "global_defs": _GLOBAL,
+    "vrrp_script": _VRRP_SCRIPT,
+    "track_file": _TRACK_FILE,
+    "vrrp_instance": _VRRP_INSTANCE,
+    "authentication": _AUTH,
+    "vrrp_sync_group": _SYNC,
+    "SSL": _SSL,
+    "virtual_server": _VS,
+    "real_server": _RS,
+    "TCP_CHECK": _table(dict(_CHECK_COMMON)),
+    "PING_CHECK": _table(dict(_CHECK_COMMON)),
+    "HTTP_GET": _table({**_CHECK_COMMON, "url": _b("url"), **{w: L for w in _words(
+        "nb_get_retry virtualhost http_protocol enable_sni sni_name fast_recovery")}},
+        unsupported="tls_compliant"),
+    "url": _table({w: L for w in _words(
+        "path digest status_code virtualhost regex regex_no_match regex_min_offset "
+        "regex_max_offset")}, unsupported="regex_options regex_stack tls_compliant"),
+    "MISC_CHECK": _table({**_CHECK_COMMON, "misc_path": Q, "misc_timeout": L,
+                          "misc_dynamic": L, "user": L}),
+    "DNS_CHECK": _table({**_CHECK_COMMON, "type": L, "name": L}),
+    "SMTP_CHECK": _table({**_CHECK_COMMON, "helo_name": L}, unsupported_blocks="host"),
+    "UDP_CHECK": _table({**_CHECK_COMMON, **{w: L for w in _words(
+        "payload require_reply min_reply_length max_reply_length")}}),
+    "FILE_CHECK": _table({"track_file": L, "weight": L}),
+    "BFD_CHECK": _table({"name": L, "alpha": L}),
+}
+_TABLES["SSL_GET"] = _TABLES["HTTP_GET"]
+TABLES: Tables = _TABLES
+
+# ------------------------------------------------------------------------------ values
+
+IPVS_SVC_PERSISTENT_TIMEOUT = 360  # libipvs.h: 6*60
+LVS_MAX_TIMEOUT = 86400 * 31
+IPVS_WEIGHT_LIMIT = 65535
+IPVS_FWMARK_MAX = 0xFFFFFFFF
+LVS_SCHEDULERS = frozenset(_words("rr wrr lc wlc lblc sh mh dh fo ovf lblcr sed nq twos"))
+TIMER_MAX = 4294.967295 * 1000  # keepalived's TIMER_MAXIMUM, generous
+_DECIMAL_RE = re.compile(r"^[0-9]+(\.[0-9]{0,6})?$|^\.[0-9]{1,6}$")
+
+
+def norm_ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.split("%", 1)[0]))
+    except ValueError:
+        return None
+
+
+def true_false(text: str) -> bool | None:
+    if text in ("true", "on", "yes"):
+        return True
+    if text in ("false", "off", "no"):
+        return False
+    return None
+
+
+@dataclass
+class Ctx:
+    diagnostics: list[Diagnostic]
+    unsupported: list[Unsupported] = field(default_factory=list)
+    _seen_unsupported: set[tuple[str, Pos]] = field(default_factory=set)
+
+    def err(self, pos: Pos | None, msg: str) -> None:
+        self.diagnostics.append(Diagnostic(pos, Severity.ERROR, msg))
+
+    def warn(self, pos: Pos | None, msg: str) -> None:
+        self.diagnostics.append(Diagnostic(pos, Severity.WARNING, msg))
+
+    def unsupported_kw(self, node: Node, context: str) -> Unsupported:
+        u = Unsupported(node.keyword, node.pos, context, tuple(node.args))
+        key = (node.keyword, node.pos)
+        if key not in self._seen_unsupported:
+            self._seen_unsupported.add(key)
+            self.warn(node.pos, f"keyword '{node.keyword}' is not supported by lvsd - ignored")
+            self.unsupported.append(u)
+        return u
+
+    # -- value readers (keepalived's read_unsigned / read_timer wording)
+
+    def arg(self, node: Node, idx: int = 0) -> str | None:
+        if len(node.args) <= idx:
+            self.err(node.pos, f"*** Configuration line starting `{node.keyword}` is missing a "
+                     f"parameter after keyword `{node.keyword}` at word position {idx + 2}")
+            return None
+        return node.args[idx]
+
+    def uint(self, node: Node, lo: int, hi: int, default_msg: str = "", idx: int = 0) -> int | None:
+        s = self.arg(node, idx)
+        if s is None:
+            return None
+        try:
+            v = int(s, 10)
+        except ValueError:
+            self.err(node.pos, f"{node.keyword}: invalid number '{s}'{default_msg}")
+            return None
+        if not lo <= v <= hi:
+            self.err(node.pos, f"{node.keyword}: number '{s}' outside range [{lo}, {hi}]"
+                     f"{default_msg}")
+            return None
+        return v
+
+    def sint(self, node: Node, lo: int, hi: int, idx: int = 0) -> int | None:
+        return self.uint(node, lo, hi, idx=idx)
+
+    def timer(self, node: Node, lo: float = 0.0, hi: float = TIMER_MAX,
+              default_msg: str = " - ignoring") -> float | None:
+        s = self.arg(node)
+        if s is None:
+            return None
+        if not _DECIMAL_RE.match(s):
+            self.err(node.pos, f"{node.keyword} '{s}' invalid{default_msg}")
+            return None
+        v = float(s)
+        if not lo <= v <= hi:
+            self.err(node.pos, f"{node.keyword}: number '{s}' outside range [{lo:g}, {hi:g}]"
+                     f"{default_msg}")
+            return None
+        return v
+
+    def flag(self, node: Node) -> bool | None:
+        """A keyword that may carry an optional true/false/on/off/yes/no."""
+        if not node.args:
+            return True
+        v = true_false(node.args[0])
+        if v is None:
+            self.err(node.pos, f"Invalid {node.keyword} parameter {node.args[0]} - ignoring")
+        return v
+
+    def script(self, node: Node) -> Script | None:
+        rest = node.raw[len(node.keyword):].strip()
+        toks, unmatched = split_quoted(rest)
+        if unmatched:
+            self.err(node.pos, f"String '{rest}': missing terminating quote")
+        if not toks or not toks[0]:
+            self.err(node.pos, f"{node.keyword}: script missing")
+            return None
+        # keepalived: `KEYWORD <cmd>|<"quoted cmd"> [user [group]]`; a quoted command is one
+        # token; an unquoted line keeps its words as the command (misc_path, script).
+        if rest[:1] in "\"'":
+            cmd = toks[0]
+            user = toks[1] if len(toks) > 1 else None
+            group = toks[2] if len(toks) > 2 else None
+        elif node.keyword in ("misc_path", "script"):
+            cmd, user, group = " ".join(toks), None, None
+        else:
+            cmd = toks[0]
+            user = toks[1] if len(toks) > 1 else None
+            group = toks[2] if len(toks) > 2 else None
+        return Script(cmd, node.pos, user, group)
+
+
+# ------------------------------------------------------------------------------ builders
+
+
+def _children(node: Node) -> list[Node]:
+    return node.children or []
+
+
+class Builder:
+    """Turns the keyword tree into model objects (one instance per load)."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.global_defs = GlobalDefs()
+        self._global_smtp_alert: bool | None = None
+        self._global_smtp_alert_checker: bool | None = None
+        self.vrrp_scripts: list[VrrpScript] = []
+        self.track_files: list[VrrpTrackFile] = []
+        self.instances: list[VrrpInstance] = []
+        self.sync_groups: list[VrrpSyncGroup] = []
+        self.vsgs: list[VirtualServerGroup] = []
+        self.virtual_servers: list[VirtualServer] = []
+        self._pending_vs: list[Node] = []
+        self._pending_vrrp: list[Node] = []
+
+    # ---------------------------------------------------------------- root
+
+    def build(self, nodes: Iterable[Node]) -> None:
+        ssl: SslGlobal | None = None
+        for node in nodes:
+            kw = node.keyword
+            try:
+                if node.spec is not None and not node.spec.supported:
+                    self.ctx.unsupported_kw(node, "top level")
+                elif kw == "global_defs":
+                    self._global(node)
+                elif kw == "vrrp_script":
+                    self._vrrp_script(node)
+                elif kw in ("vrrp_track_file", "track_file"):
+                    self._track_file(node)
+                elif kw == "vrrp_instance":
+                    self._pending_vrrp.append(node)
+                elif kw == "vrrp_sync_group":
+                    self._sync_group(node)
+                elif kw == "virtual_server_group":
+                    self._vsg(node)
+                elif kw == "virtual_server":
+                    self._pending_vs.append(node)
+                elif kw == "SSL":
+                    if ssl is not None:
+                        self.ctx.err(node.pos, "SSL context already specified - replacing")
+                    ssl = self._ssl(node)
+            except (ValueError, KeyError, IndexError, TypeError) as exc:  # pragma: no cover
+                self.ctx.err(node.pos, f"internal error reading {kw}: {exc!r} - block ignored")
+        if ssl is not None:
+            self.global_defs = replace(self.global_defs, ssl=ssl)
+        # instances and virtual servers need global_defs complete (keepalived applies the
+        # globals after reading the whole file too)
+        for node in self._pending_vrrp:
+            try:
+                self._vrrp_instance(node)
+            except (ValueError, KeyError, IndexError, TypeError) as exc:  # pragma: no cover
+                self.ctx.err(node.pos, f"internal error reading vrrp_instance: {exc!r}")
+        for node in self._pending_vs:
+            try:
+                self._virtual_server(node)
+            except (ValueError, KeyError, IndexError, TypeError) as exc:  # pragma: no cover
+                self.ctx.err(node.pos, f"internal error reading virtual_server: {exc!r}")
+
+    # ---------------------------------------------------------------- global_defs
+
+    def _global(self, node: Node) -> None:
+        c = self.ctx
+        g = self.global_defs
+        upd: dict[str, object] = {"pos": node.pos}
+        for ch in _children(node):
+            kw = ch.keyword
+            if ch.spec is not None and not ch.spec.supported:
+                c.unsupported_kw(ch, "global_defs")
+                continue
+            if kw in ("router_id", "script_user", "notification_email_from", "notify_fifo",
+                      "vrrp_notify_fifo", "lvs_notify_fifo"):
+                v = c.arg(ch)
+                if v is None:
+                    continue
+                upd[kw] = v
+                if kw == "script_user" and len(ch.args) > 1:
+                    upd["script_group"] = ch.args[1]
+            elif kw == "smtp_server":
+                v = c.arg(ch)
+                if v is not None:
+                    upd[kw] = v if len(ch.args) < 2 else f"{v} {ch.args[1]}"
+            elif kw == "smtp_helo_name":
+                continue
+            elif kw in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker"):
+                fv = c.flag(ch)
+                if kw == "smtp_alert" and fv is not None:
+                    self._global_smtp_alert = fv
+                elif kw == "smtp_alert_checker" and fv is not None:
+                    self._global_smtp_alert_checker = fv
+            elif kw in ("enable_script_security", "vrrp_strict", "vrrp_check_unicast_src",
+                        "vrrp_skip_check_adv_addr", "lvs_flush", "vrrp_lower_prio_no_advert",
+                        "vrrp_higher_prio_send_advert"):
+                fv = c.flag(ch)
+                if fv is not None:
+                    upd[kw] = fv
+            elif kw == "vrrp_version":
+                iv = c.uint(ch, 2, 3, " - ignoring")
+                if iv is not None:
+                    upd[kw] = iv
+            elif kw in ("vrrp_mcast_group4", "vrrp_mcast_group6"):
+                v = c.arg(ch)
+                if v is None:
+                    continue
+                ip = norm_ip(v)
+                want = 4 if kw.endswith("4") else 6
+                if ip is None or ipaddress.ip_address(ip).version != want or \
+                        not ipaddress.ip_address(ip).is_multicast:
+                    c.err(ch.pos, f"{kw} '{v}' is not a valid IPv{want} multicast address "
+                          "- ignoring")
+                    continue
+                upd[kw] = ip
+            elif kw in ("vrrp_garp_master_delay", "vrrp_garp_master_refresh",
+                        "vrrp_garp_lower_prio_delay", "vrrp_startup_delay"):
+                tv = c.timer(ch)
+                if tv is not None:
+                    upd[kw] = tv
+            elif kw in ("vrrp_garp_interval", "vrrp_gna_interval"):
+                tv = c.timer(ch, 0.000001, 4294.967295, f" - {kw} '{ch.args[0] if ch.args else ''}'"
+                             " is invalid")
+                if tv is not None:
+                    upd[kw] = tv
+            elif kw in ("vrrp_garp_master_repeat", "vrrp_garp_master_refresh_repeat",
+                        "vrrp_garp_lower_prio_repeat"):
+                iv = c.uint(ch, 0, 2**31 - 1, " - ignoring")
+                if iv is not None:
+                    upd[kw] = iv
+            elif kw == "vrrp_priority":
+                iv = c.sint(ch, -20, 19)
+                if iv is not None:
+                    upd[kw] = iv
+            elif kw in ("lvs_flush_on_stop", "lvs_flush_onstop"):
+                if not ch.args:
+                    upd["lvs_flush_on_stop"] = "all"
+                elif ch.args[0] in ("VS", "vs"):
+                    upd["lvs_flush_on_stop"] = "vs"
+                elif true_false(ch.args[0]) is not None:
+                    upd["lvs_flush_on_stop"] = "all" if true_false(ch.args[0]) else "no"
+                else:
+                    c.err(ch.pos, f"Invalid lvs_flush_on_stop parameter {ch.args[0]} - ignoring")
+            elif kw == "lvs_sync_daemon":
+                sd = self._lvs_sync_daemon(ch)
+                if sd is not None:
+                    upd[kw] = sd
+            elif kw in ("notify_fifo_script", "vrrp_notify_fifo_script",
+                        "lvs_notify_fifo_script"):
+                sc = c.script(ch)
+                if sc is not None:
+                    upd[kw] = sc
+            elif kw == "smtp_connect_timeout":
+                iv = c.uint(ch, 1, 2**31 - 1, " - ignoring")
+                if iv is not None:
+                    upd[kw] = float(iv)
+            elif kw == "notification_email":
+                emails = list(g.notification_email)
+                for ln in ch.values or []:
+                    emails.extend(ln.tokens)
+                upd[kw] = tuple(emails)
+        self.global_defs = replace(g, **upd)  # type: ignore[arg-type]
+
+    def _lvs_sync_daemon(self, ch: Node) -> LvsSyncDaemon | None:
+        c = self.ctx
+        if not ch.args:
+            c.err(ch.pos, "lvs_sync_daemon requires interface")
+            return None
+        iface = ch.args[0]
+        inst = ch.args[1] if len(ch.args) > 1 and ch.args[1] not in (
+            "id", "maxlen", "port", "ttl", "group") else None
+        kv: dict[str, object] = {}
+        rest = ch.args[2:] if inst is not None else ch.args[1:]
+        i = 0
+        while i < len(rest):
+            k = rest[i]
+            if k in ("id", "maxlen", "port", "ttl") and i + 1 < len(rest):
+                try:
+                    kv[k] = int(rest[i + 1])
+                except ValueError:
+                    c.err(ch.pos, f"lvs_sync_daemon {k} '{rest[i + 1]}' invalid - ignoring")
+                i += 2
+            elif k == "group" and i + 1 < len(rest):
+                kv["group"] = rest[i + 1]
+                i += 2
+            else:
+                c.err(ch.pos, f"Unknown option {k} specified for lvs_sync_daemon")
+                i += 1
+        return LvsSyncDaemon(interface=iface, instance=inst, pos=ch.pos, **kv)  # type: ignore[arg-type]
+
+    def _ssl(self, node: Node) -> SslGlobal:
+        upd: dict[str, str] = {}
+        names = {"password": "password", "ca": "ca", "certificate": "certificate", "key": "key"}
+        for ch in _children(node):
+            if not ch.args:
+                self.ctx.err(ch.pos, f"SSL {ch.keyword} missing")
+                continue
+            upd[names[ch.keyword]] = ch.args[0]
+        return SslGlobal(pos=node.pos, **upd)
+
+    # ---------------------------------------------------------------- VRRP
+
+    def _name(self, node: Node, what: str) -> str | None:
+        if len(node.args) != 1:
+            self.ctx.err(node.pos, f"{what} must have a name")
+            return None
+        return node.args[0]
+
+    def _vrrp_script(self, node: Node) -> None:
+        c = self.ctx
+        name = self._name(node, "vrrp_script")
+        if name is None:
+            return
+        if any(s.name == name for s in self.vrrp_scripts):
+            c.err(node.pos, f"vrrp_script {name} already defined - ignoring")
+            return
+        script: Script | None = None
+        kw: dict[str, object] = {}
+        for ch in _children(node):
+            k = ch.keyword
+            if k == "script":
+                script = c.script(ch)
+            elif k == "interval":
+                tv = c.timer(ch, 0.001, 2**32 / 1000)
+                if tv is not None:
+                    kw["interval"] = tv
+            elif k == "timeout":
+                tv = c.timer(ch, 0.001, 2**32 / 1000)
+                if tv is not None:
+                    kw["timeout"] = tv
+            elif k == "weight":
+                iv = c.sint(ch, -253, 253)
+                if iv is not None:
+                    kw["weight"] = iv
+                    if len(ch.args) > 1 and ch.args[1] == "reverse":
+                        kw["weight_reverse"] = True
+            elif k in ("rise", "fall"):
+                iv = c.uint(ch, 1, 2**31 - 1, " - ignoring")
+                if iv is not None:
+                    kw[k] = iv
+            elif k == "user":
+                if ch.args:
+                    kw["user"] = ch.args[0]
+            elif k == "init_fail":
+                kw["init_fail"] = True
+        if script is None:
+            c.err(node.pos, f"vrrp_script {name} has no script - ignoring")
+            return
+        vs = VrrpScript(name=name, script=script, pos=node.pos, **kw)  # type: ignore[arg-type]
+        if vs.timeout is None:  # keepalived: a timeout of 0 means the interval
+            vs = replace(vs, timeout=vs.interval)
+        self.vrrp_scripts.append(vs)
+
+    def _track_file(self, node: Node) -> None:
+        c = self.ctx
+        name = self._name(node, node.keyword)
+        if name is None:
+            return
+        path: str | None = None
+        weight = 1
+        init: int | None = None
+        for ch in _children(node):
+            if ch.keyword == "file":
+                path = c.arg(ch)
+            elif ch.keyword == "weight":
+                iv = c.sint(ch, -254, 254)
+                if iv is not None:
+                    weight = iv
+            elif ch.keyword == "init_file":
+                init = 0
+                if ch.args:
+                    with contextlib.suppress(ValueError):
+                        init = int(ch.args[0])
+        if path is None:
+            c.err(node.pos, f"No file set for track_file {name} - ignoring")
+            return
+        self.track_files.append(VrrpTrackFile(name, path, weight, init, node.pos))
+
+    def _vip(self, line: Line, owner: str) -> VirtualIp | None:
+        toks = line.tokens
+        addr_s, _, plen_s = toks[0].partition("/")
+        ip = norm_ip(addr_s)
+        if ip is None:
+            self.ctx.err(line.pos, f"({owner}) Invalid address '{toks[0]}' - ignoring")
+            return None
+        fam = 6 if ":" in ip else 4
+        maxp = 128 if fam == 6 else 32
+        plen = maxp
+        if plen_s:
+            try:
+                plen = int(plen_s)
+                if not 0 <= plen <= maxp:
+                    raise ValueError
+            except ValueError:
+                self.ctx.err(line.pos, f"({owner}) Invalid prefix length in '{toks[0]}' - "
+                             "ignoring address")
+                return None
+        kw: dict[str, object] = {}
+        i = 1
+        while i < len(toks):
+            t = toks[i]
+            if t in ("dev", "brd", "broadcast", "scope", "label", "peer") and i + 1 < len(toks):
+                kw[{"broadcast": "brd"}.get(t, t)] = toks[i + 1]
+                i += 2
+            elif t == "no_track":
+                kw["no_track"] = True
+                i += 1
+            elif t in ("home", "-nodad", "nodad", "noprefixroute", "autojoin"):
+                i += 1
+            elif t == "track_group" and i + 1 < len(toks):
+                i += 2
+            else:
+                self.ctx.err(line.pos, f"({owner}) Unknown configuration entry '{t}' for ip "
+                             f"address - ignoring")
+                i += 1
+        return VirtualIp(address=ip, prefixlen=plen, pos=line.pos, **kw)  # type: ignore[arg-type]
+
+    def _track_refs(self, ch: Node, owner: str) -> tuple[TrackRef, ...]:
+        out: list[TrackRef] = []
+        for ln in ch.values or []:
+            name = ln.tokens[0]
+            weight: int | None = None
+            reverse = False
+            if len(ln.tokens) >= 3 and ln.tokens[1] == "weight":
+                try:
+                    weight = int(ln.tokens[2])
+                    if not -254 <= weight <= 254:
+                        raise ValueError
+                except ValueError:
+                    self.ctx.err(ln.pos, f"({owner}) {ch.keyword} {name}: weight "
+                                 f"'{ln.tokens[2]}' invalid - ignoring weight")
+                    weight = None
+                reverse = len(ln.tokens) >= 4 and ln.tokens[3] == "reverse"
+            elif len(ln.tokens) > 1:
+                self.ctx.err(ln.pos, f"({owner}) {ch.keyword} {name}: unknown option "
+                             f"'{ln.tokens[1]}'")
+            out.append(TrackRef(name, weight, reverse, ln.pos))
+        return tuple(out)
+
+    def _vrrp_instance(self, node: Node) -> None:
+        c = self.ctx
+        g = self.global_defs
+        name = self._name(node, "vrrp_instance")
+        if name is None:
+            return
+        if any(i.name == name for i in self.instances):
+            c.err(node.pos, f"vrrp instance {name} already defined")
+            return
+        ctxname = f"vrrp_instance {name}"
+        kw: dict[str, object] = {}
+        vrid: int | None = None
+        priority: int | None = None
+        version: int | None = None
+        state: VrrpState | None = None
+        unsupported: list[Unsupported] = []
+        vips: list[VirtualIp] = []
+        vips_ex: list[VirtualIp] = []
+        for ch in _children(node):
+            k = ch.keyword
+            if ch.spec is not None and not ch.spec.supported:
+                unsupported.append(c.unsupported_kw(ch, ctxname))
+                continue
+            if k == "state":
+                s = c.arg(ch)
+                if s == "MASTER":
+                    state = VrrpState.MASTER
+                elif s == "BACKUP":
+                    if state is VrrpState.MASTER:
+                        c.err(ch.pos, f"({name}) state previously set as MASTER - ignoring BACKUP")
+                    else:
+                        state = VrrpState.BACKUP
+                elif s is not None:
+                    c.err(ch.pos, f"({name}) unknown state '{s}', defaulting to BACKUP")
+                    state = VrrpState.BACKUP
+            elif k == "interface":
+                v = c.arg(ch)
+                if v is not None:
+                    kw["interface"] = v
+            elif k == "virtual_router_id":
+                iv = c.uint(ch, 1, 255, f" - ({name}): VRID not valid - must be between 1 & 255")
+                if iv is not None:
+                    vrid = iv
+            elif k == "priority":
+                iv = c.uint(ch, 1, 255, f" - ({name}) Priority not valid! must be between 1 & "
+                            "255. Using default 100")
+                priority = iv if iv is not None else 100
+            elif k == "advert_int":
+                tv = c.timer(ch, 0.01, 255.0, f" - ({name}) Advert interval not valid! - ignoring")
+                if tv is not None:
+                    kw["advert_int"] = tv
+            elif k == "version":
+                iv = c.uint(ch, 2, 3, f" - ({name}): Version must be either 2 or 3")
+                if iv is not None:
+                    version = iv
+            elif k in ("native_ipv6", "nopreempt", "dont_track_primary"):
+                kw[k] = True  # keepalived ignores anything after these keywords
+            elif k in ("check_unicast_src", "lower_prio_no_advert", "higher_prio_send_advert",
+                       "smtp_alert"):
+                fv = c.flag(ch)
+                if fv is not None:
+                    kw[k] = fv
+            elif k == "preempt":
+                kw["nopreempt"] = False
+            elif k in ("accept", "no_accept"):
+                kw["accept"] = k == "accept"
+            elif k == "strict_mode":
+                fv = c.flag(ch)
+                if fv is not None:
+                    kw["strict_mode"] = fv
+            elif k == "preempt_delay":
+                tv = c.timer(ch, 0, 1000)
+                if tv is not None:
+                    kw["preempt_delay"] = tv
+            elif k == "down_timer_adverts":
+                iv = c.uint(ch, 1, 100, " - ignoring")
+                if iv is not None:
+                    kw[k] = iv
+            elif k in ("mcast_src_ip", "unicast_src_ip"):
+                v = c.arg(ch)
+                if v is None:
+                    continue
+                ip = norm_ip(v)
+                if ip is None:
+                    c.err(ch.pos, f"({name}) {k} '{v}' is not a valid IP address - ignoring")
+                    continue
+                kw[k] = ip
+            elif k == "mcast_dst_ip":
+                v = c.arg(ch)
+                ip = norm_ip(v) if v is not None else None
+                if ip is None or not ipaddress.ip_address(ip).is_multicast:
+                    c.err(ch.pos, f"({name}) mcast_dst_ip '{v}' is not a multicast address - "
+                          "ignoring")
+                    continue
+                kw["mcast_group"] = ip
+            elif k == "use_vmac":
+                kw["use_vmac"] = ch.args[0] if ch.args else f"vrrp.{vrid or 0}"
+                unsupported.append(c.unsupported_kw(ch, ctxname))
+            elif k in ("garp_master_delay", "garp_master_refresh", "garp_lower_prio_delay"):
+                tv = c.timer(ch)
+                if tv is not None:
+                    kw[k] = tv
+            elif k in ("garp_master_repeat", "garp_master_refresh_repeat",
+                       "garp_lower_prio_repeat"):
+                iv = c.uint(ch, 0, 2**31 - 1, " - ignoring")
+                if iv is not None:
+                    kw[k] = iv
+            elif k in _NOTIFY:
+                sc = c.script(ch)
+                if sc is not None and k in kw:
+                    c.err(ch.pos, f"({name}) {k} script already specified - ignoring "
+                          f"{sc.command}")
+                elif sc is not None:
+                    kw[k] = sc
+            elif k in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
+                for ln in ch.values or []:
+                    vip = self._vip(ln, name)
+                    if vip is not None:
+                        (vips if k == "virtual_ipaddress" else vips_ex).append(vip)
+            elif k == "unicast_peer":
+                peers = list(kw.get("unicast_peers", ()))  # type: ignore[call-overload]
+                for ln in ch.values or []:
+                    ip = norm_ip(ln.tokens[0])
+                    if ip is None:
+                        c.err(ln.pos, f"({name}) unicast_peer '{ln.tokens[0]}' is not a valid "
+                              "IP address - ignoring")
+                        continue
+                    ttl: dict[str, int] = {}
+                    for j in range(1, len(ln.tokens) - 1, 2):
+                        if ln.tokens[j] in ("min_ttl", "max_ttl"):
+                            with contextlib.suppress(ValueError):
+                                ttl[ln.tokens[j]] = int(ln.tokens[j + 1])
+                    peers.append(UnicastPeer(ip, ttl.get("min_ttl"), ttl.get("max_ttl"), ln.pos))
+                kw["unicast_peers"] = tuple(peers)
+            elif k in ("track_interface", "track_script", "track_file"):
+                field_name = {"track_interface": "track_interfaces",
+                              "track_script": "track_scripts",
+                              "track_file": "track_files"}[k]
+                prev: tuple[TrackRef, ...] = kw.get(field_name, ())  # type: ignore[assignment]
+                kw[field_name] = prev + self._track_refs(ch, name)
+            elif k == "authentication":
+                for a in _children(ch):
+                    if a.keyword == "auth_type":
+                        t = c.arg(a)
+                        if t in ("PASS", "AH"):
+                            kw["auth_type"] = t
+                        elif t is not None:
+                            c.err(a.pos, f"({name}) unknown authentication type '{t}'")
+                    elif a.keyword == "auth_pass":
+                        p = c.arg(a)
+                        if p is not None:
+                            if len(p) > 8:
+                                c.err(a.pos, f"({name}) Truncating auth_pass to 8 characters")
+                                p = p[:8]
+                            kw["auth_pass"] = p
+        if vrid is None:
+            c.err(node.pos, f"({name}) the virtual router id must be set - removing instance")
+            return
+        # family: from the VIPs (keepalived: first address decides) or native_ipv6
+        family = 4
+        if kw.get("native_ipv6"):
+            family = 6
+        elif vips:
+            family = vips[0].family
+        if vips and any(v.family != family for v in vips):
+            for bad_vip in vips:
+                if bad_vip.family != family:
+                    c.err(bad_vip.pos, f"({name}): address family must match VRRP instance "
+                          f"[{bad_vip.cidr}] - ignoring")
+            vips = [v for v in vips if v.family == family]
+        if version is None:
+            version = g.vrrp_version
+        if family == 6 and version == 2:
+            if "version" in (ch.keyword for ch in _children(node)):
+                c.err(node.pos, f"({name}) cannot use IPv6 with VRRP version 2; setting version 3")
+            version = 3
+        if priority is None:
+            priority = 255 if state is VrrpState.MASTER else 100
+        if kw.get("auth_type") and version == 3:
+            c.err(node.pos, f"({name}) VRRP version 3 does not support authentication. Ignoring.")
+            kw.pop("auth_type", None)
+            kw.pop("auth_pass", None)
+        strict = kw.get("strict_mode")
+        if strict is None and g.vrrp_strict:
+            strict = True
+        if strict and kw.get("auth_type"):
+            c.err(node.pos, f"({name}) Strict mode does not support authentication. Ignoring.")
+            kw.pop("auth_type", None)
+            kw.pop("auth_pass", None)
+        if state is None:
+            state = VrrpState.MASTER if priority == 255 else VrrpState.BACKUP
+        elif strict and (state is VrrpState.MASTER) != (priority == 255):
+            c.err(node.pos, f"({name}) State MASTER must match being address owner")
+            state = VrrpState.MASTER if priority == 255 else VrrpState.BACKUP
+        if "mcast_group" not in kw:
+            kw["mcast_group"] = g.vrrp_mcast_group6 if family == 6 else g.vrrp_mcast_group4
+        defaults = {
+            "garp_master_delay": g.vrrp_garp_master_delay,
+            "garp_master_repeat": g.vrrp_garp_master_repeat,
+            "garp_master_refresh": g.vrrp_garp_master_refresh,
+            "garp_master_refresh_repeat": g.vrrp_garp_master_refresh_repeat,
+            "garp_lower_prio_delay": g.vrrp_garp_lower_prio_delay,
+            "garp_lower_prio_repeat": g.vrrp_garp_lower_prio_repeat,
+            "lower_prio_no_advert": g.vrrp_lower_prio_no_advert,
+            "higher_prio_send_advert": g.vrrp_higher_prio_send_advert,
+            "check_unicast_src": g.vrrp_check_unicast_src,
+        }
+        for key, val in defaults.items():
+            kw.setdefault(key, val)
+        if "smtp_alert" not in kw and self._global_smtp_alert is not None:
+            kw["smtp_alert"] = self._global_smtp_alert
+        interface = kw.pop("interface", None)
+        inst = VrrpInstance(
+            name=name,
+            interface=interface,  # type: ignore[arg-type]
+            virtual_router_id=vrid,
+            pos=node.pos,
+            state=state,
+            priority=priority,
+            version=version,
+            family=family,
+            strict_mode=strict,  # type: ignore[arg-type]
+            virtual_ipaddresses=tuple(vips),
+            virtual_ipaddresses_excluded=tuple(vips_ex),
+            unsupported=tuple(unsupported),
+            **kw,  # type: ignore[arg-type]
+        )
+        self.instances.append(inst)
+
+    def _sync_group(self, node: Node) -> None:
+        c = self.ctx
+        name = self._name(node, "vrrp_sync_group")
+        if name is None:
+            return
+        kw: dict[str, object] = {}
+        members: list[str] = []
+        for ch in _children(node):
+            k = ch.keyword
+            if ch.spec is not None and not ch.spec.supported:
+                c.unsupported_kw(ch, f"vrrp_sync_group {name}")
+                continue
+            if k == "group":
+                for ln in ch.values or []:
+                    members.extend(ln.tokens)
+            elif k in ("track_interface", "track_script", "track_file"):
+                kw[k + "s" if k != "track_interface" else "track_interfaces"] = \
+                    self._track_refs(ch, name)
+            elif k in ("notify_backup", "notify_master", "notify_fault", "notify_stop", "notify"):
+                sc = c.script(ch)
+                if sc is not None:
+                    kw[k] = sc
+            elif k in ("smtp_alert", "global_tracking", "sync_group_tracking_weight"):
+                fv = c.flag(ch)
+                if fv is not None:
+                    kw[k] = fv
+        if not members:
+            c.err(node.pos, f"Sync group {name} has no virtual router(s) - removing")
+            return
+        self.sync_groups.append(VrrpSyncGroup(name=name, group=tuple(members), pos=node.pos,
+                                              **kw))  # type: ignore[arg-type]
+
+    def finish_vrrp(self) -> None:
+        """Cross checks that need every block read (keepalived does them at the end too)."""
+        c = self.ctx
+        names = {i.name for i in self.instances}
+        seen: dict[str, str] = {}
+        groups: list[VrrpSyncGroup] = []
+        for sg in self.sync_groups:
+            members: list[str] = []
+            for m in sg.group:
+                if m not in names:
+                    c.err(sg.pos, f"Virtual router {m} specified in sync group {sg.name} "
+                          "doesn't exist - ignoring")
+                elif m in seen:
+                    c.err(sg.pos, f"VRRP instance {m} cannot be in more than one sync group "
+                          f"({seen[m]} and {sg.name}) - ignoring")
+                else:
+                    seen[m] = sg.name
+                    members.append(m)
+            if not members:
+                c.err(sg.pos, f"Sync group {sg.name} has no virtual router(s) - removing")
+                continue
+            groups.append(replace(sg, group=tuple(members)))
+        self.sync_groups = groups
+        scripts = {s.name for s in self.vrrp_scripts}
+        files = {t.name for t in self.track_files}
+        for inst in self.instances:
+            for ref in inst.track_scripts:
+                if ref.name not in scripts:
+                    c.err(ref.pos, f"({inst.name}) track script {ref.name} not found, ignoring...")
+            for ref in inst.track_files:
+                if ref.name not in files:
+                    c.err(ref.pos, f"({inst.name}) track file {ref.name} not found, ignoring...")
+        self.instances = [
+            replace(i,
+                    track_scripts=tuple(r for r in i.track_scripts if r.name in scripts),
+                    track_files=tuple(r for r in i.track_files if r.name in files))
+            for i in self.instances
+        ]
+
+    # ---------------------------------------------------------------- LVS
+
+    def _vsg(self, node: Node) -> None:
+        c = self.ctx
+        if not node.args:
+            c.err(node.pos, "virtual_server_group must have a name")
+            return
+        name = node.args[0]
+        ranges: list[VsgAddressRange] = []
+        marks: list[VsgFwmark] = []
+        for ln in node.values or []:
+            t = ln.tokens
+            if t[0] == "fwmark":
+                try:
+                    fm = int(t[1])
+                    if not 0 <= fm <= IPVS_FWMARK_MAX:
+                        raise ValueError
+                except (ValueError, IndexError):
+                    c.err(ln.pos, f"virtual server group {name} fwmark "
+                          f"'{t[1] if len(t) > 1 else ''}' invalid - ignoring")
+                    continue
+                marks.append(VsgFwmark(fm, ln.pos))
+                continue
+            first_s, dash, last_s = t[0].partition("-")
+            first = norm_ip(first_s)
+            port = 0
+            if len(t) > 1:
+                try:
+                    port = int(t[1])
+                    if not 0 <= port <= 65535:
+                        raise ValueError
+                except ValueError:
+                    c.err(ln.pos, f"virtual server group {name}: invalid port '{t[1]}' - ignoring")
+                    continue
+            if first is None:
+                c.err(ln.pos, f"virtual server group {name}: invalid address '{t[0]}' - ignoring")
+                continue
+            last = first
+            if dash:
+                ipf = ipaddress.ip_address(first)
+                if ipf.version == 4 and re.fullmatch(r"\d{1,3}", last_s):
+                    lastn = int(last_s)
+                    base = int(ipf) & ~0xFF
+                    last_ip = str(ipaddress.IPv4Address(base | lastn)) if lastn <= 255 else None
+                elif ipf.version == 6 and re.fullmatch(r"[0-9a-fA-F]{1,4}", last_s):
+                    last_ip = str(ipaddress.IPv6Address((int(ipf) & ~0xFFFF) | int(last_s, 16)))
+                else:
+                    last_ip = norm_ip(last_s)
+                if last_ip is None or int(ipaddress.ip_address(last_ip)) < int(ipf):
+                    c.err(ln.pos, f"virtual server group {name}: invalid range '{t[0]}' - "
+                          "ignoring")
+                    continue
+                last = last_ip
+            ranges.append(VsgAddressRange(first, last, port, ln.pos))
+        if not ranges and not marks:
+            c.err(node.pos, f"virtual server group {name} has no entries - removing")
+            return
+        if any(g.name == name for g in self.vsgs):
+            c.err(node.pos, f"virtual server group {name} already defined - ignoring")
+            return
+        self.vsgs.append(VirtualServerGroup(name, tuple(ranges), tuple(marks), node.pos))
+
+    def _forwarding(self, ch: Node, who: str) -> tuple[LbKind, TunnelOptions | None] | None:
+        c = self.ctx
+        m = c.arg(ch)
+        if m is None:
+            return None
+        if m not in ("NAT", "DR", "TUN"):
+            c.err(ch.pos, f"PARSER : unknown [{m}] routing method for {who} server.")
+            return None
+        kind = LbKind(m)
+        if kind is not LbKind.TUN:
+            if len(ch.args) > 1:
+                c.err(ch.pos, f"Invalid tunnel option {ch.args[1]} for {who} server.")
+            return kind, None
+        ttype, port, csum = "ipip", 0, None
+        i = 1
+        while i < len(ch.args):
+            a = ch.args[i]
+            if a == "type" and i + 1 < len(ch.args):
+                if ch.args[i + 1] not in ("ipip", "gue", "gre"):
+                    c.err(ch.pos, f"Unknown tunnel type {ch.args[i + 1]} for {who} server.")
+                    return None
+                ttype = ch.args[i + 1]
+                i += 2
+            elif a == "port" and i + 1 < len(ch.args):
+                try:
+                    port = int(ch.args[i + 1])
+                    if not 1 <= port <= 65535:
+                        raise ValueError
+                except ValueError:
+                    c.err(ch.pos, f"Invalid gue tunnel port {ch.args[i + 1]} for {who} server.")
+                    return None
+                i += 2
+            elif a in ("nocsum", "csum", "remcsum"):
+                csum = a
+                i += 1
+            else:
+                c.err(ch.pos, f"Invalid tunnel option {a} for {who} server.")
+                return None
+        if (ttype == "gue") != (port != 0):
+            c.err(ch.pos, "gue tunnels require port, otherwise cannot have port.")
+            return None
+        if ttype == "ipip" and csum not in (None, "nocsum"):
+            c.err(ch.pos, "ipip tunnels do not support checksum option.")
+            return None
+        return kind, TunnelOptions(ttype, port or None, csum)
+
+    def _virtual_server(self, node: Node) -> None:
+        c = self.ctx
+        a = node.args
+        vs: dict[str, object] = {}
+        if not a:
+            c.err(node.pos, "virtual_server needs an address and port, 'fwmark N' or 'group NAME'"
+                  " - skipping")
+            return
+        family: int | None = None
+        if a[0] == "group":
+            if len(a) < 2:
+                c.err(node.pos, "virtual_server group needs a name - skipping")
+                return
+            vs["group"] = a[1]
+            grp = next((g for g in self.vsgs if g.name == a[1]), None)
+            if grp is None:
+                c.err(node.pos, f"Virtual server group {a[1]} specified but not configured - "
+                      "ignoring virtual server")
+                return
+            if grp.ranges:
+                family = 6 if ":" in grp.ranges[0].first else 4
+        elif a[0] == "fwmark":
+            try:
+                fm = int(a[1]) if len(a) > 1 else -1
+                if not 0 <= fm <= IPVS_FWMARK_MAX:
+                    raise ValueError
+            except ValueError:
+                c.err(node.pos, f"virtual server fwmark '{a[1] if len(a) > 1 else ''}' must be in "
+                      f"[0, {IPVS_FWMARK_MAX}] - ignoring")
+                return
+            vs["fwmark"] = fm
+            grp = None
+        else:
+            ip = norm_ip(a[0])
+            port = 0
+            ok = ip is not None
+            if ok and len(a) > 1:
+                try:
+                    port = int(a[1])
+                    ok = 0 <= port <= 65535
+                except ValueError:
+                    ok = False
+            if not ok or ip is None:
+                c.err(node.pos, f"Invalid virtual server IP address/port {' '.join(a[:2])} - "
+                      "skipping")
+                return
+            vs["address"], vs["port"] = ip, port
+            family = 6 if ":" in ip else 4
+            grp = None
+        ident = " ".join(a[:2])
+        ctxname = f"virtual_server {ident}"
+        unsupported: list[Unsupported] = []
+        protocol: Protocol | None = None
+        lb_algo: str | None = None
+        lb_kind: LbKind | None = None
+        tunnel: TunnelOptions | None = None
+        flags: set[str] = set()
+        persistence: int | None = None
+        granularity: str | None = None
+        connect_timeout = 5.0
+        delay_loop = 60.0
+        warmup: float | None = None
+        retry: int | None = None
+        dbr: float | None = None
+        weight = 1
+        inhibit = False
+        alpha = False
+        sorry: SorryServer | None = None
+        sorry_inhibit = False
+        sorry_kind: tuple[LbKind, TunnelOptions | None] | None = None
+        rs_nodes: list[Node] = []
+        smtp_alert: bool | None = None
+        for ch in _children(node):
+            k = ch.keyword
+            if ch.spec is not None and not ch.spec.supported:
+                unsupported.append(c.unsupported_kw(ch, ctxname))
+                continue
+            if k == "real_server":
+                rs_nodes.append(ch)
+            elif k == "ip_family":
+                f = c.arg(ch)
+                fam = {"inet": 4, "inet6": 6}.get(f or "")
+                if fam is None:
+                    c.err(ch.pos, f"unknown address family {f}")
+                elif family is not None and fam != family:
+                    c.err(ch.pos, f"Virtual server specified family {f} conflicts with server "
+                          "family")
+                else:
+                    family = fam
+            elif k == "connect_timeout":
+                tv = c.timer(ch, 0.000001, TIMER_MAX,
+                             f" - virtual server connect_timeout {ch.args[:1]} invalid - ignoring")
+                if tv is not None:
+                    connect_timeout = tv
+            elif k == "delay_loop":
+                tv = c.timer(ch, 0.000001)
+                if tv is not None:
+                    delay_loop = tv
+            elif k == "delay_before_retry":
+                tv = c.timer(ch)
+                if tv is not None:
+                    dbr = tv
+            elif k == "warmup":
+                tv = c.timer(ch)
+                if tv is not None:
+                    warmup = tv
+            elif k == "retry":
+                iv = c.uint(ch, 1, 2**32 - 1, " - retry value invalid")
+                if iv is not None:
+                    retry = iv
+            elif k in ("lb_algo", "lvs_sched"):
+                s = c.arg(ch)
+                if s is not None and s in LVS_SCHEDULERS:
+                    lb_algo = s
+                elif s is not None:
+                    c.err(ch.pos, f"Invalid lvs_scheduler '{s}' - ignoring")
+            elif k in ("ops", "sh-port", "sh-fallback", "mh-port", "mh-fallback"):
+                if k == "ops" or (k.startswith("sh") and lb_algo == "sh") or \
+                        (k.startswith("mh") and lb_algo == "mh"):
+                    flags.add(k)
+                else:
+                    c.err(ch.pos, f"{k} only applies to {k[:2]} scheduler - ignoring")
+            elif k in ("lb_kind", "lvs_method"):
+                fw = self._forwarding(ch, "virtual")
+                if fw is not None:
+                    lb_kind, tunnel = fw
+            elif k == "persistence_timeout":
+                if not ch.args:
+                    persistence = IPVS_SVC_PERSISTENT_TIMEOUT
+                else:
+                    iv = c.uint(ch, 1, LVS_MAX_TIMEOUT, " - persistence_timeout invalid")
+                    if iv is not None:
+                        persistence = iv
+            elif k == "persistence_granularity":
+                s = c.arg(ch)
+                if s is None:
+                    continue
+                gran_ok = False
+                if "." in s:
+                    gran_ok = norm_ip(s) is not None and ":" not in (norm_ip(s) or ":")
+                else:
+                    with contextlib.suppress(ValueError):
+                        gran_ok = 1 <= int(s) <= 128
+                if not gran_ok:
+                    c.err(ch.pos, f"Invalid persistence_granularity specified - {s}")
+                    continue
+                granularity = s
+                if not persistence:
+                    persistence = IPVS_SVC_PERSISTENT_TIMEOUT
+            elif k == "protocol":
+                s = (c.arg(ch) or "").upper()
+                if s in ("TCP", "UDP", "SCTP"):
+                    protocol = Protocol(s)
+                elif ch.args:
+                    c.err(ch.pos, f"Unknown protocol {ch.args[0]} - ignoring")
+            elif k == "ha_suspend":
+                vs["ha_suspend"] = True
+            elif k == "smtp_alert":
+                smtp_alert = c.flag(ch)
+            elif k == "virtualhost":
+                s = c.arg(ch)
+                if s is not None:
+                    vs["virtualhost"] = s
+            elif k in ("alpha", "omega", "inhibit_on_failure"):
+                fv = c.flag(ch)
+                if fv is None:
+                    continue
+                if k == "alpha":
+                    alpha = fv
+                elif k == "inhibit_on_failure":
+                    inhibit = fv
+                else:
+                    vs["omega"] = fv
+            elif k in ("quorum_up", "quorum_down"):
+                sc = c.script(ch)
+                if sc is not None:
+                    vs[k] = sc
+            elif k in ("quorum", "hysteresis"):
+                iv = c.uint(ch, 1 if k == "quorum" else 0, 2**32 - 1, " - ignoring")
+                if iv is not None:
+                    vs[k] = iv
+            elif k == "weight":
+                iv = c.uint(ch, 0, IPVS_WEIGHT_LIMIT, " - ignoring")
+                if iv is not None:
+                    weight = iv
+            elif k == "sorry_server":
+                s_ip = norm_ip(ch.args[0]) if ch.args else None
+                s_port = 0
+                if len(ch.args) > 1:
+                    try:
+                        s_port = int(ch.args[1])
+                        if not 0 <= s_port <= 65535:
+                            raise ValueError
+                    except ValueError:
+                        s_ip = None
+                if s_ip is None:
+                    c.err(ch.pos, f"Invalid sorry server IP address {' '.join(ch.args)} - "
+                          "skipping")
+                    continue
+                sorry = SorryServer(s_ip, s_port, None, ch.pos)
+            elif k == "sorry_server_inhibit":
+                if sorry is None:
+                    c.err(ch.pos, "Ignoring sorry_server inhibit used before or without "
+                          "sorry_server")
+                else:
+                    sorry_inhibit = True
+            elif k == "sorry_server_lvs_method":
+                if sorry is None:
+                    c.err(ch.pos, "sorry_server forwarding used without sorry_server")
+                else:
+                    sorry_kind = self._forwarding(ch, "sorry")
+        label = ident
+        if not rs_nodes:
+            c.err(node.pos, f"Virtual server {label} has no real servers - ignoring")
+            return
+        is_fwmark = "fwmark" in vs or (grp is not None and not grp.ranges)
+        if not is_fwmark and protocol is None:
+            c.err(node.pos, f"Virtual server {label}: no protocol set - defaulting to UDP")
+            protocol = Protocol.UDP
+        if is_fwmark and protocol is not None:
+            c.err(node.pos, f"Warning: Virtual server {label}: protocol specified for fwmark - "
+                  "protocol will be ignored")
+        if "ops" in flags and protocol is not Protocol.UDP and not is_fwmark:
+            c.err(node.pos, f"Virtual server {label}: one packet scheduling requires UDP - "
+                  "resetting")
+            flags.discard("ops")
+        if not persistence and not is_fwmark and (
+                ("port" in vs and vs["port"] == 0) or
+                (grp is not None and any(r.port == 0 for r in grp.ranges))):
+            c.err(node.pos, f"Virtual server {label}: zero port only valid for persistent "
+                  "services - setting")
+            persistence = IPVS_SVC_PERSISTENT_TIMEOUT
+        if lb_algo is None:
+            c.err(node.pos, f"Virtual server {label}: no scheduler set, setting default 'wlc'")
+            lb_algo = "wlc"
+        if vs.get("ha_suspend") and is_fwmark:
+            c.err(node.pos, f"Virtual server {label}: cannot use ha_suspend with fwmarks - "
+                  "clearing ha_suspend")
+            vs["ha_suspend"] = False
+        if smtp_alert is None:
+            if self._global_smtp_alert_checker is not None:
+                smtp_alert = self._global_smtp_alert_checker
+            else:
+                smtp_alert = bool(self._global_smtp_alert)
+        # real servers
+        vs_defaults = _VsDefaults(lb_kind, tunnel, weight, inhibit, alpha, retry,
+                                  connect_timeout, delay_loop, warmup, dbr,
+                                  vs.get("virtualhost"))  # type: ignore[arg-type]
+        reals: list[RealServer] = []
+        warned_kind = False
+        vs_port = int(vs.get("port", 0))  # type: ignore[call-overload]
+        for rn in rs_nodes:
+            rs = self._real_server(rn, vs_defaults, ctxname)
+            if rs is None:
+                continue
+            if rs.lb_kind is not LbKind.TUN:
+                if family is None:
+                    family = rs.family
+                elif rs.family != family:
+                    c.err(rn.pos, "Address family of virtual server and real server "
+                          f"{rs.address} don't match - skipping real server.")
+                    continue
+            if lb_kind is None and not rn.extra.get("own_kind") and not warned_kind:
+                c.err(node.pos, f"Virtual server {label}: no forwarding method set, "
+                      "setting default NAT")
+                warned_kind = True
+            # ports (check_data.c validate_check_config)
+            if grp is None:
+                if rs.lb_kind is LbKind.NAT:
+                    if not is_fwmark and rs.port == 0:
+                        rs = replace(rs, port=vs_port)
+                elif is_fwmark:
+                    if rs.port:
+                        c.err(rn.pos, f"WARNING - fwmark virtual server {label}, real server "
+                              f"{rs.address} has port specified - clearing")
+                        rs = replace(rs, port=0)
+                elif rs.port == 0:
+                    rs = replace(rs, port=vs_port)
+                elif rs.port != vs_port:
+                    c.err(rn.pos, f"WARNING - virtual server {label} and real server "
+                          f"{rs.address}:{rs.port} ports don't match - resetting")
+                    rs = replace(rs, port=vs_port)
+            if any(r.address == rs.address and r.port == rs.port for r in reals):
+                c.err(rn.pos, f"VS {label}: real server {rs.address}:{rs.port} is duplicated - "
+                      "removing second rs")
+                continue
+            reals.append(rs)
+        if not reals:
+            c.err(node.pos, f"Virtual server {label} has no real servers - ignoring")
+            return
+        if family is None:
+            family = 4
+        if sorry is not None:
+            kind, _tun = sorry_kind if sorry_kind else (lb_kind or LbKind.NAT, tunnel)
+            s_fam = 6 if ":" in sorry.address else 4
+            if kind is not LbKind.TUN and s_fam != family:
+                c.err(sorry.pos, "Address family of virtual server and sorry server "
+                      f"{sorry.address} don't match - skipping sorry server.")
+                sorry = None
+            else:
+                sport = sorry.port
+                if kind is not LbKind.NAT:
+                    if is_fwmark:
+                        sport = 0
+                    elif grp is None and sport and sport != vs_port:
+                        c.err(sorry.pos, f"WARNING - virtual server {label} and sorry server "
+                              "ports don't match - resetting")
+                        sport = vs_port
+                    elif grp is None and not sport:
+                        sport = vs_port
+                elif not sport and grp is None and not is_fwmark:
+                    sport = vs_port
+                sorry = replace(sorry, lb_kind=kind if sorry_kind else None, port=sport)
+        # quorum / hysteresis clipping (check_data.c)
+        weight_sum = sum(r.weight for r in reals)
+        quorum = int(vs.pop("quorum", 1))  # type: ignore[call-overload]
+        hysteresis = int(vs.pop("hysteresis", 0))  # type: ignore[call-overload]
+        if quorum > weight_sum:
+            c.err(node.pos, f"Warning - quorum {quorum} for {label} exceeds total weight of real "
+                  f"servers {weight_sum}, reducing quorum to {weight_sum}")
+            quorum = weight_sum
+        if hysteresis >= quorum and (hysteresis or quorum):
+            new_h = max(quorum - 1, 0)
+            c.err(node.pos, f"Virtual server {label}: hysteresis {hysteresis} >= quorum "
+                  f"{quorum}; setting hysteresis to {new_h}")
+            hysteresis = new_h
+        self.virtual_servers.append(VirtualServer(
+            pos=node.pos,
+            protocol=protocol or Protocol.UDP,
+            family=family,
+            lb_algo=lb_algo,
+            lb_kind=lb_kind or LbKind.NAT,
+            sched_flags=frozenset(flags),
+            persistence_timeout=persistence,
+            persistence_granularity=granularity,
+            delay_loop=delay_loop,
+            alpha=alpha,
+            quorum=quorum,
+            hysteresis=hysteresis,
+            sorry_server=sorry,
+            sorry_server_inhibit=sorry_inhibit,
+            inhibit_on_failure=inhibit,
+            real_servers=tuple(reals),
+            smtp_alert=smtp_alert,
+            unsupported=tuple(unsupported),
+            **vs,  # type: ignore[arg-type]
+        ))
+
+    def _real_server(self, node: Node, d: _VsDefaults, vsname: str) -> RealServer | None:
+        c = self.ctx
+        a = node.args
+        ip = norm_ip(a[0]) if a else None
+        port = 0
+        if ip is not None and len(a) > 1:
+            try:
+                port = int(a[1])
+                if not 0 <= port <= 65535:
+                    raise ValueError
+            except ValueError:
+                ip = None
+        if ip is None:
+            c.err(node.pos, f"Invalid real server ip address/port {' '.join(a[:2])} - skipping")
+            return None
+        ctxname = f"{vsname} real_server {' '.join(a[:2])}"
+        kw: dict[str, object] = {}
+        unsupported: list[Unsupported] = []
+        lb_kind, tunnel = d.lb_kind, d.tunnel
+        weight, inhibit, alpha = d.weight, d.inhibit, d.alpha
+        retry, ct, dl, wu, dbr = d.retry, d.connect_timeout, d.delay_loop, d.warmup, d.dbr
+        checker_nodes: list[Node] = []
+        for ch in _children(node):
+            k = ch.keyword
+            if ch.spec is not None and not ch.spec.supported:
+                unsupported.append(c.unsupported_kw(ch, ctxname))
+                continue
+            if k in CHECKER_KINDS:
+                checker_nodes.append(ch)
+            elif k == "weight":
+                iv = c.uint(ch, 0, IPVS_WEIGHT_LIMIT, f" - Real server weight {ch.args[:1]} is "
+                            f"outside range 0-{IPVS_WEIGHT_LIMIT}")
+                if iv is not None:
+                    weight = iv
+            elif k == "lvs_method":
+                fw = self._forwarding(ch, "real")
+                if fw is not None:
+                    lb_kind, tunnel = fw
+                    node.extra["own_kind"] = True
+            elif k in ("uthreshold", "lthreshold"):
+                iv = c.uint(ch, 0, 65535, " - ignoring")
+                if iv is not None:
+                    kw[k] = iv
+            elif k in ("inhibit_on_failure", "alpha", "smtp_alert"):
+                fv = c.flag(ch)
+                if fv is None:
+                    continue
+                if k == "inhibit_on_failure":
+                    inhibit = fv
+                elif k == "alpha":
+                    alpha = fv
+                else:
+                    kw["smtp_alert"] = fv
+            elif k in ("notify_up", "notify_down"):
+                sc = c.script(ch)
+                if sc is not None:
+                    kw[k] = sc
+            elif k == "retry":
+                iv = c.uint(ch, 1, 2**32 - 1, " - retry value invalid")
+                if iv is not None:
+                    retry = iv
+            elif k == "connect_timeout":
+                tv = c.timer(ch, 0.000001)
+                if tv is not None:
+                    ct = tv
+            elif k == "delay_loop":
+                tv = c.timer(ch, 0.000001)
+                if tv is not None:
+                    dl = tv
+            elif k == "warmup":
+                tv = c.timer(ch)
+                if tv is not None:
+                    wu = tv
+            elif k == "delay_before_retry":
+                tv = c.timer(ch)
+                if tv is not None:
+                    dbr = tv
+            elif k == "virtualhost":
+                s = c.arg(ch)
+                if s is not None:
+                    kw["virtualhost"] = s
+        if "smtp_alert" not in kw:
+            if self._global_smtp_alert_checker is not None:
+                kw["smtp_alert"] = self._global_smtp_alert_checker
+            elif self._global_smtp_alert is not None:
+                kw["smtp_alert"] = self._global_smtp_alert
+            else:
+                kw["smtp_alert"] = True  # keepalived: backwards compatible default for rs
+        if "virtualhost" not in kw and d.virtualhost is not None:
+            kw["virtualhost"] = d.virtualhost  # keepalived: url > checker > rs > vs
+        rs_d = _RsDefaults(ip, port, alpha, retry, ct, dl, wu, dbr,
+                           kw.get("virtualhost") or None)  # type: ignore[arg-type]
+        checkers: list[Checker] = []
+        for cn in checker_nodes:
+            chk = self._checker(cn, rs_d, ctxname)
+            if chk is not None:
+                checkers.append(chk)
+        return RealServer(
+            address=ip,
+            port=port,
+            pos=node.pos,
+            weight=weight,
+            lb_kind=lb_kind or LbKind.NAT,
+            tunnel=tunnel,
+            inhibit_on_failure=inhibit,
+            alpha=alpha,
+            checkers=tuple(checkers),
+            unsupported=tuple(unsupported),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def _checker(self, node: Node, d: _RsDefaults, rsname: str) -> Checker | None:
+        c = self.ctx
+        kind = CHECKER_KINDS[node.keyword]
+        ctxname = f"{rsname} {node.keyword}"
+        kw: dict[str, object] = {}
+        unsupported: list[Unsupported] = []
+        connect_ip, connect_port = d.address, d.port
+        retry: int | None = None
+        dbr: float | None = None
+        dl: float | None = None
+        wu: float | None = None
+        ct: float | None = None
+        alpha: bool | None = None
+        urls: list[HttpUrl] = []
+        for ch in _children(node):
+            k = ch.keyword
+            if ch.spec is not None and not ch.spec.supported:
+                unsupported.append(c.unsupported_kw(ch, ctxname))
+                continue
+            if k == "connect_ip":
+                ip = norm_ip(ch.args[0]) if ch.args else None
+                if ip is None:
+                    c.err(ch.pos, f"Invalid connect_ip address {' '.join(ch.args)} - ignoring")
+                else:
+                    connect_ip = ip
+            elif k == "connect_port":
+                iv = c.uint(ch, 0, 65535, " - Invalid checker connect_port - ignoring")
+                if iv is not None:
+                    connect_port = iv
+            elif k == "bindto":
+                ip = norm_ip(ch.args[0]) if ch.args else None
+                if ip is None:
+                    c.err(ch.pos, f"Invalid bindto address {' '.join(ch.args)} - ignoring")
+                else:
+                    kw["bindto"] = ip
+            elif k == "bind_port":
+                iv = c.uint(ch, 1, 65535, " - ignoring")
+                if iv is not None:
+                    kw["bind_port"] = iv
+            elif k == "bind_if":
+                s = c.arg(ch)
+                if s is not None:
+                    kw["bind_if"] = s
+            elif k == "fwmark":
+                iv = c.uint(ch, 0, IPVS_FWMARK_MAX, " - ignoring")
+                if iv is not None:
+                    kw["fwmark"] = iv
+            elif k == "connect_timeout":
+                ct = c.timer(ch, 0.000001) or ct
+            elif k in ("retry", "nb_get_retry"):
+                if k == "nb_get_retry":
+                    c.err(ch.pos, "nb_get_retry is deprecated - please use 'retry'")
+                iv = c.uint(ch, 0, 2**32 - 1, " - retry value invalid")
+                if iv is not None:
+                    retry = iv
+            elif k == "delay_before_retry":
+                tv = c.timer(ch)
+                if tv is not None:
+                    dbr = tv
+            elif k == "delay_loop":
+                tv = c.timer(ch, 0.000001)
+                if tv is not None:
+                    dl = tv
+            elif k == "warmup":
+                tv = c.timer(ch)
+                if tv is not None:
+                    wu = tv
+            elif k == "alpha":
+                alpha = c.flag(ch)
+            elif k == "log_all_failures":
+                fv = c.flag(ch)
+                if fv is not None:
+                    kw["log_all_failures"] = fv
+            elif k == "url":
+                u = self._url(ch)
+                if u is not None:
+                    urls.append(u)
+            elif k == "virtualhost" and node.keyword != "url":
+                s = c.arg(ch)
+                if s is not None:
+                    kw["virtualhost"] = s
+            elif k == "http_protocol":
+                s = c.arg(ch)
+                if s in ("1.0", "1.1"):
+                    kw["http_protocol"] = s
+                elif s in ("1.0C", "1.0c"):
+                    kw["http_protocol"] = "1.0C"
+                elif s is not None:
+                    c.err(ch.pos, f"Invalid http_protocol version {s}")
+            elif k in ("enable_sni", "fast_recovery"):
+                fv = c.flag(ch)
+                if fv is not None:
+                    kw[k] = fv
+            elif k == "sni_name":
+                kw["enable_sni"] = True
+            elif k == "misc_path":
+                sc = c.script(ch)
+                if sc is not None:
+                    kw["misc_path"] = sc
+            elif k == "misc_timeout":
+                iv = c.uint(ch, 0, 2**32 // 1000000, " - Invalid misc_timeout value")
+                if iv is not None:
+                    kw["misc_timeout"] = float(iv)
+            elif k == "misc_dynamic":
+                fv = c.flag(ch)
+                if fv is not None:
+                    kw["misc_dynamic"] = fv
+            elif k == "user":
+                if ch.args and "misc_path" in kw:
+                    mp = kw["misc_path"]
+                    assert isinstance(mp, Script)
+                    kw["misc_path"] = replace(mp, user=ch.args[0],
+                                              group=ch.args[1] if len(ch.args) > 1 else None)
+                elif ch.args:
+                    kw["_user"] = ch.args
+            elif k == "type":
+                s = (c.arg(ch) or "").upper()
+                if s in ("A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"):
+                    kw["dns_type"] = s
+                elif ch.args:
+                    c.err(ch.pos, f"DNS_CHECK type {ch.args[0]} is not valid")
+            elif k == "name":
+                s = c.arg(ch)
+                if s is not None:
+                    if kind is CheckKind.BFD_CHECK:
+                        kw["bfd_name"] = s
+                    else:
+                        kw["dns_name"] = s
+            elif k == "helo_name":
+                s = c.arg(ch)
+                if s is not None:
+                    kw["helo_name"] = s
+            elif k in ("payload", "require_reply"):
+                s = c.arg(ch)
+                if s is None:
+                    continue
+                hexs = s.replace(":", "").replace(" ", "")
+                try:
+                    kw[k] = bytes.fromhex(hexs)
+                except ValueError:
+                    c.err(ch.pos, f"UDP_CHECK {k} '{s}' is not valid hex - ignoring")
+            elif k in ("min_reply_length", "max_reply_length"):
+                iv = c.uint(ch, 0, 65535, " - ignoring")
+                if iv is not None:
+                    kw[k] = iv
+            elif k == "track_file":
+                s = c.arg(ch)
+                if s is not None:
+                    kw["track_file"] = s
+            elif k == "weight":
+                iv = c.sint(ch, -254, 254)
+                if iv is not None:
+                    kw["file_weight"] = iv
+        user = kw.pop("_user", None)
+        if user is not None and isinstance(kw.get("misc_path"), Script):
+            mp = kw["misc_path"]
+            assert isinstance(mp, Script)
+            u = list(user)  # type: ignore[call-overload]
+            kw["misc_path"] = replace(mp, user=u[0], group=u[1] if len(u) > 1 else None)
+        # checker-specific validity (keepalived drops these checkers)
+        if kind in (CheckKind.HTTP_GET, CheckKind.SSL_GET) and not urls:
+            c.err(node.pos, "HTTP/SSL_GET checker has no urls specified - ignoring")
+            return None
+        if kind is CheckKind.MISC_CHECK and "misc_path" not in kw:
+            c.err(node.pos, "No script path has been specified for MISC_CHECKER - skipping")
+            return None
+        if kind is CheckKind.FILE_CHECK and "track_file" not in kw:
+            c.err(node.pos, "FILE_CHECK has no track_file - ignoring")
+            return None
+        if kind is CheckKind.BFD_CHECK and "bfd_name" not in kw:
+            c.err(node.pos, "BFD_CHECK has no name - ignoring")
+            return None
+        if kind is CheckKind.DNS_CHECK and "dns_name" not in kw:
+            kw["dns_name"] = "."
+        if kind is CheckKind.SMTP_CHECK and "helo_name" not in kw:
+            kw["helo_name"] = "smtpchecker.keepalived.org"
+        if kind is CheckKind.HTTP_GET and "enable_sni" in kw:
+            pass
+        # inheritance: checker -> real_server -> virtual_server -> per-checker default
+        default_retry = {CheckKind.DNS_CHECK: 3, CheckKind.MISC_CHECK: 0}.get(kind, 1)
+        default_dbr = {CheckKind.HTTP_GET: 3.0, CheckKind.SSL_GET: 3.0,
+                       CheckKind.DNS_CHECK: 0.0}.get(kind, 1.0)
+        dl = dl if dl is not None else d.delay_loop
+        if retry is None:
+            retry = d.retry if d.retry is not None else default_retry
+        if wu is None:
+            wu = d.warmup if d.warmup is not None else dl
+        if dbr is None:
+            dbr = d.dbr if d.dbr is not None else (default_dbr or dl)
+        if ct is None:
+            ct = d.connect_timeout
+        if kind is CheckKind.MISC_CHECK and kw.get("misc_timeout") in (None, 0.0):
+            kw["misc_timeout"] = dl
+        if urls and d.virtualhost is not None and "virtualhost" not in kw:
+            kw["virtualhost"] = d.virtualhost
+        return Checker(
+            kind=kind,
+            pos=node.pos,
+            connect_ip=connect_ip,
+            connect_port=connect_port,
+            connect_timeout=ct,
+            retry=retry,
+            delay_before_retry=dbr,
+            delay_loop=dl,
+            warmup=wu,
+            alpha=alpha if alpha is not None else d.alpha,
+            urls=tuple(urls),
+            unsupported=tuple(unsupported),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def _url(self, node: Node) -> HttpUrl | None:
+        c = self.ctx
+        kw: dict[str, object] = {}
+        codes: list[StatusCodeRange] = []
+        for ch in _children(node):
+            k = ch.keyword
+            if ch.spec is not None and not ch.spec.supported:
+                c.unsupported_kw(ch, "url")
+                continue
+            if k == "path":
+                s = c.arg(ch)
+                if s is not None:
+                    kw["path"] = s
+            elif k == "digest":
+                s = c.arg(ch)
+                if s is None:
+                    continue
+                if not re.fullmatch(r"[0-9a-fA-F]{32}", s):
+                    c.err(ch.pos, f"digest '{s}' is not a valid MD5 digest - ignoring")
+                    continue
+                kw["digest"] = s.lower()
+            elif k == "status_code":
+                for s in ch.args:
+                    m = re.fullmatch(r"(\d+)(?:-(\d+))?", s)
+                    lo = int(m.group(1)) if m else 0
+                    hi = int(m.group(2)) if m and m.group(2) else lo
+                    if not m or not (100 <= lo <= hi <= 599):
+                        c.err(ch.pos, f"Invalid HTTP_GET status code '{s}'")
+                        continue
+                    codes.append(StatusCodeRange(lo, hi))
+            elif k == "virtualhost":
+                s = c.arg(ch)
+                if s is not None:
+                    kw["virtualhost"] = s
+            elif k == "regex":
+                s = c.arg(ch)
+                if s is not None:
+                    kw["regex"] = s
+            elif k == "regex_no_match":
+                kw["regex_no_match"] = True
+            elif k in ("regex_min_offset", "regex_max_offset"):
+                iv = c.uint(ch, 0, 2**31 - 1, " - ignoring")
+                if iv is not None:
+                    kw[k] = iv
+        if "path" not in kw:
+            c.err(node.pos, "HTTP/SSL_GET checker url has no path - ignoring")
+            return None
+        if not codes:
+            codes = [StatusCodeRange(200, 299)]
+        return HttpUrl(status_codes=tuple(codes), pos=node.pos, **kw)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class _VsDefaults:
+    lb_kind: LbKind | None
+    tunnel: TunnelOptions | None
+    weight: int
+    inhibit: bool
+    alpha: bool
+    retry: int | None
+    connect_timeout: float
+    delay_loop: float
+    warmup: float | None
+    dbr: float | None
+    virtualhost: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _RsDefaults:
+    address: str
+    port: int
+    alpha: bool
+    retry: int | None
+    connect_timeout: float
+    delay_loop: float
+    warmup: float | None
+    dbr: float | None
+    virtualhost: str | None

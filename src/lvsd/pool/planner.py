@@ -1,0 +1,458 @@
+"""The pool planner: config + health states -> the table IPVS must hold, and what to run.
+
+Theory of operation
+-------------------
+The planner is a plain object, fed the configuration once (and again on reload) and then, on
+every health change, the current ``Mapping[RealServerId, RealServerHealth]`` plus ``now``. Each
+:meth:`Planner.plan` call returns a :class:`Plan`: the complete desired :data:`Table`, a
+:class:`VsState` per virtual server (quorum up/down, sorry server active, live weight) and the
+:class:`Action` values to run (quorum_up / quorum_down scripts, notify_up / notify_down of real
+servers). It never touches a data plane, a clock or a process: the reconciler programs the
+table, the daemon runs the actions. It keeps just enough state between calls to reproduce
+keepalived's edge-triggered behaviour (quorum hysteresis, notifies on transitions only).
+
+Services (keepalived ``check/ipwrapper.c`` / ``ipvswrapper.c``)
+  * ``virtual_server IP PORT`` -> one address service; ``virtual_server fwmark N`` -> one fwmark
+    service of the virtual server's family; ``virtual_server group NAME`` -> one service per
+    address of every ``A-B PORT`` range and one per fwmark of the group (expanded here).
+  * Scheduler, scheduler flags, persistence timeout/granularity come from the virtual server.
+  * A destination's port is the real server's port for NAT; for DR and TUN it is the service's
+    port (the group entry's port for a group range, 0 for fwmark services), as keepalived does.
+    A NAT real server without a port uses the service's port.
+  * TUN options map to the kernel's tunnel type (ipip 0, gue 1, gre 2), port and csum flags
+    (nocsum 0, csum 1, remcsum 2).
+
+Real servers
+  * A server missing from the health mapping has not been checked yet. keepalived adds every
+    such server to the pool before its first check, at its configured weight, *unless* ``alpha``
+    is set (on the real server or one of its checkers): then it stays out until a check passes
+    (with ``inhibit_on_failure`` it is present at weight 0). A server with no checker is always
+    alive. lvsd keeps this rule, so a restart of a non-alpha config re-programs (adopts) the
+    same table it left behind.
+  * A failed server goes to weight 0 when ``inhibit_on_failure`` is set, and leaves the table
+    otherwise. A recovered one returns at its *effective weight*.
+  * Effective weight (keepalived ``check_misc.c`` / ``check_file.c``): configured weight plus,
+    per checker verdict carrying a ``dynamic_weight``: for ``MISC_CHECK`` with ``misc_dynamic``
+    the verdict's value is the weight keepalived would set (exit status - 2), contributing
+    ``value - configured``; for ``FILE_CHECK`` the value (file value x weight) is added. The sum
+    is clamped to 0..2**31-1 (``real_weight()``). When no verdict carries one but
+    ``RealServerHealth.dynamic_weight`` is set, that is added.
+  * A server whose verdict disappears from the mapping after one was seen keeps its last
+    state (a checker being restarted must not flap a failed server back in).
+  * notify_up / notify_down run on each transition of a server's alive state. Being added before
+    the first check runs nothing; an ``alpha`` server whose first check fails runs notify_down
+    (keepalived ``update_svr_checker_state``).
+
+Quorum (keepalived ``update_quorum_state``)
+  * live weight = sum of effective weights of alive real servers (sorry server excluded).
+  * A new virtual server starts "down" with the servers just added, then is evaluated once:
+    live >= quorum + hysteresis -> "Gained quorum", quorum_up runs; otherwise, only if it has a
+    sorry server, "Starting with quorum down": quorum_down runs and the sorry server enters.
+  * While up: live == 0 or live < quorum - hysteresis -> down, quorum_down runs.
+    While down: live >= quorum + hysteresis -> up, quorum_up runs.
+  * With a sorry server, quorum down means: every real server leaves the table (those with
+    ``inhibit_on_failure`` stay at weight 0) and the sorry server enters at weight 1; quorum up
+    reverses that. ``sorry_server_inhibit`` keeps the sorry server in the table at weight 0
+    while it is not needed instead of removing it. Without a sorry server, losing quorum only
+    runs quorum_down; the servers stay as their health says.
+  * The state is evaluated once per :meth:`Planner.plan` call (the daemon calls it on every
+    health event, matching keepalived's per-event evaluation).
+  * On reload, a virtual server with the same :attr:`VirtualServer.ident` keeps its quorum
+    state and its servers keep their alive state.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lvsd.checks.health import RealServerHealth, RealServerId
+from lvsd.config.model import (
+    CheckKind,
+    Config,
+    LbKind,
+    Protocol,
+    RealServer,
+    Script,
+    TunnelOptions,
+    VirtualServer,
+)
+from lvsd.pool.table import (
+    DestKey,
+    DestSpec,
+    Fwd,
+    Proto,
+    ServiceEntry,
+    ServiceKey,
+    ServiceSpec,
+    norm_addr,
+)
+
+WEIGHT_MAX = 2**31 - 1
+SORRY_WEIGHT = 1  # keepalived: the sorry server is a real server with the default weight 1
+
+_FWD = {LbKind.NAT: Fwd.MASQ, LbKind.DR: Fwd.DROUTE, LbKind.TUN: Fwd.TUNNEL}
+_PROTO = {Protocol.TCP: Proto.TCP, Protocol.UDP: Proto.UDP, Protocol.SCTP: Proto.SCTP}
+_TUN_TYPE = {"ipip": 0, "gue": 1, "gre": 2}
+_TUN_CSUM = {None: 0, "nocsum": 0, "csum": 1, "remcsum": 2}
+# A virtual_server_group range larger than this is refused (it would be a typo, e.g. a /8).
+MAX_RANGE = 65536
+
+ActionKind = Literal["quorum_up", "quorum_down", "notify_up", "notify_down"]
+
+
+class PlanError(ValueError):
+    """A configuration the planner cannot turn into a table (names where and why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Something the daemon must do because of this plan.
+
+    ``script`` is None when the event has no script configured: the action is still returned so
+    the daemon can write notify FIFOs / status events.
+    """
+
+    kind: ActionKind
+    vs: str
+    script: Script | None
+    rs: RealServerId | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VsState:
+    """Per-virtual-server state, for status and logs."""
+
+    ident: str
+    services: tuple[ServiceKey, ...]
+    quorum: int
+    hysteresis: int
+    quorum_up: bool
+    sorry_active: bool
+    live_weight: int
+    alive: int
+    total: int
+    since: float  # `now` of the last quorum transition (or of the first plan)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    table: dict[ServiceKey, ServiceEntry]
+    states: dict[str, VsState]
+    actions: tuple[Action, ...] = ()
+    problems: tuple[str, ...] = ()  # e.g. two virtual servers claiming one service
+
+    @property
+    def owned(self) -> frozenset[ServiceKey]:
+        return frozenset(self.table)
+
+
+def real_weight(weight: int) -> int:
+    """keepalived ``real_weight()``: clamp to what IPVS accepts."""
+    return max(0, min(WEIGHT_MAX, weight))
+
+
+def effective_weight(rs: RealServer, health: RealServerHealth | None) -> int:
+    """Configured weight combined with dynamic weights, as keepalived combines them."""
+    weight = rs.weight
+    if health is None:
+        return real_weight(weight)
+    dynamic = [v for v in health.verdicts if v.dynamic_weight is not None]
+    if dynamic:
+        for v in dynamic:
+            assert v.dynamic_weight is not None
+            if v.checker.startswith(CheckKind.MISC_CHECK.value):
+                weight += v.dynamic_weight - rs.weight
+            else:
+                weight += v.dynamic_weight
+    elif health.dynamic_weight is not None:
+        weight += health.dynamic_weight
+    return real_weight(weight)
+
+
+def tunnel_fields(opts: TunnelOptions | None) -> tuple[int, int, int]:
+    if opts is None:
+        return 0, 0, 0
+    try:
+        ttype = _TUN_TYPE[opts.type.lower()]
+    except KeyError:
+        raise PlanError(f"unknown tunnel type {opts.type!r} (ipip, gue or gre)") from None
+    try:
+        flags = _TUN_CSUM[opts.csum.lower() if opts.csum else None]
+    except KeyError:
+        raise PlanError(f"unknown tunnel checksum {opts.csum!r}") from None
+    return ttype, opts.port or 0, flags
+
+
+def _expand_range(first: str, last: str, where: str) -> Iterable[str]:
+    a, b = ipaddress.ip_address(first), ipaddress.ip_address(last)
+    if a.version != b.version:
+        raise PlanError(f"{where}: range {first}-{last} mixes IPv4 and IPv6")
+    lo, hi = int(a), int(b)
+    if hi < lo:
+        raise PlanError(f"{where}: range {first}-{last} ends before it starts")
+    if hi - lo >= MAX_RANGE:
+        raise PlanError(f"{where}: range {first}-{last} has more than {MAX_RANGE} addresses")
+    for n in range(lo, hi + 1):
+        yield str(ipaddress.ip_address(n) if a.version == 4 else ipaddress.IPv6Address(n))
+
+
+def service_keys(vs: VirtualServer, config: Config) -> list[tuple[ServiceKey, int]]:
+    """Every IPVS service a virtual server stands for, with the port DR/TUN dests use."""
+    proto = int(_PROTO[vs.protocol])
+    if vs.group is not None:
+        group = config.vsg(vs.group)
+        if group is None:
+            raise PlanError(f"{vs.pos}: virtual_server group {vs.group} is not defined")
+        out: list[tuple[ServiceKey, int]] = []
+        for r in group.ranges:
+            for addr in _expand_range(r.first, r.last, str(r.pos)):
+                out.append((ServiceKey.for_addr(addr, r.port, proto), r.port))
+        for fm in group.fwmarks:
+            out.append((ServiceKey.for_fwmark(fm.fwmark, vs.family), 0))
+        return out
+    if vs.fwmark is not None:
+        return [(ServiceKey.for_fwmark(vs.fwmark, vs.family), 0)]
+    if vs.address is None:
+        raise PlanError(f"{vs.pos}: virtual_server has neither address, fwmark nor group")
+    return [(ServiceKey.for_addr(vs.address, vs.port, proto), vs.port)]
+
+
+def _dest(svc_port: int, addr: str, port: int, lb: LbKind,
+          tunnel: TunnelOptions | None, weight: int, uth: int = 0, lth: int = 0) -> DestSpec:
+    fwd = _FWD[lb]
+    # keepalived: DR/TUN use the service's port (0 for fwmark services)
+    dport = (port or svc_port) if fwd is Fwd.MASQ else svc_port
+    ttype, tport, tflags = tunnel_fields(tunnel) if fwd is Fwd.TUNNEL else (0, 0, 0)
+    return DestSpec(DestKey(norm_addr(addr), dport), weight, fwd, uth, lth, ttype, tport, tflags)
+
+
+@dataclass(slots=True)
+class _RsMemory:
+    alive: bool
+    decided: bool  # a health verdict has been seen
+
+
+@dataclass(slots=True)
+class _VsMemory:
+    quorum_up: bool
+    since: float
+    rs: dict[RealServerId, _RsMemory] = field(default_factory=dict)
+
+
+class Planner:
+    """Stateful planner. ``plan()`` is cheap enough to call on every health change."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._vs: dict[str, _VsMemory] = {}
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def reload(self, config: Config) -> None:
+        """Take a new config; state of virtual/real servers with the same identity is kept."""
+        self._config = config
+        idents = {vs.ident for vs in config.virtual_servers}
+        for gone in set(self._vs) - idents:
+            del self._vs[gone]
+
+    @staticmethod
+    def rs_id(vs: VirtualServer, rs: RealServer) -> RealServerId:
+        return RealServerId(vs.ident, norm_addr(rs.address), rs.port)
+
+    def plan(self, health: Mapping[RealServerId, RealServerHealth], now: float) -> Plan:
+        table: dict[ServiceKey, ServiceEntry] = {}
+        claimed: dict[ServiceKey, str] = {}
+        states: dict[str, VsState] = {}
+        actions: list[Action] = []
+        problems: list[str] = []
+        for vs in self._config.virtual_servers:
+            try:
+                keys = service_keys(vs, self._config)
+            except (PlanError, ValueError) as exc:
+                problems.append(f"{vs.pos}: {vs.ident}: {exc}")
+                continue
+            try:
+                state, entries = self._plan_vs(vs, keys, health, now, actions)
+            except (PlanError, ValueError) as exc:
+                problems.append(f"{vs.pos}: {vs.ident}: {exc}")
+                continue
+            states[vs.ident] = state
+            for key, entry in entries.items():
+                if key in claimed:
+                    problems.append(
+                        f"{vs.pos}: {vs.ident}: service {key} already defined by {claimed[key]}"
+                        " (ignored here)")
+                    continue
+                claimed[key] = vs.ident
+                table[key] = entry
+        return Plan(table, states, tuple(actions), tuple(problems))
+
+    # ------------------------------------------------------------------------------------
+
+    def _rs_alive(self, vs: VirtualServer, rs: RealServer, rid: RealServerId,
+                  health: Mapping[RealServerId, RealServerHealth], mem: _VsMemory,
+                  actions: list[Action]) -> bool:
+        h = health.get(rid)
+        alpha = bool(rs.checkers) and (rs.alpha or any(c.alpha for c in rs.checkers))
+        prev = mem.rs.get(rid)
+        if prev is None:
+            # First sight: keepalived adds it silently before the first check (unless alpha).
+            prev = _RsMemory(alive=not alpha, decided=False)
+            mem.rs[rid] = prev
+        if h is not None:
+            alive = h.alive
+        elif not rs.checkers:
+            alive = True
+        elif prev.decided:
+            alive = prev.alive  # verdict withdrawn (e.g. checker restarting): keep the last one
+        else:
+            alive = not alpha
+        if prev.alive != alive:
+            kind: ActionKind = "notify_up" if alive else "notify_down"
+            why = h.reason if h is not None else "no health state"
+            actions.append(Action(kind, vs.ident, rs.notify_up if alive else rs.notify_down,
+                                  rid, f"{rid} {'up' if alive else 'down'}: {why}"))
+        elif h is not None and not prev.decided and alpha and not alive:
+            actions.append(Action("notify_down", vs.ident, rs.notify_down, rid,
+                                  f"{rid} down: first check failed ({h.reason})"))
+        prev.alive = alive
+        prev.decided = prev.decided or h is not None
+        return alive
+
+    def _plan_vs(self, vs: VirtualServer, keys: list[tuple[ServiceKey, int]],
+                 health: Mapping[RealServerId, RealServerHealth], now: float,
+                 actions: list[Action]) -> tuple[VsState, dict[ServiceKey, ServiceEntry]]:
+        mem = self._vs.get(vs.ident)
+        init = mem is None
+        if mem is None:
+            mem = _VsMemory(quorum_up=False, since=now)
+        rs_actions: list[Action] = []
+        alive_map: list[tuple[RealServer, bool, int]] = []
+        live = 0
+        seen: set[RealServerId] = set()
+        for rs in vs.real_servers:
+            rid = self.rs_id(vs, rs)
+            seen.add(rid)
+            alive = self._rs_alive(vs, rs, rid, health, mem, rs_actions)
+            weight = effective_weight(rs, health.get(rid))
+            if alive:
+                live += weight
+            alive_map.append((rs, alive, weight))
+        for gone in set(mem.rs) - seen:
+            del mem.rs[gone]
+
+        quorum = max(1, vs.quorum)
+        hyst = max(0, vs.hysteresis)
+        q_actions: list[Action] = []
+        if not mem.quorum_up:
+            threshold = quorum + hyst
+            if live >= threshold:
+                mem.quorum_up = True
+                mem.since = now
+                q_actions.append(Action(
+                    "quorum_up", vs.ident, vs.quorum_up,
+                    message=(f"{'Starting with quorum up' if init else 'Gained quorum'} "
+                             f"{quorum}+{hyst}={threshold} <= {live} for VS {vs.ident}")))
+            elif init and vs.sorry_server is not None:
+                q_actions.append(Action(
+                    "quorum_down", vs.ident, vs.quorum_down,
+                    message=(f"Starting with quorum down {quorum}-{hyst}={threshold} > {live}"
+                             f" for VS {vs.ident}")))
+        else:
+            threshold = quorum - hyst
+            if live == 0 or live < threshold:
+                mem.quorum_up = False
+                mem.since = now
+                q_actions.append(Action(
+                    "quorum_down", vs.ident, vs.quorum_down,
+                    message=f"Lost quorum {quorum}-{hyst}={threshold} > {live} for VS {vs.ident}"))
+        self._vs[vs.ident] = mem
+        actions.extend(rs_actions)
+        actions.extend(q_actions)
+
+        sorry = vs.sorry_server
+        sorry_active = sorry is not None and not mem.quorum_up
+        entries: dict[ServiceKey, ServiceEntry] = {}
+        for key, svc_port in keys:
+            dests: dict[DestKey, DestSpec] = {}
+            for rs, alive, weight in alive_map:
+                if sorry_active:
+                    w: int | None = 0 if rs.inhibit_on_failure else None
+                elif alive:
+                    w = weight
+                else:
+                    w = 0 if rs.inhibit_on_failure else None
+                if w is None:
+                    continue
+                d = _dest(svc_port, rs.address, rs.port, rs.lb_kind, rs.tunnel, w,
+                          rs.uthreshold, rs.lthreshold)
+                dests[d.key] = d
+            if sorry is not None and (sorry_active or vs.sorry_server_inhibit):
+                d = _dest(svc_port, sorry.address, sorry.port,
+                          sorry.lb_kind or vs.lb_kind, None,
+                          SORRY_WEIGHT if sorry_active else 0)
+                if sorry_active or d.key not in dests:
+                    dests[d.key] = d
+            spec = ServiceSpec(key, vs.lb_algo, frozenset(vs.sched_flags),
+                               vs.persistence_timeout, vs.persistence_granularity)
+            entries[key] = ServiceEntry(spec, dests)
+        state = VsState(
+            ident=vs.ident,
+            services=tuple(k for k, _ in keys),
+            quorum=quorum,
+            hysteresis=hyst,
+            quorum_up=mem.quorum_up,
+            sorry_active=sorry_active,
+            live_weight=live,
+            alive=sum(1 for _, a, _ in alive_map if a),
+            total=len(alive_map),
+            since=mem.since,
+        )
+        return state, entries
+
+
+def refusals(config: Config, refuse: Callable[[ServiceSpec | DestSpec], str | None]) -> list[str]:
+    """What a data plane refuses in ``config`` (``DataPlane.refuse``), as ``file:line: why``.
+
+    Every real server and sorry server is checked whatever its health, so a config the data
+    plane cannot carry is refused at load, not when a server first fails or recovers.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def note(pos: object, why: str | None) -> None:
+        if why is not None:
+            line = f"{pos}: {why}"
+            if line not in seen:
+                seen.add(line)
+                out.append(line)
+
+    for vs in config.virtual_servers:
+        try:
+            keys = service_keys(vs, config)
+        except (PlanError, ValueError) as exc:
+            note(vs.pos, str(exc))
+            continue
+        for key, svc_port in keys:
+            note(vs.pos, refuse(ServiceSpec(key, vs.lb_algo, frozenset(vs.sched_flags),
+                                            vs.persistence_timeout,
+                                            vs.persistence_granularity)))
+            for rs in vs.real_servers:
+                try:
+                    d = _dest(svc_port, rs.address, rs.port, rs.lb_kind, rs.tunnel, rs.weight,
+                              rs.uthreshold, rs.lthreshold)
+                except (PlanError, ValueError) as exc:
+                    note(rs.pos, str(exc))
+                    continue
+                note(rs.pos, refuse(d))
+            if vs.sorry_server is not None:
+                s = vs.sorry_server
+                note(s.pos, refuse(_dest(svc_port, s.address, s.port, s.lb_kind or vs.lb_kind,
+                                         None, SORRY_WEIGHT)))
+    return out

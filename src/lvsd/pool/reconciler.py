@@ -1,0 +1,446 @@
+"""The reconciler: the one owner of the data plane.
+
+Theory of operation
+-------------------
+The planner says what the table must be; the data plane says what it is. The reconciler makes
+the second equal the first, for the services lvsd owns, and does nothing else.
+
+* :func:`diff` is pure: ``diff(desired, actual, owned)`` returns the minimal ordered list of
+  operations that turns ``actual`` into ``desired`` on the owned services. Services that are not
+  owned are never read for changes nor touched. Per service: missing service -> one
+  ``AddService`` then one ``AddDest`` per destination; differing settings -> ``EditService``;
+  missing / differing / extra destinations -> ``AddDest`` / ``EditDest`` / ``DelDest``; an owned
+  service that is no longer desired -> one ``DelService`` (the kernel drops its destinations).
+  Adds and edits come before deletes, services before their destinations, so traffic always has
+  somewhere to go. Applying the result to ``actual`` gives ``desired`` on owned keys; diffing
+  again gives nothing (idempotent).
+* Comparison ignores what a data plane cannot show differently: the persistence granularity of
+  a non-persistent service, the default granularity (/32, /128) spelled or not, tunnel fields of
+  a non-tunnel destination, scheduler name case.
+* :class:`Reconciler` is the async shell. Every reconcile takes a fresh :meth:`DataPlane.dump`,
+  diffs, applies. It runs on every change (:meth:`Reconciler.set_desired` wakes it) and on a
+  periodic sweep, so an entry changed by hand (``ipvsadm -d`` / ``-e``) is repaired within one
+  sweep. A diff found while the desired table has not changed since it was last reached is
+  drift: each op is logged as a repair and counted.
+* Ownership: the services of the current desired table, plus services of earlier desired tables
+  until they have been deleted (a reload that drops a virtual server deletes its services).
+  After a restart only the current config's services are owned: a service dropped from the
+  config while lvsd was stopped is left alone.
+* Start: the first reconcile *adopts* what the data plane holds: entries that already match
+  cause no operation, so a restart moves no traffic. With ``lvs_flush`` the whole table is
+  flushed first (keepalived ``lvs_flush``). Stop: the table is left as it is, unless
+  ``lvs_flush_on_stop`` is ``all`` (every service) or ``vs`` (the owned services). (keepalived
+  removes its own services on stop by default; lvsd deliberately does not, so a restart or an
+  upgrade never drops a connection.)
+* Errors: :class:`DataPlaneError` with ``transient`` set is retried with tenacity, bounded
+  (``retry_attempts``, exponential wait), each retry re-dumping and re-diffing, since a batch
+  may have been partly applied. When a batch still fails, operations are applied one at a time
+  (each retried) so a bad one cannot block the rest; every operation that still fails becomes
+  an :class:`Alarm` in the status (with the op and the error) and a log error. Alarms clear when
+  a later reconcile applies everything. Nothing is dropped silently: the next sweep tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from lvsd.dataplane.base import DataPlane, DataPlaneError
+from lvsd.pool.table import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    DestKey,
+    DestSpec,
+    EditDest,
+    EditService,
+    Fwd,
+    Op,
+    ServiceEntry,
+    ServiceKey,
+    ServiceSpec,
+    Table,
+    describe,
+)
+
+log = logging.getLogger("lvsd.pool.reconciler")
+
+FLUSH_ON_STOP = ("no", "all", "vs")
+
+
+# ------------------------------------------------------------------------------ pure diff
+
+
+def norm_service(spec: ServiceSpec) -> ServiceSpec:
+    """The comparable form of a service's settings."""
+    timeout = spec.persistence_timeout or None
+    gran = spec.persistence_granularity if timeout else None
+    if timeout and gran in (None, "", "255.255.255.255", "128", "/128", "32", "/32"):
+        gran = None
+    return replace(spec, scheduler=spec.scheduler.lower(), flags=frozenset(spec.flags),
+                   persistence_timeout=timeout, persistence_granularity=gran)
+
+
+def norm_dest(dest: DestSpec) -> DestSpec:
+    if dest.fwd is not Fwd.TUNNEL:
+        return replace(dest, tun_type=0, tun_port=0, tun_flags=0)
+    return dest
+
+
+def _entry_ops(key: ServiceKey, want: ServiceEntry, have: ServiceEntry | None) -> list[Op]:
+    ops: list[Op] = []
+    dels: list[Op] = []
+    if have is None:
+        ops.append(AddService(want.spec))
+        ops.extend(AddDest(key, want.dests[k]) for k in sorted(want.dests))
+        return ops
+    if norm_service(want.spec) != norm_service(have.spec):
+        ops.append(EditService(want.spec))
+    for k in sorted(want.dests):
+        d = want.dests[k]
+        cur = have.dests.get(k)
+        if cur is None:
+            ops.append(AddDest(key, d))
+        elif norm_dest(cur) != norm_dest(d):
+            ops.append(EditDest(key, d))
+    for k in sorted(have.dests):
+        if k not in want.dests:
+            dels.append(DelDest(key, k))
+    return ops + dels
+
+
+def diff(desired: Table, actual: Table, owned: Iterable[ServiceKey] = ()) -> list[Op]:
+    """Minimal ordered ops turning ``actual`` into ``desired`` on owned services.
+
+    Every desired service is owned; ``owned`` adds services that lvsd owns but no longer wants
+    (they are deleted). Anything else in ``actual`` is left alone.
+    """
+    owned_all = set(owned) | set(desired)
+    adds: list[Op] = []
+    deletes: list[Op] = []
+    for key in sorted(desired):
+        adds.extend(_entry_ops(key, desired[key], actual.get(key)))
+    for key in sorted(owned_all - set(desired)):
+        if key in actual:
+            deletes.append(DelService(key))
+    # dest deletes inside services go after every add/edit, service deletes last
+    first = [op for op in adds if not isinstance(op, DelDest)]
+    dest_dels = [op for op in adds if isinstance(op, DelDest)]
+    return first + dest_dels + deletes
+
+
+def apply_ops(table: Table, ops: Sequence[Op]) -> dict[ServiceKey, ServiceEntry]:
+    """What ``table`` becomes after ``ops`` (pure; raises KeyError on an impossible op)."""
+    out: dict[ServiceKey, tuple[ServiceSpec, dict[DestKey, DestSpec]]] = {
+        k: (e.spec, dict(e.dests)) for k, e in table.items()}
+    for op in ops:
+        match op:
+            case AddService(spec) | EditService(spec):
+                out[spec.key] = (spec, out[spec.key][1] if spec.key in out else {})
+            case DelService(key):
+                del out[key]
+            case AddDest(svc, dest) | EditDest(svc, dest):
+                out[svc][1][dest.key] = dest
+            case DelDest(svc, dkey):
+                del out[svc][1][dkey]
+    return {k: ServiceEntry(s, d) for k, (s, d) in out.items()}
+
+
+# ------------------------------------------------------------------------------ async shell
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    op: str  # describe(op), or "dump"
+    error: str
+    transient: bool
+    since: float
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    reason: str
+    ops: tuple[Op, ...]  # applied
+    repairs: int
+    failed: tuple[Alarm, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilerStatus:
+    dataplane: str
+    last_reconcile: float | None
+    last_reason: str
+    reconciles: int
+    ops_applied: int
+    repairs: int
+    alarms: tuple[Alarm, ...]
+    owned: int
+    in_sync: bool
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, DataPlaneError) and exc.transient
+
+
+class Reconciler:
+    """The only writer of a :class:`DataPlane`."""
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        *,
+        sweep_interval: float = 10.0,
+        flush_on_start: bool = False,
+        flush_on_stop: str = "no",
+        retry_attempts: int = 4,
+        retry_wait: float = 0.05,
+        retry_wait_max: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if flush_on_stop not in FLUSH_ON_STOP:
+            raise ValueError(f"lvs_flush_on_stop must be one of {FLUSH_ON_STOP}, "
+                             f"not {flush_on_stop!r}")
+        if retry_attempts < 1:
+            raise ValueError("retry_attempts must be >= 1")
+        self.dataplane = dataplane
+        self.sweep_interval = sweep_interval
+        self.flush_on_start = flush_on_start
+        self.flush_on_stop = flush_on_stop
+        self.retry_attempts = retry_attempts
+        self.retry_wait = retry_wait
+        self.retry_wait_max = retry_wait_max
+        self._clock = clock
+        self._sleep = sleep
+        self._desired: dict[ServiceKey, ServiceEntry] = {}
+        self._owned: set[ServiceKey] = set()
+        self._generation = 0
+        self._converged_generation = -1
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._alarms: dict[str, Alarm] = {}
+        self._last_reconcile: float | None = None
+        self._last_reason = ""
+        self._reconciles = 0
+        self._ops_applied = 0
+        self._repairs = 0
+        self._in_sync = False
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def set_desired(self, table: Mapping[ServiceKey, ServiceEntry]) -> None:
+        """New desired table (from the planner). Wakes the loop if it runs."""
+        new = dict(table)
+        if new == self._desired and self._generation > 0:
+            return
+        self._desired = new
+        self._owned |= set(new)
+        self._generation += 1
+        self._wake.set()
+
+    @property
+    def desired(self) -> Mapping[ServiceKey, ServiceEntry]:
+        return self._desired
+
+    @property
+    def owned(self) -> frozenset[ServiceKey]:
+        return frozenset(self._owned)
+
+    @property
+    def status(self) -> ReconcilerStatus:
+        return ReconcilerStatus(
+            dataplane=getattr(self.dataplane, "name", type(self.dataplane).__name__),
+            last_reconcile=self._last_reconcile,
+            last_reason=self._last_reason,
+            reconciles=self._reconciles,
+            ops_applied=self._ops_applied,
+            repairs=self._repairs,
+            alarms=tuple(self._alarms.values()),
+            owned=len(self._owned),
+            in_sync=self._in_sync,
+        )
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, *, run_loop: bool = True) -> ReconcileResult:
+        """Adopt (or, with ``lvs_flush``, flush) the data plane, reconcile once, start sweeping."""
+        if self.flush_on_start:
+            await self._flush(all_services=True, reason="lvs_flush at start")
+        result = await self.reconcile("start")
+        if run_loop and self._task is None:
+            self._task = asyncio.create_task(self.run(), name="lvsd-reconciler")
+        return result
+
+    async def stop(self) -> None:
+        """Stop sweeping; leave the table unless ``lvs_flush_on_stop``."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.flush_on_stop == "all":
+            await self._flush(all_services=True, reason="lvs_flush_on_stop all")
+        elif self.flush_on_stop == "vs":
+            await self._flush(all_services=False, reason="lvs_flush_on_stop vs")
+
+    async def run(self) -> None:
+        """Reconcile on every change and at least every ``sweep_interval`` seconds."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_interval)
+                reason = "change"
+            except TimeoutError:
+                reason = "sweep"
+            self._wake.clear()
+            try:
+                await self.reconcile(reason)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let the loop die: log and try at the next sweep
+                log.exception("reconcile (%s) crashed", reason)
+
+    # --- the work ---------------------------------------------------------------------------
+
+    def _retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.retry_attempts),
+            wait=wait_exponential(multiplier=self.retry_wait, max=self.retry_wait_max),
+            retry=retry_if_exception(_is_transient),
+            sleep=self._sleep,
+            reraise=True,
+        )
+
+    async def _dump(self) -> Table:
+        async for attempt in self._retrying():
+            with attempt:
+                return await self.dataplane.dump()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _apply_one(self, op: Op) -> None:
+        async for attempt in self._retrying():
+            with attempt:
+                await self.dataplane.apply(op)
+
+    def _alarm(self, what: str, exc: BaseException, now: float) -> Alarm:
+        transient = isinstance(exc, DataPlaneError) and exc.transient
+        prev = self._alarms.get(what)
+        alarm = Alarm(what, str(exc), transient, prev.since if prev else now,
+                      prev.count + 1 if prev else 1)
+        self._alarms[what] = alarm
+        log.error("data plane %s: %s failed: %s", self.status.dataplane, what, exc)
+        return alarm
+
+    async def reconcile(self, reason: str = "change") -> ReconcileResult:
+        async with self._lock:
+            return await self._reconcile(reason)
+
+    async def _reconcile(self, reason: str) -> ReconcileResult:
+        now = self._clock()
+        self._reconciles += 1
+        self._last_reconcile = now
+        self._last_reason = reason
+        generation = self._generation
+        desired = self._desired
+        owned = set(self._owned)
+        drift = generation == self._converged_generation
+        try:
+            actual = await self._dump()
+        except DataPlaneError as exc:
+            self._in_sync = False
+            return ReconcileResult(reason, (), 0, (self._alarm("dump", exc, now),))
+        ops = diff(desired, actual, owned)
+        if not ops:
+            self._finish(generation, desired, owned, failed=False)
+            return ReconcileResult(reason, (), 0, ())
+        if drift:
+            for op in ops:
+                log.warning("repair (drift found by %s): %s", reason, describe(op))
+        else:
+            for op in ops:
+                log.info("%s: %s", reason, describe(op))
+        applied: list[Op] = []
+        failed: list[Alarm] = []
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        # a retry: the batch may have been partly applied
+                        actual = await self.dataplane.dump()
+                        ops = diff(desired, actual, owned)
+                    applied = ops
+                    if ops:
+                        await self.dataplane.apply_many(ops)
+        except DataPlaneError as exc:
+            log.warning("batch of %d ops failed (%s); applying one by one", len(ops), exc)
+            applied = []
+            try:
+                actual = await self._dump()
+            except DataPlaneError as dexc:
+                self._in_sync = False
+                return ReconcileResult(reason, (), 0, (self._alarm("dump", dexc, now),))
+            ops = diff(desired, actual, owned)
+            dead: set[ServiceKey] = set()
+            for op in ops:
+                svc = op.spec.key if isinstance(op, AddService | EditService) else (
+                    op.key if isinstance(op, DelService) else op.service)
+                if svc in dead and not isinstance(op, AddService):
+                    failed.append(self._alarm(describe(op), DataPlaneError(
+                        "skipped: its service could not be added"), now))
+                    continue
+                try:
+                    await self._apply_one(op)
+                    applied.append(op)
+                except DataPlaneError as oexc:
+                    failed.append(self._alarm(describe(op), oexc, now))
+                    if isinstance(op, AddService):
+                        dead.add(svc)
+        self._ops_applied += len(applied)
+        repairs = len(applied) if drift else 0
+        self._repairs += repairs
+        self._finish(generation, desired, owned, failed=bool(failed))
+        return ReconcileResult(reason, tuple(applied), repairs, tuple(failed))
+
+    def _finish(self, generation: int, desired: Mapping[ServiceKey, ServiceEntry],
+                owned: set[ServiceKey], *, failed: bool) -> None:
+        if failed:
+            self._in_sync = False
+            return
+        self._alarms.clear()
+        self._in_sync = True
+        self._converged_generation = generation
+        # owned services that were not desired have just been deleted: stop owning them
+        # (unless a newer desired table, set meanwhile, wants them again)
+        self._owned = (self._owned - (owned - set(desired))) | set(self._desired)
+
+    async def _flush(self, *, all_services: bool, reason: str) -> None:
+        async with self._lock:
+            now = self._clock()
+            try:
+                actual = await self._dump()
+            except DataPlaneError as exc:
+                self._alarm("dump", exc, now)
+                return
+            keys = sorted(actual) if all_services else sorted(k for k in actual
+                                                              if k in self._owned)
+            for key in keys:
+                op = DelService(key)
+                log.info("%s: %s", reason, describe(op))
+                try:
+                    await self._apply_one(op)
+                    self._ops_applied += 1
+                except DataPlaneError as exc:
+                    self._alarm(describe(op), exc, now)
+            self._in_sync = False

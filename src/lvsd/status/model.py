@@ -1,0 +1,207 @@
+"""The status snapshot: a read-only, JSON-ready picture of one running lvsd.
+
+Theory of operation
+-------------------
+The daemon builds a :class:`Snapshot` on demand from the live objects it runs (VRRP runners,
+check scheduler, reconciler, config) and hands it to the status app through a plain callable.
+Everything here is a frozen value: the status side can serialise it, turn it into metrics or
+render it, but it holds no reference back into the daemon, so status reads and never steers.
+
+``GET /status`` returns :func:`to_json` of a snapshot; the field list below *is* the documented
+schema (``docs/operations.md`` repeats it). Times are Unix seconds (float, wall clock) so that
+other hosts can read them; ``None`` means "unknown / not yet".
+
+Secrets (``auth_pass``) never enter a snapshot; :func:`redact` is a second fence that also
+scrubs any known secret value from every string before it leaves the process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# Key names whose values are never output, wherever they appear.
+SECRET_KEYS = frozenset({"auth_pass", "auth_data", "password", "token"})
+REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One state change: ``at`` (Unix s), ``old`` -> ``new`` and why."""
+
+    at: float
+    old: str
+    new: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceStatus:
+    """One ``vrrp_instance``."""
+
+    name: str
+    vrid: int
+    interface: str | None
+    version: int
+    family: int
+    state: str  # INIT | BACKUP | MASTER | FAULT | STOPPED
+    base_priority: int
+    effective_priority: int
+    master: str | None = None  # address of the current master (ourselves when MASTER)
+    master_priority: int | None = None
+    advert_int: float = 1.0
+    vips: tuple[str, ...] = ()  # configured VIPs as CIDR
+    vips_held: bool = False
+    sync_group: str | None = None
+    transitions: tuple[Transition, ...] = ()  # most recent last, bounded
+    adverts_sent: int = 0
+    adverts_received: int = 0
+    became_master: int = 0
+    released_master: int = 0
+    priority_zero_sent: int = 0
+    priority_zero_received: int = 0
+    invalid_packets: Mapping[str, int] = field(default_factory=dict)  # by reason
+
+
+@dataclass(frozen=True, slots=True)
+class CheckerStatus:
+    """One health checker on one real server."""
+
+    checker: str  # Checker.label, e.g. "HTTP_GET 192.0.2.1:80 /health"
+    vs: str  # VirtualServer.ident
+    real_server: str  # "addr:port"
+    kind: str
+    up: bool | None  # None: no verdict yet
+    last_result: str | None = None  # "success" | "failure" | None before the first check
+    latency_seconds: float | None = None
+    error: str | None = None  # why the last check failed
+    last_check_at: float | None = None
+    next_check_at: float | None = None
+    consecutive_failures: int = 0  # retries used in the current failure streak
+    checks_total: int = 0  # probes run since this checker was created
+
+
+@dataclass(frozen=True, slots=True)
+class RealServerStatus:
+    address: str
+    port: int
+    alive: bool | None  # None: not decided yet (before the first check)
+    in_dataplane: bool  # present in the data plane's table right now
+    dataplane_weight: int | None  # weight as the data plane holds it (None: absent)
+    configured_weight: int
+    dynamic_weight: int | None = None  # MISC_CHECK misc_dynamic / FILE_CHECK
+    failed_checkers: tuple[str, ...] = ()
+    since: float | None = None  # last transition (Unix s)
+    reason: str = ""  # why the last transition happened
+    active_conns: int | None = None
+    inactive_conns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualServerStatus:
+    ident: str  # VirtualServer.ident, e.g. "192.0.2.100:80/TCP"
+    services: tuple[str, ...]  # data-plane services it maps to, e.g. ("TCP 192.0.2.100:80",)
+    protocol: str
+    scheduler: str
+    lb_kind: str
+    quorum: int
+    quorum_up: bool
+    alive: int  # real servers alive
+    live_weight: int  # sum of weights in the data plane
+    sorry_server: str | None = None
+    sorry_active: bool = False
+    real_servers: tuple[RealServerStatus, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilerStatus:
+    dataplane: str  # ipvs | nftables | memory | none
+    last_run_at: float | None = None
+    runs_total: int = 0
+    ops_total: int = 0  # operations applied since start
+    repairs_total: int = 0  # drift found in the data plane and put back
+    errors_total: int = 0
+    last_ops: tuple[str, ...] = ()  # ipvsadm-like descriptions of the last run's ops
+    alarms: tuple[str, ...] = ()  # current alarms (e.g. a destination that cannot be set)
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigStatus:
+    file: str
+    config_id: str
+    loaded_at: float  # when the running config was loaded (Unix s)
+    generation: int = 1  # 1 + number of successful reloads
+    reloads_total: int = 0
+    reload_failures_total: int = 0
+    last_reload_at: float | None = None
+    last_reload_ok: bool | None = None  # None: never reloaded
+    last_reload_errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # diagnostics of the running config
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStatus:
+    pid: int
+    version: str
+    started_at: float
+    mode: str  # full | vrrp-only | check-only
+    ready: bool  # the first full reconcile has happened
+    stopping: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    process: ProcessStatus
+    config: ConfigStatus
+    generated_at: float
+    instances: tuple[InstanceStatus, ...] = ()
+    virtual_servers: tuple[VirtualServerStatus, ...] = ()
+    checkers: tuple[CheckerStatus, ...] = ()
+    reconciler: ReconcilerStatus = field(default_factory=lambda: ReconcilerStatus("none"))
+    schema: int = SCHEMA_VERSION
+
+
+def redact(obj: Any, secrets: Iterable[str] = ()) -> Any:
+    """A copy of a JSON-like value with secret keys dropped and secret values masked."""
+    secret_values = tuple(s for s in secrets if s)
+    return _redact(obj, secret_values)
+
+
+def _redact(obj: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(obj, str):
+        return scrub(obj, secrets)
+    if isinstance(obj, Mapping):
+        return {
+            scrub(str(k), secrets): (REDACTED if str(k).lower() in SECRET_KEYS
+                                     else _redact(v, secrets))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list | tuple):
+        return [_redact(v, secrets) for v in obj]
+    return obj
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``<redacted>``."""
+    for s in secrets:
+        if s and s in text:
+            text = text.replace(s, REDACTED)
+    return text
+
+
+def to_dict(snap: Snapshot, secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """The snapshot as the ``/status`` JSON object (redacted)."""
+    raw = dataclasses.asdict(snap)
+    out = redact(raw, secrets)
+    assert isinstance(out, dict)
+    return out
+
+
+def to_json(snap: Snapshot, secrets: Iterable[str] = (), *, indent: int | None = None) -> str:
+    return json.dumps(to_dict(snap, secrets), indent=indent, sort_keys=False)

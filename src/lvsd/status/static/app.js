@@ -1,0 +1,156 @@
+// lvsd status page: polls /status once a second and follows /events (no build step).
+"use strict";
+(function () {
+  const TOKEN_KEY = "lvsd-token";
+  let token = sessionStorage.getItem(TOKEN_KEY) || "";
+  const $ = (sel) => document.querySelector(sel);
+
+  function headers() {
+    return token ? { Authorization: "Bearer " + token } : {};
+  }
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v; else e.setAttribute(k, v);
+    }
+    for (const c of children) {
+      e.append(c instanceof Node ? c : document.createTextNode(c == null ? "" : String(c)));
+    }
+    return e;
+  }
+  function when(t) {
+    if (t == null) return "–";
+    return new Date(t * 1000).toLocaleTimeString();
+  }
+  function updown(v) {
+    if (v === true) return el("span", { class: "up" }, "UP");
+    if (v === false) return el("span", { class: "down" }, "DOWN");
+    return el("span", { class: "unknown" }, "pending");
+  }
+  function dl(target, pairs) {
+    target.replaceChildren();
+    for (const [k, v] of pairs) target.append(el("dt", {}, k), el("dd", {}, v));
+  }
+
+  function render(s) {
+    $("#config-id").textContent = s.config.config_id + " (" + s.process.mode + ")";
+    const tb = $("#instances tbody");
+    tb.replaceChildren();
+    for (const i of s.instances) {
+      const last = i.transitions.length ? i.transitions[i.transitions.length - 1] : null;
+      const invalid = Object.entries(i.invalid_packets).map(([k, v]) => k + "=" + v).join(" ");
+      tb.append(el("tr", { "data-instance": i.name },
+        el("td", {}, i.name), el("td", {}, i.vrid), el("td", {}, i.interface || ""),
+        el("td", { class: "state state-" + i.state }, i.state),
+        el("td", {}, i.effective_priority + "/" + i.base_priority),
+        el("td", {}, (i.master || "?") + (i.master_priority != null ? " (" + i.master_priority + ")" : "")),
+        el("td", {}, i.vips.join(" ") + (i.vips_held ? " ✔" : "")),
+        el("td", {}, i.adverts_sent + "/" + i.adverts_received),
+        el("td", {}, invalid || "0"),
+        el("td", {}, last ? when(last.at) + " " + last.old + "→" + last.new + ": " + last.reason : "–")));
+    }
+    const vsDiv = $("#virtual-servers");
+    vsDiv.replaceChildren();
+    for (const vs of s.virtual_servers) {
+      const t = el("table", { "data-vs": vs.ident });
+      t.append(el("caption", {}, vs.ident + " · " + vs.scheduler + " " + vs.lb_kind +
+        " · quorum " + (vs.quorum_up ? "up" : "DOWN") + " (" + vs.alive + "/" + vs.quorum + ")" +
+        " · live weight " + vs.live_weight +
+        (vs.sorry_server ? " · sorry " + vs.sorry_server + (vs.sorry_active ? " ACTIVE" : "") : "")));
+      t.append(el("tr", {}, ...["Real server", "Health", "Weight (dp/cfg/dyn)", "Failed checkers",
+        "Since", "Why", "Conns"].map((h) => el("th", {}, h))));
+      for (const rs of vs.real_servers) {
+        const host = rs.address.includes(":") ? "[" + rs.address + "]" : rs.address;
+        t.append(el("tr", { "data-rs": host + ":" + rs.port },
+          el("td", {}, host + ":" + rs.port), el("td", { class: "health" }, updown(rs.alive)),
+          el("td", {}, (rs.dataplane_weight == null ? "–" : rs.dataplane_weight) + "/" +
+            rs.configured_weight + "/" + (rs.dynamic_weight == null ? "–" : rs.dynamic_weight)),
+          el("td", {}, rs.failed_checkers.join(", ")), el("td", {}, when(rs.since)),
+          el("td", {}, rs.reason),
+          el("td", {}, rs.active_conns == null ? "" : rs.active_conns + "/" + rs.inactive_conns)));
+      }
+      vsDiv.append(t);
+    }
+    const r = s.reconciler;
+    dl($("#reconciler"), [["data plane", r.dataplane], ["last run", when(r.last_run_at)],
+      ["runs", r.runs_total], ["ops", r.ops_total], ["repairs", r.repairs_total],
+      ["errors", r.errors_total], ["alarms", r.alarms.join("; ") || "none"],
+      ["last error", r.last_error || "none"]]);
+    const c = s.config;
+    dl($("#config"), [["file", c.file], ["loaded", when(c.loaded_at)],
+      ["generation", c.generation],
+      ["last reload", c.last_reload_ok == null ? "never" :
+        (c.last_reload_ok ? "ok" : "REJECTED: " + c.last_reload_errors.join("; ")) +
+        " at " + when(c.last_reload_at)]]);
+    $("#updated").textContent = when(s.generated_at);
+  }
+
+  function setConn(ok, text) {
+    const c = $("#conn");
+    c.textContent = text;
+    c.className = "conn " + (ok ? "ok" : "err");
+  }
+
+  async function poll() {
+    try {
+      const resp = await fetch("/status", { headers: headers(), cache: "no-store" });
+      if (resp.status === 401) {
+        $("#auth").hidden = false;
+        setConn(false, "token required");
+        return;
+      }
+      render(await resp.json());
+      setConn(true, "live");
+    } catch (e) {
+      setConn(false, "disconnected");
+    }
+  }
+
+  function addEvent(ev) {
+    const list = $("#events");
+    let text = when(ev.at) + " " + ev.type;
+    for (const [k, v] of Object.entries(ev)) {
+      if (k !== "at" && k !== "type" && k !== "id") text += " " + k + "=" + JSON.stringify(v);
+    }
+    list.prepend(el("li", {}, text));
+    while (list.children.length > 100) list.lastChild.remove();
+  }
+
+  async function follow() {
+    // fetch streaming rather than EventSource so the bearer token can be sent.
+    for (;;) {
+      try {
+        const resp = await fetch("/events", { headers: headers() });
+        if (!resp.ok || !resp.body) throw new Error("status " + resp.status);
+        const reader = resp.body.getReader();
+        const dec = new TextDecoder();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += dec.decode(value, { stream: true });
+          let idx;
+          while ((idx = buf.indexOf("\n\n")) >= 0) {
+            const block = buf.slice(0, idx);
+            buf = buf.slice(idx + 2);
+            const data = block.split("\n").filter((l) => l.startsWith("data: "))
+              .map((l) => l.slice(6)).join("\n");
+            if (data) { addEvent(JSON.parse(data)); poll(); }
+          }
+        }
+      } catch (e) { /* retry below */ }
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+
+  $("#auth-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    token = $("#auth-token").value.trim();
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $("#auth").hidden = true;
+    poll();
+  });
+  poll();
+  setInterval(poll, 1000);
+  follow();
+})();

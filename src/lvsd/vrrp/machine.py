@@ -1,0 +1,883 @@
+"""The VRRP state machine of one virtual router instance, sans-IO (RFC 5798 §6.4 + keepalived).
+
+API summary
+-----------
+``m = VrrpMachine(params)``; every call takes ``now`` (float seconds, any monotonic origin) and
+returns ``list[Action]`` to execute in order:
+
+* ``m.start(now)``                              Initialize -> Backup/Master/Fault
+* ``m.receive(decoded, src, now)``              ``decoded`` is ``codec.decode``'s result
+* ``m.tick(now)``                               fire every timer due at ``now``
+* ``m.interface(name, up, now)``                tracked interface state (send before start too)
+* ``m.script(name, ok, now)``                   one raw vrrp_script result (rise/fall applied here)
+* ``m.shutdown(now)``                           priority-0 advert if master, then stopped
+* ``m.handle(event, now)``                      the same, with the ``Event`` dataclasses
+* ``m.next_deadline``                           when to call ``tick`` next (None: nothing pending)
+* ``m.state``, ``m.effective_priority``, ``m.counters``, ``m.status()``
+
+Actions (frozen dataclasses): ``SendAdvert(advert)``, ``BecomeMaster/BecomeBackup/BecomeFault
+(reason, previous)``, ``AddVips(addresses)``, ``RemoveVips(addresses)``,
+``SendGratuitous(addresses, count, reason)`` (GARP for IPv4, unsolicited NA for IPv6; the shell
+spaces the ``count`` packets by ``vrrp_garp_interval``), ``RunNotify(state, priority)`` with
+state one of MASTER, BACKUP, FAULT, STOP, MASTER_RX_LOWER_PRI.
+
+``SyncGroup(name, machines)``: keepalived's vrrp_sync_group; route member events through it
+(``group.handle(member_name, event, now)`` -> ``[(member_name, action), ...]``).
+
+Theory of operation
+-------------------
+States are RFC 5798 §6.4's Initialize/Backup/Master plus keepalived's Fault.
+
+Timers (see ``params``): Backup runs ``Master_Down_Timer`` (``down_timer_adverts ×
+Master_Adver_Interval + Skew_Time``, RFC 5798 §6.1); Master runs ``Adver_Timer`` at its own
+``advert_int``. v3 backups adopt the master's advertised interval (RFC 5798 §6.4.2); v2 adverts
+with a different interval never get here (the codec drops them, RFC 3768 §7.1).
+
+Startup (keepalived ``vrrp_init_state``): an address owner (priority 255) whose configured state
+is not BACKUP becomes master at once (RFC 5798 §6.4.1). Everyone else — including ``state
+MASTER`` with priority < 255 — enters BACKUP and waits a full Master_Down_Interval, so a
+running master is never pre-empted blindly at boot; keepalived also force-removes the VIPs at
+startup (stale addresses from a crash), hence a ``RemoveVips`` on entering BACKUP/FAULT at start.
+A weight-0 tracked script that has not reported yet holds the instance in INIT (keepalived's
+``num_script_init``); a tracked fault at startup enters FAULT.
+
+Backup receiving an advert (RFC 5798 §6.4.2, keepalived ``vrrp_state_backup``):
+priority 0 -> Master_Down_Timer := Skew_Time. Otherwise, if nopreempt, or the advert's priority
+>= ours, or a preempt_delay is still running: accept it (adopt v3 interval, reset the timer to
+Master_Down_Interval). Otherwise (preempt, lower priority) discard it: the timer keeps running
+and we take over when it fires. ``preempt_delay`` (keepalived): the first lower-priority advert
+starts a delay during which lower adverts are still accepted.
+
+Master receiving an advert (RFC 5798 §6.4.3, keepalived ``vrrp_state_master_rx``): priority 0
+-> send an advert at once and restart Adver_Timer. Higher priority, or equal priority from a
+higher primary address -> Backup (keepalived's ``higher_prio_send_advert`` sends one advert
+first). Lower priority (or equal from a lower address): keepalived deviates from the RFC's
+"discard": unless ``lower_prio_no_advert`` it sends an advert at once ("forcing new election"),
+sends ``garp_lower_prio_repeat`` gratuitous ARPs (and again after ``garp_lower_prio_delay``)
+and runs notify MASTER_RX_LOWER_PRI. An equal-priority advert from our own address is ignored.
+
+Becoming master: send an advert first (so the old master drops the VIPs before our GARPs,
+keepalived ``vrrp_state_master_tx``), add the VIPs, a burst of ``garp_master_repeat`` GARPs,
+another burst after ``garp_master_delay``, then every ``garp_master_refresh`` (if set) a burst of
+``garp_master_refresh_repeat``; notify MASTER. Leaving master: remove VIPs, cancel GARPs.
+
+Tracking changes the effective priority (see ``params``); in Backup the running down timer is
+moved by the change in Skew_Time (keepalived ``vrrp_set_effective_priority``). A weight-0
+tracker going down enters FAULT: a master first sends priority 0 (RFC 5798 §6.4.3 shutdown
+rule, keepalived ``down_instance``). Leaving FAULT enters Backup (an address owner: Master).
+Adverts received in INIT/FAULT are ignored (keepalived). Shutdown: a master sends priority 0
+and removes its VIPs; notify STOP.
+
+An ``Invalid`` only increments ``counters.invalid[reason]``; it never changes state or timers.
+
+Deliberate difference: keepalived restarts a master's advert timer after every packet it reads
+(even one it discards), so a flood of bad packets delays its adverts; here Adver_Timer restarts
+only when an advert is actually sent.
+
+Not implemented (documented keepalived features): the "rogue address owner" back-off when two
+routers both claim priority 255 (here the RFC tie-break by address applies), IPsec-AH,
+``vrrp_startup_delay`` (the shell can delay ``start``), notify_priority_changes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any
+
+from lvsd.vrrp.codec import Advert, Invalid, InvalidReason, IPAddress, addresses_match
+from lvsd.vrrp.params import PRIO_OWNER, VrrpParams
+
+__all__ = [
+    "Action",
+    "AddVips",
+    "AdvertReceived",
+    "BecomeBackup",
+    "BecomeFault",
+    "BecomeMaster",
+    "Counters",
+    "Event",
+    "InterfaceChanged",
+    "RemoveVips",
+    "RunNotify",
+    "ScriptResult",
+    "SendAdvert",
+    "SendGratuitous",
+    "Shutdown",
+    "Start",
+    "State",
+    "SyncGroup",
+    "Timer",
+    "Transition",
+    "VrrpMachine",
+]
+
+
+_DOWN_REASON = "no advert received within master down interval"
+
+
+class State(enum.StrEnum):
+    INIT = "INIT"
+    BACKUP = "BACKUP"
+    MASTER = "MASTER"
+    FAULT = "FAULT"
+
+
+# ------------------------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertReceived:
+    result: Advert | Invalid
+    src: IPAddress | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceChanged:
+    name: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptResult:
+    name: str
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    pass
+
+
+Event = Start | AdvertReceived | Timer | InterfaceChanged | ScriptResult | Shutdown
+
+
+# ----------------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class SendAdvert:
+    """Encode ``advert`` (codec.encode with our source and the group/peer) and send it."""
+
+    advert: Advert
+
+    @property
+    def priority(self) -> int:
+        return self.advert.priority
+
+
+@dataclass(frozen=True, slots=True)
+class BecomeMaster:
+    reason: str
+    previous: State
+
+
+@dataclass(frozen=True, slots=True)
+class BecomeBackup:
+    reason: str
+    previous: State
+
+
+@dataclass(frozen=True, slots=True)
+class BecomeFault:
+    reason: str
+    previous: State
+
+
+@dataclass(frozen=True, slots=True)
+class AddVips:
+    addresses: tuple[IPAddress, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveVips:
+    addresses: tuple[IPAddress, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SendGratuitous:
+    """``count`` gratuitous ARPs (IPv4) / unsolicited NAs (IPv6) for each address."""
+
+    addresses: tuple[IPAddress, ...]
+    count: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunNotify:
+    """Run the notify script(s) for ``state`` (MASTER/BACKUP/FAULT/STOP/MASTER_RX_LOWER_PRI)."""
+
+    state: str
+    priority: int
+
+
+Action = (
+    SendAdvert
+    | BecomeMaster
+    | BecomeBackup
+    | BecomeFault
+    | AddVips
+    | RemoveVips
+    | SendGratuitous
+    | RunNotify
+)
+
+
+# ---------------------------------------------------------------------------------- counters
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    at: float
+    old: State
+    new: State
+    reason: str
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the status page shows. ``invalid`` is keyed by the codec's ``InvalidReason``."""
+
+    adverts_sent: int = 0
+    adverts_received: int = 0
+    adverts_ignored: int = 0  # valid adverts received in INIT/FAULT (keepalived ignores them)
+    priority_zero_sent: int = 0
+    priority_zero_received: int = 0
+    lower_priority_discarded: int = 0  # backup, preempting: advert not accepted
+    addr_list_mismatch: int = 0  # keepalived's warning-only VIP list check
+    became_master: int = 0
+    released_master: int = 0
+    invalid: Counter[InvalidReason] = field(default_factory=Counter)
+    transitions: deque[Transition] = field(default_factory=deque)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "adverts_sent": self.adverts_sent,
+            "adverts_received": self.adverts_received,
+            "adverts_ignored": self.adverts_ignored,
+            "priority_zero_sent": self.priority_zero_sent,
+            "priority_zero_received": self.priority_zero_received,
+            "lower_priority_discarded": self.lower_priority_discarded,
+            "addr_list_mismatch": self.addr_list_mismatch,
+            "became_master": self.became_master,
+            "released_master": self.released_master,
+            "invalid": {r.value: n for r, n in sorted(self.invalid.items())},
+            "transitions": [
+                {"at": t.at, "from": t.old.value, "to": t.new.value, "reason": t.reason}
+                for t in self.transitions
+            ],
+        }
+
+
+# ---------------------------------------------------------------------------------- tracking
+
+
+class _ScriptTrack:
+    """keepalived's rise/fall counter (vrrp_scheduler.c ``vrrp_script_child_thread``).
+
+    ``result`` runs 0..rise+fall-1; OK iff ``result >= rise``. Init: ``rise-1`` with ``known``
+    False (one result decides), or 0 and known-KO with ``init_fail``.
+    """
+
+    __slots__ = ("fall", "known", "result", "rise")
+
+    def __init__(self, rise: int, fall: int, init_fail: bool) -> None:
+        self.rise, self.fall = rise, fall
+        self.result = 0 if init_fail else rise - 1
+        self.known = init_fail
+
+    @property
+    def ok(self) -> bool | None:
+        return (self.result >= self.rise) if self.known else None
+
+    def feed(self, success: bool) -> None:
+        top = self.rise + self.fall - 1
+        if success:
+            if self.result < self.rise - 1:
+                self.result += 1
+            else:
+                self.result = top
+                self.known = True
+        else:
+            if self.result > self.rise:
+                self.result -= 1
+            else:
+                if self.result == self.rise or not self.known:
+                    self.known = True
+                self.result = 0
+
+
+# ----------------------------------------------------------------------------------- machine
+
+
+class VrrpMachine:
+    """One VRRP instance. See the module docstring."""
+
+    def __init__(self, params: VrrpParams) -> None:
+        self.params = params
+        self.state = State.INIT
+        self.wantstate = State.BACKUP
+        self.primary_address: IPAddress | None = params.primary_address
+        self.master_adver_int = params.advert_int
+        self.master_address: IPAddress | None = None
+        self.master_priority: int | None = None
+        self.counters = Counters(transitions=deque(maxlen=params.transitions_kept))
+        self._iface_up: dict[str, bool] = {t.name: True for t in params.track_interfaces}
+        self._scripts: dict[str, _ScriptTrack] = {
+            t.name: _ScriptTrack(t.rise, t.fall, t.init_fail) for t in params.track_scripts
+        }
+        self.effective_priority = self._compute_priority()
+        self._started = False
+        self._stopped = False
+        self._adver_at: float | None = None
+        self._down_at: float | None = None
+        self._preempt_at: float | None = None
+        self._down_reason = _DOWN_REASON
+        self._garp: list[tuple[float, int, str]] = []  # (when, count, reason)
+        # Sync group hooks (set by SyncGroup): may this member go master now? must it stay in
+        # FAULT because another member is faulty?
+        self.master_gate: Callable[[], bool] | None = None
+        self.fault_hold: Callable[[], bool] | None = None
+
+    # ------------------------------------------------------------------ public interface
+    @property
+    def name(self) -> str:
+        return self.params.name
+
+    @property
+    def next_deadline(self) -> float | None:
+        times = [t for t in (self._adver_at, self._down_at) if t is not None]
+        times.extend(g[0] for g in self._garp)
+        return min(times) if times else None
+
+    @property
+    def own_fault(self) -> bool:
+        """True while a tracked object of this instance itself is down (not sync-forced)."""
+        return bool(self.fault_reasons())
+
+    def fault_reasons(self) -> list[str]:
+        reasons = []
+        for t in self.params.track_interfaces:
+            if t.weight == 0 and self._iface_up[t.name] == t.reverse:
+                reasons.append(f"interface {t.name} {'up (reverse)' if t.reverse else 'down'}")
+        for s in self.params.track_scripts:
+            ok = self._scripts[s.name].ok
+            if s.weight == 0 and ok is not None and ok == s.reverse:
+                reasons.append(f"script {s.name} {'ok (reverse)' if s.reverse else 'failed'}")
+        return reasons
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        match event:
+            case Start():
+                return self.start(now)
+            case AdvertReceived(result, src):
+                return self.receive(result, src, now)
+            case Timer():
+                return self.tick(now)
+            case InterfaceChanged(name, up):
+                return self.interface(name, up, now)
+            case ScriptResult(name, ok):
+                return self.script(name, ok, now)
+            case Shutdown():
+                return self.shutdown(now)
+        raise TypeError(f"not a VRRP event: {event!r}")  # pragma: no cover
+
+    def set_primary_address(self, address: IPAddress | str | None) -> None:
+        """Our primary (source) address, once the transport knows it (tie-break input)."""
+        if address is None or isinstance(address, IPv4Address | IPv6Address):
+            self.primary_address = address
+        else:
+            self.primary_address = ip_address(address)
+
+    def start(self, now: float) -> list[Action]:
+        if self._started or self._stopped:
+            return []
+        self._started = True
+        return self._leave_init(now)
+
+    def shutdown(self, now: float) -> list[Action]:
+        if self._stopped:
+            return []
+        self._stopped = True
+        acts: list[Action] = []
+        prio = self.effective_priority
+        if self.state == State.MASTER:
+            acts.append(self._advert(0))
+            acts.append(RemoveVips(self.params.addresses))
+        self._record(now, State.INIT, "shutdown")
+        self._clear_timers()
+        acts.append(RunNotify("STOP", prio))
+        return acts
+
+    def tick(self, now: float) -> list[Action]:
+        acts: list[Action] = []
+        if self._stopped:
+            return acts
+        # Fire timers in deadline order; each handler re-arms its own timer in the future.
+        for _ in range(64):  # bounded: every handler moves its deadline past ``now``
+            due = self.next_deadline
+            if due is None or due > now:
+                break
+            if self._down_at is not None and self._down_at <= now and self._down_at == due:
+                acts += self._down_timer_expired(now)
+            elif self._adver_at is not None and self._adver_at <= now and self._adver_at == due:
+                self._adver_at = now + self.params.advert_int
+                acts.append(self._advert(self.effective_priority))
+            else:
+                _when, count, reason = self._garp.pop(self._garp.index(min(self._garp)))
+                if reason == "refresh":
+                    self._garp.append((now + self.params.garp_master_refresh, count, reason))
+                acts.append(SendGratuitous(self.params.addresses, count, reason))
+        return acts
+
+    def receive(
+        self, decoded: Advert | Invalid, src: IPAddress | str | None, now: float
+    ) -> list[Action]:
+        if isinstance(decoded, Invalid):
+            self.counters.invalid[decoded.reason] += 1
+            return []
+        adv = decoded
+        if adv.vrid != self.params.vrid:
+            self.counters.invalid[InvalidReason.VRID] += 1
+            return []
+        if adv.version != self.params.version:
+            self.counters.invalid[InvalidReason.VERSION] += 1
+            return []
+        if adv.version == 2 and adv.advert_int != self.params.advert_int:
+            # RFC 3768 §7.1 / keepalived: drop (also when decoded without our expectations)
+            self.counters.invalid[InvalidReason.ADVERT_INT] += 1
+            return []
+        try:
+            source = (
+                src if src is None or isinstance(src, IPv4Address | IPv6Address)
+                else ip_address(src)
+            )
+        except ValueError:
+            self.counters.invalid[InvalidReason.FAMILY] += 1
+            return []
+        if self._stopped or self.state in (State.INIT, State.FAULT):
+            self.counters.adverts_ignored += 1
+            return []
+        self.counters.adverts_received += 1
+        if adv.priority == 0:
+            self.counters.priority_zero_received += 1
+        if not addresses_match(adv, self.params.addresses):
+            self.counters.addr_list_mismatch += 1
+        if self.state == State.BACKUP:
+            return self._backup_rx(adv, source, now)
+        return self._master_rx(adv, source, now)
+
+    def interface(self, name: str, up: bool, now: float) -> list[Action]:
+        if name not in self._iface_up or self._iface_up[name] == up:
+            return []
+        self._iface_up[name] = up
+        return self._tracking_changed(now, f"interface {name} {'up' if up else 'down'}")
+
+    def script(self, name: str, ok: bool, now: float) -> list[Action]:
+        tr = self._scripts.get(name)
+        if tr is None:
+            return []
+        before = tr.ok
+        tr.feed(ok)
+        if tr.ok == before:
+            return []
+        return self._tracking_changed(now, f"script {name} {'ok' if tr.ok else 'failed'}")
+
+    def force(self, target: State, now: float, reason: str) -> list[Action]:
+        """Move to ``target`` because a sync group says so (keepalived vrrp_sync_*)."""
+        if self._stopped or not self._started or self.state == target:
+            return []
+        if self.state == State.INIT:
+            return []
+        if target == State.FAULT:
+            self.wantstate = State.FAULT
+            return self._enter_fault(now, reason)
+        if target == State.BACKUP:
+            self.wantstate = State.BACKUP
+            if self.state == State.FAULT and self.own_fault:
+                return []
+            return self._enter_backup(now, reason)
+        if target == State.MASTER and self.state == State.BACKUP:
+            self.wantstate = State.MASTER
+            return self._become_master(now, reason)
+        return []
+
+    def status(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            "name": p.name,
+            "vrid": p.vrid,
+            "version": p.version,
+            "state": self.state.value,
+            "wantstate": self.wantstate.value,
+            "base_priority": p.priority,
+            "effective_priority": self.effective_priority,
+            "advert_int": p.advert_int,
+            "master_adver_int": self.master_adver_int,
+            "master_address": str(self.master_address) if self.master_address else None,
+            "master_priority": self.master_priority,
+            "primary_address": str(self.primary_address) if self.primary_address else None,
+            "addresses": [str(a) for a in p.addresses],
+            "fault_reasons": self.fault_reasons(),
+            "next_deadline": self.next_deadline,
+            "counters": self.counters.as_dict(),
+        }
+
+    # ------------------------------------------------------------------ helpers
+    def _compute_priority(self) -> int:
+        p = self.params
+        if p.priority == PRIO_OWNER:
+            return PRIO_OWNER  # keepalived: never change an address owner's priority
+        total = p.priority
+        for t in p.track_interfaces:
+            if t.weight:
+                total += _contribution(t.weight, t.reverse, self._iface_up[t.name])
+        for s in p.track_scripts:
+            if s.weight:
+                total += _contribution(s.weight, s.reverse, self._scripts[s.name].ok)
+        return max(1, min(PRIO_OWNER - 1, total))
+
+    def _skew(self) -> float:
+        return self.params.skew_time(self.effective_priority, self.master_adver_int)
+
+    def _mdi(self) -> float:
+        return self.params.master_down_interval(self.effective_priority, self.master_adver_int)
+
+    def _advert(self, priority: int) -> SendAdvert:
+        p = self.params
+        self.counters.adverts_sent += 1
+        if priority == 0:
+            self.counters.priority_zero_sent += 1
+        return SendAdvert(
+            Advert(
+                version=p.version,
+                vrid=p.vrid,
+                priority=priority,
+                advert_int=p.advert_int,
+                addresses=p.addresses,
+                auth_type=p.auth_type,
+                auth_data=p.auth_pass,
+            )
+        )
+
+    def _record(self, now: float, new: State, reason: str) -> None:
+        old = self.state
+        self.state = new
+        self.counters.transitions.append(Transition(now, old, new, reason))
+
+    def _clear_timers(self) -> None:
+        self._adver_at = self._down_at = self._preempt_at = None
+        self._down_reason = _DOWN_REASON
+        self._garp.clear()
+
+    def _scripts_pending(self) -> bool:
+        return any(
+            s.weight == 0 and self._scripts[s.name].ok is None for s in self.params.track_scripts
+        )
+
+    def _cmp_source(self, src: IPAddress | None) -> int:
+        """>0 if ``src`` is a higher address than ours, <0 lower, 0 equal/unknown."""
+        mine = self.primary_address
+        if src is None or mine is None or src.version != mine.version:
+            return 0
+        a, b = int(src), int(mine)
+        return (a > b) - (a < b)
+
+    # ------------------------------------------------------------------ transitions
+    def _leave_init(self, now: float) -> list[Action]:
+        if self._scripts_pending():
+            return []  # keepalived num_script_init: wait for the first script results
+        reasons = self.fault_reasons()
+        acts: list[Action] = []
+        if reasons:
+            self.wantstate = State.FAULT
+            acts.append(RemoveVips(self.params.addresses))
+            acts += self._enter_fault(now, "startup: " + ", ".join(reasons))
+            return acts
+        if self.fault_hold is not None and self.fault_hold():
+            # A sync group member is faulty: the whole group is in FAULT (keepalived).
+            acts.append(RemoveVips(self.params.addresses))
+            acts += self._enter_fault(now, "startup: sync group member in FAULT")
+            return acts
+        if self.params.is_owner and self.params.initial_state != "BACKUP":
+            self.wantstate = State.MASTER
+            return self._become_master(now, "startup as address owner (priority 255)")
+        acts.append(RemoveVips(self.params.addresses))
+        acts += self._enter_backup(now, "startup")
+        return acts
+
+    def _become_master(self, now: float, reason: str) -> list[Action]:
+        p = self.params
+        prev = self.state
+        # Send the advert first: the old master drops the VIPs before our GARPs land.
+        acts: list[Action] = [self._advert(self.effective_priority)]
+        self._record(now, State.MASTER, reason)
+        self.wantstate = State.MASTER
+        self.counters.became_master += 1
+        self.master_adver_int = p.advert_int
+        self.master_address = self.primary_address
+        self.master_priority = self.effective_priority
+        self._clear_timers()
+        self._adver_at = now + p.advert_int
+        acts.append(BecomeMaster(reason, prev))
+        acts.append(AddVips(p.addresses))
+        if p.garp_master_repeat > 0 and p.addresses:
+            acts.append(SendGratuitous(p.addresses, p.garp_master_repeat, "master"))
+            if p.garp_master_delay > 0:
+                self._garp.append((now + p.garp_master_delay, p.garp_master_repeat, "delayed"))
+        if p.garp_master_refresh > 0 and p.addresses and p.garp_master_refresh_repeat > 0:
+            self._garp.append(
+                (now + p.garp_master_delay + p.garp_master_refresh,
+                 p.garp_master_refresh_repeat, "refresh")
+            )
+        acts.append(RunNotify("MASTER", self.effective_priority))
+        return acts
+
+    def _enter_backup(self, now: float, reason: str) -> list[Action]:
+        prev = self.state
+        acts: list[Action] = [BecomeBackup(reason, prev)]
+        if prev == State.MASTER:
+            acts.append(RemoveVips(self.params.addresses))
+            self.counters.released_master += 1
+        elif prev == State.FAULT:
+            self.master_adver_int = self.params.advert_int
+        self._record(now, State.BACKUP, reason)
+        self.wantstate = State.BACKUP
+        self._clear_timers()
+        self._down_at = now + self._mdi()
+        acts.append(RunNotify("BACKUP", self.effective_priority))
+        return acts
+
+    def _enter_fault(self, now: float, reason: str) -> list[Action]:
+        prev = self.state
+        acts: list[Action] = []
+        if prev == State.MASTER:
+            acts.append(self._advert(0))  # RFC 5798 §6.4.3 / keepalived down_instance
+        acts.append(BecomeFault(reason, prev))
+        if prev == State.MASTER:
+            acts.append(RemoveVips(self.params.addresses))
+            self.counters.released_master += 1
+        self._record(now, State.FAULT, reason)
+        self._clear_timers()
+        self.master_adver_int = self.params.advert_int
+        acts.append(RunNotify("FAULT", self.effective_priority))
+        return acts
+
+    def _down_timer_expired(self, now: float) -> list[Action]:
+        self._down_at = None
+        self.wantstate = State.MASTER
+        if self.master_gate is not None and not self.master_gate():
+            # keepalived vrrp_sync_can_goto_master: wait for the rest of the group.
+            self._down_at = now + self._mdi()
+            return []
+        return self._become_master(now, self._down_reason)
+
+    def _tracking_changed(self, now: float, what: str) -> list[Action]:
+        old_prio = self.effective_priority
+        old_skew = self._skew()
+        self.effective_priority = self._compute_priority()
+        if not self._started or self._stopped:
+            return []
+        if self.state == State.INIT:
+            return self._leave_init(now)
+        acts: list[Action] = []
+        reasons = self.fault_reasons()
+        if reasons and self.state != State.FAULT:
+            self.wantstate = State.FAULT
+            return self._enter_fault(now, what)
+        if not reasons and self.state == State.FAULT:
+            if self.fault_hold is not None and self.fault_hold():
+                return []
+            if self.params.is_owner and self.params.initial_state != "BACKUP":
+                return self._become_master(now, f"{what}: fault cleared, address owner")
+            return self._enter_backup(now, f"{what}: fault cleared")
+        moved = self.effective_priority != old_prio and self.state == State.BACKUP
+        if moved and self._down_at is not None:
+            self._down_at += self._skew() - old_skew
+        return acts
+
+    # ------------------------------------------------------------------ receive paths
+    def _backup_rx(self, adv: Advert, src: IPAddress | None, now: float) -> list[Action]:
+        p = self.params
+        if adv.priority == 0:
+            # RFC 5798 §6.4.2: the master is going away; take over after Skew_Time.
+            self._down_at = now + self._skew()
+            self._down_reason = f"priority 0 advert from {src}: took over after Skew_Time"
+            return []
+        delaying = p.preempt_delay > 0 and (self._preempt_at is None or self._preempt_at > now)
+        if not p.preempt or adv.priority >= self.effective_priority or delaying:
+            if p.version == 3:
+                self.master_adver_int = adv.advert_int  # RFC 5798 §6.4.2
+            self._down_at = now + self._mdi()
+            self._down_reason = _DOWN_REASON
+            self.master_address = src
+            self.master_priority = adv.priority
+            self.wantstate = State.BACKUP
+            if p.preempt_delay > 0:
+                if adv.priority >= self.effective_priority:
+                    self._preempt_at = None
+                elif self._preempt_at is None:
+                    self._preempt_at = now + p.preempt_delay
+            return []
+        # Preempting: discard the lower-priority advert; the down timer keeps running.
+        self.counters.lower_priority_discarded += 1
+        self.master_address = src
+        return []
+
+    def _master_rx(self, adv: Advert, src: IPAddress | None, now: float) -> list[Action]:
+        p = self.params
+        mine = self.effective_priority
+        cmp = self._cmp_source(src)
+        if adv.priority == 0:
+            # RFC 5798 §6.4.3: send an advert at once and restart Adver_Timer.
+            self._adver_at = now + p.advert_int
+            return [self._advert(mine)]
+        if adv.priority > mine or (adv.priority == mine and cmp > 0):
+            acts: list[Action] = []
+            if p.higher_prio_send_advert:
+                acts.append(self._advert(mine))
+            if p.version == 3:
+                self.master_adver_int = adv.advert_int
+            why = (
+                f"higher priority {adv.priority} advert from {src}"
+                if adv.priority > mine
+                else f"equal priority {adv.priority} advert from higher address {src}"
+            )
+            acts += self._enter_backup(now, why)
+            self.master_address = src
+            self.master_priority = adv.priority
+            return acts
+        if adv.priority == mine and cmp == 0:
+            # Our own advert looped back, or no way to order the addresses (own address not
+            # known yet, or another family): ignore, as keepalived does (it only warns).
+            return []
+        # Lower priority (or equal from a lower address): keepalived "forcing new election".
+        acts = []
+        if not p.lower_prio_no_advert:
+            self._adver_at = now + p.advert_int
+            acts.append(self._advert(mine))
+        rep = p.lower_prio_repeat
+        if rep > 0 and p.addresses:
+            acts.append(SendGratuitous(p.addresses, rep, "lower priority advert"))
+            if p.lower_prio_delay > 0:
+                self._garp.append((now + p.lower_prio_delay, rep, "lower priority delayed"))
+        acts.append(RunNotify("MASTER_RX_LOWER_PRI", mine))
+        return acts
+
+
+def _contribution(weight: int, reverse: bool, up: bool | None) -> int:
+    """keepalived: W>0 counts while up, W<0 while down; reverse negates; unknown counts 0."""
+    if up is None:
+        return 0
+    mult = -1 if reverse else 1
+    return (max(weight, 0) if up else min(weight, 0)) * mult
+
+
+# ---------------------------------------------------------------------------------- sync group
+
+
+class SyncGroup:
+    """keepalived's ``vrrp_sync_group``: members change state together (vrrp_sync.c).
+
+    * a member entering FAULT takes every other member to FAULT (a master first sends
+      priority 0); the group leaves FAULT (to BACKUP) only when no member is faulty;
+    * a member whose down timer fires becomes master only if every other member also wants
+      master ("prefer backup state to avoid thrashing"); it then takes the others to MASTER;
+    * a master stepping down to BACKUP takes the other masters to BACKUP.
+
+    Route every member event through ``handle``/``tick``; results are ``(member, action)``.
+    """
+
+    def __init__(self, name: str, members: Sequence[VrrpMachine]) -> None:
+        if len({m.name for m in members}) != len(members):
+            raise ValueError(f"vrrp_sync_group {name}: duplicate member names")
+        self.name = name
+        self.members = {m.name: m for m in members}
+        for m in members:
+            m.master_gate = self._gate_for(m)
+            m.fault_hold = self._hold_for(m)
+
+    def _gate_for(self, m: VrrpMachine) -> Callable[[], bool]:
+        def gate() -> bool:
+            others = [o for o in self.members.values() if o is not m]
+            if any(o.state == State.MASTER for o in others):
+                return True
+            return all(o.wantstate == State.MASTER for o in others)
+
+        return gate
+
+    def _hold_for(self, m: VrrpMachine) -> Callable[[], bool]:
+        def hold() -> bool:
+            return any(o.own_fault for o in self.members.values() if o is not m)
+
+        return hold
+
+    @property
+    def next_deadline(self) -> float | None:
+        times = [d for m in self.members.values() if (d := m.next_deadline) is not None]
+        return min(times) if times else None
+
+    @property
+    def state(self) -> State:
+        states = {m.state for m in self.members.values()}
+        for s in (State.FAULT, State.MASTER, State.BACKUP):
+            if s in states:
+                return s
+        return State.INIT
+
+    def start(self, now: float) -> list[tuple[str, Action]]:
+        out: list[tuple[str, Action]] = []
+        for m in self.members.values():
+            out += [(m.name, a) for a in m.start(now)]
+        faulty = [m for m in self.members.values() if m.state == State.FAULT]
+        if faulty:
+            out += self._propagate(faulty[0], State.FAULT, now)
+        return out
+
+    def tick(self, now: float) -> list[tuple[str, Action]]:
+        out: list[tuple[str, Action]] = []
+        for m in self.members.values():
+            d = m.next_deadline
+            if d is not None and d <= now:
+                out += self.handle(m.name, Timer(), now)
+        return out
+
+    def handle(self, member: str, event: Event, now: float) -> list[tuple[str, Action]]:
+        m = self.members[member]
+        old = m.state
+        out = [(m.name, a) for a in m.handle(event, now)]
+        new = m.state
+        if new != old:
+            out += self._propagate(m, new, now, old)
+        return out
+
+    def _propagate(
+        self, m: VrrpMachine, new: State, now: float, old: State | None = None
+    ) -> list[tuple[str, Action]]:
+        out: list[tuple[str, Action]] = []
+        why = f"sync group {self.name}: {m.name} {new.value}"
+        for o in self.members.values():
+            if o is m:
+                continue
+            if new == State.FAULT:
+                out += [(o.name, a) for a in o.force(State.FAULT, now, why)]
+            elif new == State.MASTER:
+                out += [(o.name, a) for a in o.force(State.MASTER, now, why)]
+            elif new == State.BACKUP and old in (State.MASTER, State.FAULT) and (
+                o.state == State.MASTER or (o.state == State.FAULT and not o.own_fault)
+            ):
+                out += [(o.name, a) for a in o.force(State.BACKUP, now, why)]
+        return out

@@ -1,0 +1,186 @@
+"""Notify scripts and notify FIFOs for VRRP state changes (keepalived semantics).
+
+Theory of operation
+-------------------
+On a state change of an instance (or sync group) keepalived runs, in order:
+
+1. the state's own script: ``notify_master`` / ``notify_backup`` / ``notify_fault`` /
+   ``notify_stop``, exactly as written (its own arguments, none added);
+2. ``notify``, with four arguments appended: ``TYPE NAME STATE PRIORITY`` where TYPE is
+   ``INSTANCE`` or ``GROUP``, STATE is ``MASTER``/``BACKUP``/``FAULT``/``STOP``, PRIORITY
+   the instance's current priority (keepalived 2.x; groups get no priority);
+3. a line on ``notify_fifo`` / ``vrrp_notify_fifo``: ``INSTANCE "VI_1" MASTER 100`` (or
+   ``GROUP "G1" MASTER``), newline terminated.
+
+``Notifier.notify`` only schedules: every script runs as its own asyncio task with a timeout
+(killed, and counted, when it overruns), so the state machine never waits for one. Scripts
+of one instance run in order (a task chain), so a quick MASTER -> BACKUP -> MASTER flap is
+reported in order, as keepalived does by forking them in sequence.
+
+A command line is split with ``shlex`` and executed directly, without a shell, unless it
+contains shell syntax (``| & ; < > $ ` ( )`` or globs), which then runs under ``/bin/sh -c``.
+``script_user`` / ``script_group`` (global, or ``user group`` after a script) are applied
+with ``setuid``/``setgid`` in the child (needs root; an unknown user is reported, the script
+is not run as root instead).
+
+A FIFO is opened non-blocking for each line: with no reader the line is dropped and counted,
+never blocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["Notifier", "ScriptSpec", "fifo_line", "script_argv"]
+
+_SHELL_CHARS = set("|&;<>$`()*?[]{}~\n")
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptSpec:
+    """A command line plus the user/group to run it as (None: the daemon's own)."""
+
+    command: str
+    user: str | None = None
+    group: str | None = None
+
+
+def script_argv(command: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """argv for ``command`` (+ ``extra``), via ``/bin/sh -c`` only if shell syntax is used."""
+    if any(c in _SHELL_CHARS for c in command):
+        return ["/bin/sh", "-c", command + "".join(" " + shlex.quote(x) for x in extra)]
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return ["/bin/sh", "-c", command + "".join(" " + shlex.quote(x) for x in extra)]
+    return argv + list(extra)
+
+
+def fifo_line(kind: str, name: str, state: str, priority: int | None) -> str:
+    """keepalived's notify_fifo line, e.g. ``INSTANCE "VI_1" MASTER 100``."""
+    line = f'{kind} "{name}" {state}'
+    if priority is not None:
+        line += f" {priority}"
+    return line + "\n"
+
+
+@dataclass
+class NotifyStats:
+    started: int = 0
+    failed: int = 0  # non-zero exit or could not start
+    timed_out: int = 0
+    fifo_dropped: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class Notifier:
+    """Runs one instance's (or group's) notify scripts and FIFO lines."""
+
+    kind: str  # "INSTANCE" | "GROUP"
+    name: str
+    scripts: dict[str, ScriptSpec] = field(default_factory=dict)  # "MASTER"/... and "notify"
+    fifos: tuple[str, ...] = ()
+    timeout: float = 30.0
+    default_user: str | None = None
+    default_group: str | None = None
+    on_error: Callable[[str], None] | None = None
+    stats: NotifyStats = field(default_factory=NotifyStats)
+    _chain: asyncio.Task[None] | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def notify(self, state: str, priority: int | None) -> None:
+        """Schedule everything for entering ``state``; returns at once."""
+        jobs: list[tuple[ScriptSpec, tuple[str, ...]]] = []
+        own = self.scripts.get(state)
+        if own is not None:
+            jobs.append((own, ()))
+        generic = self.scripts.get("notify")
+        if generic is not None:
+            extra: tuple[str, ...] = (self.kind, self.name, state)
+            if priority is not None:
+                extra += (str(priority),)
+            jobs.append((generic, extra))
+        for path in self.fifos:
+            self._write_fifo(path, fifo_line(self.kind, self.name, state, priority))
+        if not jobs:
+            return
+        prev = self._chain
+        task = asyncio.get_running_loop().create_task(self._run_chain(prev, jobs))
+        self._chain = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_chain(self, prev: asyncio.Task[None] | None,
+                         jobs: list[tuple[ScriptSpec, tuple[str, ...]]]) -> None:
+        if prev is not None and not prev.done():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await prev
+        for spec, extra in jobs:
+            await self.run_one(spec, extra)
+
+    def _error(self, msg: str) -> None:
+        self.stats.last_error = msg
+        if self.on_error is not None:
+            self.on_error(msg)
+
+    async def run_one(self, spec: ScriptSpec, extra: tuple[str, ...] = ()) -> int | None:
+        """Run one script to completion (or timeout); returns its exit status or None."""
+        argv = script_argv(spec.command, extra)
+        user = spec.user or self.default_user
+        group = spec.group or self.default_group
+        kw: dict[str, object] = {}
+        if user is not None and os.geteuid() == 0:
+            kw["user"] = user
+            if group is not None:
+                kw["group"] = group
+        self.stats.started += 1
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL, start_new_session=True, **kw)  # type: ignore[arg-type]
+        except (OSError, ValueError, KeyError) as exc:
+            self.stats.failed += 1
+            self._error(f"{self.kind} {self.name}: cannot run {spec.command!r}: {exc}")
+            return None
+        try:
+            rc = await asyncio.wait_for(proc.wait(), self.timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            await proc.wait()
+            self.stats.timed_out += 1
+            self._error(f"{self.kind} {self.name}: {spec.command!r} timed out after "
+                        f"{self.timeout:g} s (killed)")
+            return None
+        if rc != 0:
+            self.stats.failed += 1
+            self._error(f"{self.kind} {self.name}: {spec.command!r} exited {rc}")
+        return rc
+
+    def _write_fifo(self, path: str, line: str) -> None:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            self.stats.fifo_dropped += 1
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader right now
+                self._error(f"notify_fifo {path}: {exc.strerror}")
+            return
+        try:
+            os.write(fd, line.encode())
+        except OSError as exc:
+            self.stats.fifo_dropped += 1
+            self._error(f"notify_fifo {path}: {exc.strerror}")
+        finally:
+            os.close(fd)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for scheduled scripts (used on stop so notify_stop runs before exit)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)

@@ -1,0 +1,499 @@
+"""The async shell around ``VrrpMachine``: sockets, timers, VIPs, GARP, scripts, notify.
+
+Theory of operation
+-------------------
+A ``VrrpRunner`` drives one VRRP instance, or the instances of one ``vrrp_sync_group`` (then
+every event goes through ``machine.SyncGroup``). It owns no VRRP logic: it turns I/O into the
+machine's events and the machine's actions into I/O.
+
+Events in:
+
+* received packets (``transport``): a payload whose VRID is not ours is dropped (counted in
+  ``other_vrid``: another router on the link); the rest is decoded with ``codec.decode``
+  (``params.expect()``) and fed to ``machine.receive`` even when invalid, so the machine counts
+  it per reason and changes nothing;
+* timers: one ``loop.call_at`` at the machine's ``next_deadline``, translated from the injected
+  ``clock`` (monotonic seconds) to the loop's clock; re-armed after every event;
+* link state of every tracked interface (the instance's own unless ``dont_track_primary``):
+  read once before ``start``, then from netlink ``RTM_NEWLINK`` notifications; a link is up
+  when it is ``IFF_UP`` and ``IFF_RUNNING`` (carrier), as keepalived judges it;
+* ``vrrp_script`` results: each tracked script runs every ``interval`` with a ``timeout``
+  (unset: the interval, keepalived); a timeout or a non-zero exit is a failure; the machine
+  applies rise/fall.
+
+Actions out, executed strictly in order by one worker task per runner (so VIP changes never
+overtake each other) while the machine itself never waits: ``SendAdvert`` (encoded for each
+destination: v3 checksums cover the destination address), ``AddVips``/``RemoveVips``
+(``vips.VipSet``: netlink, idempotent, options per VIP, excluded VIPs too),
+``SendGratuitous`` (``garp.Garp``; ``count`` per VIP, spaced by ``garp_interval`` if set),
+``RunNotify`` (``notify.Notifier``: scheduled, never awaited) and the ``Become*`` records
+(passed to ``on_event``).
+
+``stop()`` is the graceful shutdown (SIGTERM): the machine's ``shutdown`` sends priority 0 if
+master (RFC 5798 §6.4.3: a backup then takes over after Skew_Time) and removes the VIPs;
+notify STOP runs; then sockets close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lvsd.vrrp import codec
+from lvsd.vrrp.garp import Garp
+from lvsd.vrrp.machine import (
+    Action,
+    AddVips,
+    AdvertReceived,
+    BecomeBackup,
+    BecomeFault,
+    BecomeMaster,
+    Event,
+    InterfaceChanged,
+    RemoveVips,
+    RunNotify,
+    ScriptResult,
+    SendAdvert,
+    SendGratuitous,
+    Shutdown,
+    State,
+    SyncGroup,
+    Timer,
+    VrrpMachine,
+)
+from lvsd.vrrp.notify import Notifier, ScriptSpec, script_argv
+from lvsd.vrrp.params import VrrpParams
+from lvsd.vrrp.transport import UDP_PORT, Packet, Transport, make_transport
+from lvsd.vrrp.vips import Vip, VipSet
+
+__all__ = ["CheckScript", "InstanceSpec", "VrrpRunner"]
+
+log = logging.getLogger("lvsd.vrrp")
+
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+
+
+@dataclass(frozen=True, slots=True)
+class CheckScript:
+    """A ``vrrp_script`` as the runner runs it."""
+
+    name: str
+    script: ScriptSpec
+    interval: float = 1.0
+    timeout: float | None = None  # None: interval (keepalived)
+
+
+@dataclass
+class InstanceSpec:
+    """Everything the runner needs for one instance besides its ``VrrpParams``.
+
+    ``vips`` None: the params' addresses as host routes (/32, /128) on ``interface``.
+    ``transport`` is "raw" (default), "udp" (lvsd extension) or a ready ``Transport``.
+    """
+
+    params: VrrpParams
+    interface: str
+    transport: str | Transport = "raw"
+    peers: tuple[str, ...] = ()
+    src_ip: str | None = None
+    check_unicast_src: bool = False
+    mcast_group: str | None = None
+    udp_port: int = UDP_PORT
+    vips: tuple[Vip, ...] | None = None
+    excluded: tuple[Vip, ...] = ()
+    notifier: Notifier | None = None
+    scripts: tuple[CheckScript, ...] = ()
+    garp_interval: float = 0.0
+
+    @classmethod
+    def from_config(cls, inst: Any, cfg: Any, *, transport: str = "raw") -> InstanceSpec:
+        """From ``lvsd.config.model.VrrpInstance`` + ``Config`` (duck-typed: no import cycle).
+
+        Raises ``ValueError`` naming the instance for what lvsd cannot run.
+        """
+        from lvsd.vrrp.params import params_from_instance
+        from lvsd.vrrp.vips import vip_from_model
+
+        g = cfg.global_defs
+        where = f"vrrp_instance {inst.name}"
+        if not inst.interface:
+            raise ValueError(f"{where}: no interface")
+        scripts_by_name = {s.name: s for s in cfg.vrrp_scripts}
+        params = params_from_instance(inst, g, scripts=scripts_by_name)
+        checks = []
+        for ref in inst.track_scripts:
+            vs = scripts_by_name[ref.name]
+            checks.append(CheckScript(
+                ref.name,
+                ScriptSpec(vs.script.command, vs.user or vs.script.user, vs.script.group),
+                vs.interval, vs.timeout))
+        scripts: dict[str, ScriptSpec] = {}
+        for state, sc in (("MASTER", inst.notify_master), ("BACKUP", inst.notify_backup),
+                          ("FAULT", inst.notify_fault), ("STOP", inst.notify_stop),
+                          ("notify", inst.notify)):
+            if sc is not None:
+                scripts[state] = ScriptSpec(sc.command, sc.user, sc.group)
+        fifos = tuple(f for f in (g.notify_fifo, g.vrrp_notify_fifo) if f)
+        notifier = Notifier("INSTANCE", inst.name, scripts, fifos,
+                            default_user=g.script_user, default_group=g.script_group)
+        fam = params.family
+        return cls(
+            params=params,
+            interface=inst.interface,
+            transport=transport,
+            peers=tuple(p.address for p in inst.unicast_peers),
+            src_ip=inst.unicast_src_ip or inst.mcast_src_ip,
+            check_unicast_src=inst.check_unicast_src or g.vrrp_check_unicast_src,
+            mcast_group=g.vrrp_mcast_group4 if fam == 4 else g.vrrp_mcast_group6,
+            vips=tuple(vip_from_model(v) for v in inst.virtual_ipaddresses),
+            excluded=tuple(vip_from_model(v) for v in inst.virtual_ipaddresses_excluded),
+            notifier=notifier,
+            scripts=tuple(checks),
+            garp_interval=g.vrrp_garp_interval if fam == 4 else g.vrrp_gna_interval,
+        )
+
+
+@dataclass
+class _Member:
+    spec: InstanceSpec
+    machine: VrrpMachine
+    transport: Transport
+    vipset: VipSet
+    garp: Garp
+    expect: codec.Expect
+    other_vrid: int = 0
+    vip_errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def name(self) -> str:
+        return self.spec.params.name
+
+
+class VrrpRunner:
+    """Runs one instance or one sync group. ``await start()``, later ``await stop()``.
+
+    ``on_event(instance, kind, info)`` is called for state changes (kind "state", info has
+    "state", "previous", "reason") and errors (kind "error", info has "message").
+    """
+
+    def __init__(self, specs: InstanceSpec | Sequence[InstanceSpec], *,
+                 sync_group: str | None = None, group_notifier: Notifier | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_event: Callable[[str, str, dict[str, Any]], None] | None = None) -> None:
+        self.specs = [specs] if isinstance(specs, InstanceSpec) else list(specs)
+        if not self.specs:
+            raise ValueError("a VRRP runner needs at least one instance")
+        self.sync_group_name = sync_group
+        self.group_notifier = group_notifier
+        self.clock = clock
+        self.on_event = on_event
+        self.members: dict[str, _Member] = {}
+        self.group: SyncGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._queue: asyncio.Queue[tuple[_Member, Action] | None] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._worker: asyncio.Task[None] | None = None
+        self._group_state: State | None = None
+        self._started = False
+        self._stopped = False
+        self.stopped = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        for spec in self.specs:
+            p = spec.params
+            tr = spec.transport
+            if isinstance(tr, str):
+                tr = make_transport(tr, spec.interface, p.family, peers=spec.peers,
+                                    src_ip=spec.src_ip, check_unicast_src=spec.check_unicast_src,
+                                    group=spec.mcast_group, port=spec.udp_port)
+            vips = spec.vips if spec.vips is not None else tuple(
+                Vip(str(a), 32 if a.version == 4 else 128) for a in p.addresses)
+            m = _Member(spec, VrrpMachine(p), tr, VipSet(spec.interface, vips, spec.excluded),
+                        Garp(spec.interface), p.expect())
+            self.members[m.name] = m
+        for m in self.members.values():
+            try:
+                await m.transport.open(functools.partial(self._on_packet, m))
+            except Exception:
+                self._close_transports()
+                raise
+            m.machine.set_primary_address(m.transport.source)
+        if len(self.members) > 1 or self.sync_group_name:
+            self.group = SyncGroup(self.sync_group_name or "group",
+                                   [m.machine for m in self.members.values()])
+        self._worker = self._loop.create_task(self._work())
+        # Interface states before start, so a down link starts in FAULT.
+        tracked = {t.name for m in self.members.values()
+                   for t in m.spec.params.track_interfaces}
+        if tracked:
+            for name, up in (await self._link_states(tracked)).items():
+                for m in self.members.values():
+                    self._feed(m, InterfaceChanged(name, up))
+            self._tasks.append(self._loop.create_task(self._watch_links(tracked)))
+        for m in self.members.values():
+            for cs in m.spec.scripts:
+                self._tasks.append(self._loop.create_task(self._run_script(m, cs)))
+        now = self.clock()
+        if self.group is not None:
+            self._execute(self.group.start(now))
+        else:
+            for m in self.members.values():
+                self._execute([(m.name, a) for a in m.machine.start(now)])
+        self._rearm()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Graceful stop: priority 0 if master, VIPs removed, notify STOP, sockets closed."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for t in self._tasks:
+            t.cancel()
+        for m in self.members.values():
+            self._feed(m, Shutdown(), rearm=False)
+        self._queue.put_nowait(None)
+        if self._worker is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._worker, timeout)
+        for m in self.members.values():
+            if m.spec.notifier is not None:
+                await m.spec.notifier.drain(timeout)
+        if self.group_notifier is not None:
+            await self.group_notifier.drain(timeout)
+        self._close_transports()
+        for m in self.members.values():
+            m.garp.close()
+        self.stopped.set()
+
+    def _close_transports(self) -> None:
+        for m in self.members.values():
+            with contextlib.suppress(Exception):
+                m.transport.close()
+
+    # ------------------------------------------------------------------ events in
+    def _on_packet(self, m: _Member, pkt: Packet) -> None:
+        if self._stopped:
+            return
+        if codec.peek_vrid(pkt.payload) != m.spec.params.vrid:
+            m.other_vrid += 1
+            return
+        res = codec.decode(pkt.payload, src=pkt.src, dst=pkt.dst, ttl=pkt.ttl,
+                           expect=m.expect, ip_proto=pkt.ip_proto)
+        self._feed(m, AdvertReceived(res, pkt.src))
+
+    def _feed(self, m: _Member, event: Event, *, rearm: bool = True) -> None:
+        now = self.clock()
+        if self.group is not None:
+            pairs = self.group.handle(m.name, event, now)
+        else:
+            pairs = [(m.name, a) for a in m.machine.handle(event, now)]
+        self._execute(pairs)
+        if rearm and not self._stopped:
+            self._rearm()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._stopped:
+            return
+        now = self.clock()
+        if self.group is not None:
+            self._execute(self.group.tick(now))
+        else:
+            for m in self.members.values():
+                d = m.machine.next_deadline
+                if d is not None and d <= now:
+                    self._execute([(m.name, a) for a in m.machine.handle(Timer(), now)])
+        self._rearm()
+
+    def _rearm(self) -> None:
+        if self._loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        ds = [d for m in self.members.values() if (d := m.machine.next_deadline) is not None]
+        if not ds:
+            return
+        delay = max(0.0, min(ds) - self.clock())
+        self._timer = self._loop.call_at(self._loop.time() + delay, self._on_timer)
+
+    async def _link_states(self, names: set[str]) -> dict[str, bool]:
+        from pyroute2 import AsyncIPRoute
+
+        out = {n: False for n in names}
+        async with AsyncIPRoute() as ipr:
+            async for msg in await ipr.link("dump"):
+                name = msg.get_attr("IFLA_IFNAME")
+                if name in out:
+                    out[name] = msg["flags"] & (IFF_UP | IFF_RUNNING) == IFF_UP | IFF_RUNNING
+        return out
+
+    async def _watch_links(self, names: set[str]) -> None:
+        from pyroute2 import AsyncIPRoute
+        from pyroute2.netlink.rtnl import RTMGRP_LINK
+
+        ipr = AsyncIPRoute()
+        try:
+            await ipr.bind(groups=RTMGRP_LINK)
+            # a change between the first dump and bind() would be missed: read again
+            for name, up in (await self._link_states(names)).items():
+                for m in self.members.values():
+                    self._feed(m, InterfaceChanged(name, up))
+            while True:
+                async for msg in ipr.get():
+                    name = msg.get_attr("IFLA_IFNAME")
+                    if name not in names:
+                        continue
+                    if msg["event"] == "RTM_DELLINK":
+                        up = False
+                    else:
+                        up = msg["flags"] & (IFF_UP | IFF_RUNNING) == IFF_UP | IFF_RUNNING
+                    for m in self.members.values():
+                        self._feed(m, InterfaceChanged(name, up))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # netlink gone: report, keep the last known states
+            self._error("*", f"link monitor stopped: {exc}")
+        finally:
+            ipr.close()
+
+    async def _run_script(self, m: _Member, cs: CheckScript) -> None:
+        timeout = cs.timeout if cs.timeout else cs.interval
+        argv = script_argv(cs.script.command)
+        while not self._stopped:
+            ok = False
+            try:
+                kw: dict[str, Any] = {}
+                if cs.script.user and os.geteuid() == 0:
+                    kw["user"] = cs.script.user
+                    if cs.script.group:
+                        kw["group"] = cs.script.group
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL, start_new_session=True, **kw)
+                try:
+                    ok = await asyncio.wait_for(proc.wait(), timeout) == 0
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, 9)
+                    await proc.wait()
+            except (OSError, ValueError, KeyError) as exc:
+                self._error(m.name, f"vrrp_script {cs.name}: cannot run: {exc}")
+            if self._stopped:
+                return
+            self._feed(m, ScriptResult(cs.name, ok))
+            await asyncio.sleep(cs.interval)
+
+    # ------------------------------------------------------------------ actions out
+    def _execute(self, pairs: Sequence[tuple[str, Action]]) -> None:
+        for name, act in pairs:
+            m = self.members[name]
+            if isinstance(act, SendAdvert):
+                self._send(m, act)  # at once: adverts are timing-critical and never block
+            elif isinstance(act, BecomeMaster | BecomeBackup | BecomeFault):
+                self._state_event(m, act)
+            elif isinstance(act, RunNotify):
+                if m.spec.notifier is not None and act.state != "MASTER_RX_LOWER_PRI":
+                    m.spec.notifier.notify(act.state, act.priority)
+            else:
+                self._queue.put_nowait((m, act))
+        if self.group is not None and self.group_notifier is not None:
+            st = self.group.state
+            if st != self._group_state and st != State.INIT:
+                self.group_notifier.notify(st.value, None)
+            self._group_state = st
+
+    def _send(self, m: _Member, act: SendAdvert) -> None:
+        tr = m.transport
+        for dst in tr.destinations:
+            try:
+                payload = codec.encode(act.advert, tr.source, dst,
+                                       v3_checksum_as_v2=m.spec.params.v3_checksum_as_v2)
+            except ValueError as exc:
+                self._error(m.name, f"cannot encode advert: {exc}")
+                return
+            tr.send(payload, dst)
+
+    def _state_event(self, m: _Member, act: BecomeMaster | BecomeBackup | BecomeFault) -> None:
+        state = {BecomeMaster: "MASTER", BecomeBackup: "BACKUP", BecomeFault: "FAULT"}[type(act)]
+        log.info("VRRP_Instance(%s) entering %s state (%s)", m.name, state, act.reason)
+        if self.on_event is not None:
+            self.on_event(m.name, "state", {"state": state, "previous": act.previous.value,
+                                            "reason": act.reason})
+
+    def _error(self, name: str, message: str) -> None:
+        log.warning("VRRP_Instance(%s) %s", name, message)
+        if self.on_event is not None:
+            self.on_event(name, "error", {"message": message})
+
+    async def _work(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            m, act = item
+            try:
+                if isinstance(act, AddVips):
+                    res = await m.vipset.add_all()
+                    for cidr, why in res.failed.items():
+                        m.vip_errors[cidr] += 1
+                        self._error(m.name, why)
+                elif isinstance(act, RemoveVips):
+                    res = await m.vipset.remove_all()
+                    for cidr, why in res.failed.items():
+                        m.vip_errors[cidr] += 1
+                        self._error(m.name, why)
+                elif isinstance(act, SendGratuitous):
+                    await self._garp(m, act)
+            except Exception as exc:  # never let one failure stop the worker
+                self._error(m.name, f"{type(act).__name__} failed: {exc}")
+
+    async def _garp(self, m: _Member, act: SendGratuitous) -> None:
+        addrs = [*act.addresses, *(v.address for v in m.vipset.excluded)]
+        gap = m.spec.garp_interval
+        if gap <= 0:
+            m.garp.burst(addrs, act.count)
+            return
+        for i in range(act.count):
+            if i:
+                await asyncio.sleep(gap)
+            m.garp.burst(addrs, 1)
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for m in self.members.values():
+            st = m.machine.status()
+            st["interface"] = m.spec.interface
+            st["transport"] = {
+                "kind": m.spec.transport if isinstance(m.spec.transport, str) else "custom",
+                "source": str(m.transport.source),
+                "destinations": [str(d) for d in m.transport.destinations],
+                "send_errors": getattr(m.transport, "send_errors", 0),
+                "filtered": getattr(m.transport, "filtered", 0),
+            }
+            st["other_vrid"] = m.other_vrid
+            st["garp_sent"] = m.garp.sent
+            st["vip_errors"] = dict(m.vip_errors)
+            out[m.name] = st
+        return out
+
+    def state(self, name: str | None = None) -> State:
+        m = self.members[name] if name else next(iter(self.members.values()))
+        return m.machine.state

@@ -1,0 +1,219 @@
+"""End to end through the scheduler: config text -> real probes -> health events."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from pathlib import Path
+
+import pytest
+
+from lvsd.checks.health import RealServerId
+from lvsd.checks.scheduler import HealthEvent, Scheduler
+from lvsd.config.loader import loads
+from lvsd.config.model import Config
+
+pytestmark = pytest.mark.realserver
+
+
+class Listener:
+    """A real TCP server that counts accepted connections; can be killed and restarted."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.server: asyncio.Server | None = None
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port: int = probe.getsockname()[1]
+        probe.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        writer.close()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port,
+                                                 reuse_address=True)
+
+    async def kill(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+        self.server = None
+
+
+def config(port: int, *, vs_count: int = 1, extra: str = "", alpha: str = "") -> Config:
+    blocks = []
+    for i in range(vs_count):
+        blocks.append(f"""
+virtual_server 10.0.0.{i + 1} 80 {{
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    delay_loop 0.3
+    real_server 127.0.0.1 {port} {{
+        TCP_CHECK {{
+            connect_timeout 0.3
+            retry 1
+            delay_before_retry 0.1
+            warmup 0
+            {alpha}
+        }}
+        {extra}
+    }}
+}}
+""")
+    cfg = loads("\n".join(blocks))
+    assert not cfg.fatal, cfg.diagnostics
+    return cfg
+
+
+async def next_event(q: asyncio.Queue[HealthEvent], timeout: float = 5.0) -> HealthEvent:
+    return await asyncio.wait_for(q.get(), timeout)
+
+
+async def test_listener_killed_gives_down_then_up_with_reasons() -> None:
+    lis = Listener()
+    await lis.start()
+    q: asyncio.Queue[HealthEvent] = asyncio.Queue()
+    sched = Scheduler(config(lis.port), rng=random.Random(1), on_change=q.put_nowait)
+    rsid = RealServerId("10.0.0.1:80/TCP", "127.0.0.1", lis.port)
+    async with sched:
+        ev = await next_event(q)
+        assert ev.rsid == rsid and ev.health is not None and ev.health.alive
+        assert sched.health[rsid].alive
+        await lis.kill()
+        ev = await next_event(q)
+        assert ev.health is not None and not ev.health.alive
+        assert "refused (after 1 retry)" in ev.health.reason
+        assert ev.health.verdicts[0].reason == "refused (after 1 retry)"
+        await lis.start()
+        ev = await next_event(q)
+        assert ev.health is not None and ev.health.alive and ev.health.reason == "connected"
+        st = sched.status()
+        assert len(st) == 1 and st[0].up is True and st[0].last_reason == "connected"
+        assert st[0].attempts >= 4 and st[0].servers == (rsid,)
+    await lis.kill()
+
+
+async def test_identical_probe_in_two_virtual_servers_runs_once() -> None:
+    lis = Listener()
+    await lis.start()
+    events: list[HealthEvent] = []
+    sched = Scheduler(config(lis.port, vs_count=2), rng=random.Random(1),
+                      on_change=events.append)
+    async with sched:
+        await asyncio.sleep(2.0)
+        st = sched.status()
+        assert len(st) == 1 and len(st[0].servers) == 2
+        assert {e.rsid.vs for e in events} == {"10.0.0.1:80/TCP", "10.0.0.2:80/TCP"}
+        attempts = st[0].attempts
+    assert attempts >= 3
+    assert lis.accepted == attempts  # one connection per attempt, not one per virtual server
+    await lis.kill()
+
+
+async def test_events_iterator_and_reload_keeps_state(tmp_path: Path) -> None:
+    lis = Listener()
+    await lis.start()
+    sched = Scheduler(config(lis.port), rng=random.Random(1))
+    await sched.start()
+    it = sched.events()
+    try:
+        ev = await asyncio.wait_for(anext(it), 5)
+        assert ev.health is not None and ev.health.alive
+        before = sched.status()[0]
+        # same checkers (positions shift: a comment line on top): no event, state kept
+        sched.update(loads("# reloaded\n" + _text(lis.port)))
+        after = sched.status()[0]
+        assert after.since == before.since and after.attempts >= before.attempts
+        # a second real server with an alpha checker on a dead port: down at once
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))
+        dport = dead.getsockname()[1]
+        sched.update(loads(_text(lis.port) + _text(dport, vs="10.0.0.9", alpha="alpha")))
+        ev = await asyncio.wait_for(anext(it), 5)
+        assert ev.rsid.port == dport and ev.health is not None and not ev.health.alive
+        assert "alpha" in ev.health.reason
+        # remove the first server: its health is withdrawn
+        sched.update(loads(_text(dport, vs="10.0.0.9", alpha="alpha")))
+        ev = await asyncio.wait_for(anext(it), 5)
+        assert ev.rsid.port == lis.port and ev.health is None
+        assert len(sched.status()) == 1
+        dead.close()
+    finally:
+        await sched.close()
+        await it.aclose()
+    await lis.kill()
+
+
+async def test_timing_change_inherits_state() -> None:
+    lis = Listener()
+    await lis.start()
+    events: list[HealthEvent] = []
+    sched = Scheduler(config(lis.port), rng=random.Random(1), on_change=events.append)
+    async with sched:
+        for _ in range(50):
+            if events:
+                break
+            await asyncio.sleep(0.1)
+        assert events and events[-1].health is not None and events[-1].health.alive
+        n = len(events)
+        sched.update(loads(_text(lis.port, delay_loop="0.5")))
+        await asyncio.sleep(0.2)
+        st = sched.status()
+        assert len(st) == 1 and st[0].up is True  # no undecided gap, no new event
+        assert len(events) == n
+    await lis.kill()
+
+
+async def test_close_cancels_in_flight_probes() -> None:
+    # a tarpit-like dead address: connects to a full backlog hang until timeout
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    port = ls.getsockname()[1]
+    fill = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fill.append(s)
+    cfg = loads(_text(port, timeout="30"))
+    sched = Scheduler(cfg, rng=random.Random(1))
+    await sched.start()
+    for _ in range(40):
+        if any(s.in_flight for s in sched.status()):
+            break
+        await asyncio.sleep(0.05)
+    assert any(s.in_flight for s in sched.status())
+    await asyncio.wait_for(sched.close(), 2)
+    assert not any(t for t in asyncio.all_tasks() if "Scheduler._run" in repr(t))
+    for s in fill:
+        s.close()
+    ls.close()
+
+
+def _text(port: int, vs: str = "10.0.0.1", alpha: str = "", delay_loop: str = "0.3",
+          timeout: str = "0.3") -> str:
+    return f"""
+virtual_server {vs} 80 {{
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    delay_loop {delay_loop}
+    real_server 127.0.0.1 {port} {{
+        TCP_CHECK {{
+            connect_timeout {timeout}
+            retry 1
+            delay_before_retry 0.1
+            warmup 0
+            {alpha}
+        }}
+    }}
+}}
+"""

@@ -1,0 +1,272 @@
+"""Two lvsd VRRP routers and a client on one bridge (real raw sockets, real netlink, GARP).
+
+Every scenario runs VRRPv3 at advert_int 0.1 s (v2 is covered against keepalived in
+tests/interop). A client in its own namespace must keep reaching the VIP across every
+takeover: its neighbour entry moves to the new master's MAC through the gratuitous ARP
+(or unsolicited NA for IPv6). Losses are counted and printed, never bounded by time.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lvsd.lab.netns import Host, Topology, have_netns
+from lvsd.vrrp.testlab import LvsdNode, NodeOpts, wait_for
+
+pytestmark = [pytest.mark.netns]
+
+VIP = "192.0.2.100"
+FAST = dict(advert_int=0.1, version=3)
+
+
+@pytest.fixture
+def topo() -> Iterator[Topology]:
+    why = have_netns()
+    if why:
+        pytest.fail(f"netns tests need root and iproute2: {why}")
+    t = Topology("lt-vrrp")
+    try:
+        t.add_host("a", "192.0.2.1/24")
+        t.add_host("b", "192.0.2.2/24")
+        t.add_host("c", "192.0.2.50/24")
+        yield t
+    finally:
+        t.close()
+
+
+def mac(host: Host) -> str:
+    out = host.run("ip", "-o", "link", "show", "eth0").stdout
+    m = re.search(r"link/ether ([0-9a-f:]{17})", out)
+    assert m, out
+    return m.group(1)
+
+
+def neigh_mac(client: Host, addr: str = VIP) -> str | None:
+    out = client.run("ip", "neigh", "show", addr, check=False).stdout
+    m = re.search(r"lladdr ([0-9a-f:]{17})", out)
+    return m.group(1) if m else None
+
+
+def reaches(client: Host, addr: str = VIP) -> bool:
+    fam = "-6" if ":" in addr else "-4"
+    return client.run("ping", fam, "-n", "-c", "1", "-W", "0.3", addr,
+                      check=False, timeout=5).returncode == 0
+
+
+class Pinger:
+    """A background ping at 10 ms from the client; bounded by -w, stopped with SIGINT."""
+
+    def __init__(self, client: Host, addr: str = VIP, bound_s: int = 30) -> None:
+        fam = "-6" if ":" in addr else "-4"
+        self.proc = client.popen(["ping", fam, "-n", "-i", "0.01", "-W", "0.2", "-w",
+                                  str(bound_s), addr], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+
+    def stop(self) -> tuple[int, int]:
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=10)
+        m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+        assert m, out
+        return int(m.group(1)), int(m.group(2))
+
+
+def pair(topo: Topology, pa: int = 150, pb: int = 100, **kw: Any) -> tuple[LvsdNode, LvsdNode]:
+    a = LvsdNode(topo["a"], NodeOpts(priority=pa, **{**FAST, **kw})).start()
+    b = LvsdNode(topo["b"], NodeOpts(priority=pb, **{**FAST, **kw})).start()
+    return a, b
+
+
+def settled(master: LvsdNode, backup: LvsdNode, vip: str = VIP) -> bool:
+    return (master.state() == "MASTER" and backup.state() == "BACKUP"
+            and master.has_vip(vip) and not backup.has_vip(vip))
+
+
+def assert_takeover(client: Host, new: LvsdNode, vip: str = VIP) -> None:
+    """``new`` holds the VIP, the client's neighbour entry moved to it (GARP / NA) and the
+    client reaches the VIP through it. (After a SIGKILL the dead node's kernel still has the
+    VIP, so reaching the VIP alone would prove nothing.)"""
+    assert wait_for(lambda: new.state() == "MASTER" and new.has_vip(vip), 10), new.log()
+    assert wait_for(lambda: neigh_mac(client, vip) == mac(new.host), 10), (
+        "client's neighbour entry did not move",
+        client.run("ip", "neigh", check=False).stdout, new.status().get("garp_sent"))
+    assert wait_for(lambda: reaches(client, vip), 10), "client never reached the VIP again"
+
+
+def test_election_and_client_reaches_master(topo: Topology) -> None:
+    a, b = pair(topo)
+    assert wait_for(lambda: settled(a, b), 10), (a.log(), b.log())
+    assert reaches(topo["c"])
+    assert neigh_mac(topo["c"]) == mac(topo["a"])
+    st = b.status()
+    assert st["counters"]["adverts_received"] > 0
+    assert st["counters"]["invalid"] == {}, st["counters"]["invalid"]
+    assert st["master_address"] == "192.0.2.1"
+
+
+def test_sigkill_of_master(topo: Topology) -> None:
+    a, b = pair(topo)
+    assert wait_for(lambda: settled(a, b), 10)
+    assert reaches(topo["c"])
+    ping = Pinger(topo["c"])
+    time.sleep(0.2)
+    a.kill()  # no priority 0: b waits Master_Down_Interval
+    assert_takeover(topo["c"], b)
+    sent, got = ping.stop()
+    print(f"SIGKILL takeover: client lost {sent - got} of {sent} pings")
+    assert got > 0
+    assert b.status()["counters"]["priority_zero_received"] == 0
+
+
+def test_sigterm_of_master_sends_priority_zero(topo: Topology) -> None:
+    a, b = pair(topo)
+    assert wait_for(lambda: settled(a, b), 10)
+    ping = Pinger(topo["c"])
+    time.sleep(0.2)
+    a.term()
+    assert a.wait_exit(10) == 0, a.log()
+    assert not a.has_vip(), "graceful stop must remove the VIP"
+    assert_takeover(topo["c"], b)
+    sent, got = ping.stop()
+    print(f"SIGTERM takeover: client lost {sent - got} of {sent} pings")
+    assert b.status()["counters"]["priority_zero_received"] >= 1
+
+
+def test_master_link_down_goes_fault_and_preempts_on_return(topo: Topology) -> None:
+    a, b = pair(topo)
+    assert wait_for(lambda: settled(a, b), 10)
+    ping = Pinger(topo["c"])
+    topo["a"].link(False)
+    assert wait_for(lambda: a.state() == "FAULT", 10), a.log()
+    assert not a.has_vip()
+    assert_takeover(topo["c"], b)
+    topo["a"].link(True)
+    # back from FAULT to BACKUP, then preempts the lower-priority master (preempt default)
+    assert wait_for(lambda: settled(a, b), 10), (a.log(), b.log())
+    assert_takeover(topo["c"], a)
+    sent, got = ping.stop()
+    print(f"link down + return: client lost {sent - got} of {sent} pings")
+
+
+def test_preemption_on_return_after_restart(topo: Topology) -> None:
+    a, b = pair(topo)
+    assert wait_for(lambda: settled(a, b), 10)
+    a.stop()
+    assert wait_for(lambda: b.state() == "MASTER", 10)
+    a.start()
+    assert wait_for(lambda: settled(a, b), 10), (a.log(), b.log())
+    assert_takeover(topo["c"], a)
+
+
+def test_nopreempt_keeps_running_master(topo: Topology) -> None:
+    b = LvsdNode(topo["b"], NodeOpts(priority=100, nopreempt=True, state="BACKUP",
+                                     **FAST)).start()
+    assert wait_for(lambda: b.state() == "MASTER" and b.has_vip(), 10)
+    a = LvsdNode(topo["a"], NodeOpts(priority=150, nopreempt=True, state="BACKUP",
+                                     **FAST)).start()
+    assert wait_for(lambda: a.state() == "BACKUP", 10)
+    # a would preempt within one Master_Down_Interval (~0.36 s); give it 10 of them.
+    end = time.monotonic() + 3.6
+    while time.monotonic() < end:
+        assert a.state() == "BACKUP" and b.state() == "MASTER", (a.log(), b.log())
+        time.sleep(0.05)
+    assert settled(b, a)
+    assert a.status()["counters"]["adverts_received"] > 10
+
+
+def partition(topo: Topology, host: Host, on: bool) -> None:
+    """Drop every frame to/from ``host`` in the bridge (nftables bridge family): unlike
+    ``Host.cut()`` (a veth loses carrier with its peer, so that host goes FAULT) both sides
+    keep their links up."""
+    if on:
+        script = (f"add table bridge ltpart\n"
+                  f"add chain bridge ltpart fwd {{ type filter hook forward priority 0; }}\n"
+                  f"add rule bridge ltpart fwd iifname {host.peer} drop\n"
+                  f"add rule bridge ltpart fwd oifname {host.peer} drop\n")
+        subprocess.run(["ip", "netns", "exec", topo.bridge_ns, "nft", "-f", "-"],
+                       input=script, text=True, check=True, timeout=10)
+    else:
+        topo.bridge_run("nft", "delete", "table", "bridge", "ltpart")
+
+
+def test_cut_master_goes_fault_backup_takes_over(topo: Topology) -> None:
+    a, b = pair(topo)
+    assert wait_for(lambda: settled(a, b), 10)
+    topo["a"].cut()  # the veth loses carrier: a goes FAULT (tracks its interface)
+    assert wait_for(lambda: a.state() == "FAULT" and not a.has_vip(), 10), a.log()
+    assert_takeover(topo["c"], b)
+    topo["a"].heal()
+    assert wait_for(lambda: settled(a, b), 10), (a.log(), b.log())
+
+
+def test_partition_heals_into_exactly_one_master(topo: Topology) -> None:
+    a, b = pair(topo)
+    assert wait_for(lambda: settled(a, b), 10)
+    partition(topo, topo["a"], True)
+    assert wait_for(lambda: b.state() == "MASTER" and b.has_vip(), 10)
+    assert a.state() == "MASTER" and a.has_vip()  # split brain while partitioned: VRRP's way
+    partition(topo, topo["a"], False)
+    assert wait_for(lambda: settled(a, b), 10), (a.log(), b.log())
+    for _ in range(20):  # and it stays that way
+        time.sleep(0.05)
+        assert settled(a, b)
+    assert_takeover(topo["c"], a)
+
+
+def test_equal_priority_higher_address_wins(topo: Topology) -> None:
+    a, b = pair(topo, 100, 100)
+    assert wait_for(lambda: settled(b, a), 10), (a.log(), b.log())  # 192.0.2.2 > .1
+    for _ in range(10):
+        time.sleep(0.05)
+        assert settled(b, a)
+
+
+def test_unicast_pair(topo: Topology) -> None:
+    a = LvsdNode(topo["a"], NodeOpts(priority=150, unicast_src="192.0.2.1",
+                                     unicast_peers=["192.0.2.2"],
+                                     extra=["--check-unicast-src"], **FAST)).start()
+    b = LvsdNode(topo["b"], NodeOpts(priority=100, unicast_src="192.0.2.2",
+                                     unicast_peers=["192.0.2.1"],
+                                     extra=["--check-unicast-src"], **FAST)).start()
+    assert wait_for(lambda: settled(a, b), 10), (a.log(), b.log())
+    a.kill()
+    assert_takeover(topo["c"], b)
+
+
+def test_udp_transport_pair(topo: Topology) -> None:
+    """lvsd extension: the same adverts over UDP (no raw sockets, no multicast)."""
+    opts = dict(extra=["--transport", "udp", "--check-unicast-src"], **FAST)
+    a = LvsdNode(topo["a"], NodeOpts(priority=150, unicast_src="192.0.2.1",
+                                     unicast_peers=["192.0.2.2"], **opts)).start()
+    b = LvsdNode(topo["b"], NodeOpts(priority=100, unicast_src="192.0.2.2",
+                                     unicast_peers=["192.0.2.1"], **opts)).start()
+    assert wait_for(lambda: settled(a, b), 10), (a.log(), b.log())
+    assert b.status()["transport"]["kind"] == "udp"
+    a.term()
+    assert_takeover(topo["c"], b)
+    assert b.status()["counters"]["priority_zero_received"] >= 1
+
+
+def test_ipv6_pair_unsolicited_na() -> None:
+    why = have_netns()
+    if why:
+        pytest.fail(f"netns tests need root and iproute2: {why}")
+    with Topology("lt-vrrp6") as t:
+        t.add_host("a", "fd00::1/64")
+        t.add_host("b", "fd00::2/64")
+        c = t.add_host("c", "fd00::50/64")
+        vip6 = "fd00::100"
+        a = LvsdNode(t["a"], NodeOpts(priority=150, vips=[f"{vip6}/64"], **FAST)).start()
+        b = LvsdNode(t["b"], NodeOpts(priority=100, vips=[f"{vip6}/64"], **FAST)).start()
+        assert wait_for(lambda: settled(a, b, f"{vip6}/64"), 10), (a.log(), b.log())
+        assert b.status()["master_address"].startswith("fe80::")  # RFC 5798 §5.1.2.1
+        assert wait_for(lambda: reaches(c, vip6), 10)
+        assert neigh_mac(c, vip6) == mac(t["a"])
+        a.kill()
+        assert_takeover(c, b, vip6)
