@@ -21,7 +21,9 @@ SUBCOMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lvsd", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lvsd", description="lvsd: a director for Linux Virtual Server clusters (VRRP, "
+                                 "health checks, an IPVS pool that is always right).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         try:

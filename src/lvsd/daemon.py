@@ -25,10 +25,13 @@ table is ready the moment it takes over).
   old config keeps running untouched; the errors go to the log, ``/status`` (``config``) and a
   ``reload`` event. Otherwise apply the difference: ``Scheduler.update`` (unchanged checkers
   keep state and retry counts, new ones start like at boot, alpha respected), ``Planner.reload``
-  (same virtual servers keep quorum state), VRRP: an instance whose configuration is unchanged
-  keeps its runner (and so its state); one whose identity (vrid, interface, version, family,
-  sync group) or any parameter changed is stopped (priority 0, VIPs removed) and started again;
-  removed ones are stopped, new ones started. Then ``READY=1``.
+  (same virtual servers keep quorum state), VRRP: an instance (or sync group) whose
+  configuration is unchanged keeps its runner, and so its state, counters and VIPs. One whose
+  identity (vrid, interface, version, family, sync group membership) changed is stopped
+  (priority 0, VIPs removed) and started again; one whose identity is the same but another
+  parameter changed is updated in place when the runner offers ``update(specs)``, otherwise
+  restarted like an identity change (known limitation, see docs/operations.md). Removed
+  instances are stopped (notify_stop), new ones started. Then ``READY=1``.
 * SIGTERM/SIGINT: the VRRP runners stop first (a master sends priority 0 and removes its VIPs:
   RFC 5798 §6.4.3, the backup takes over after Skew_Time; notify_stop runs), then the checks
   stop, virtual servers with ``omega`` run their quorum_down/notify_down scripts (keepalived),
@@ -61,6 +64,7 @@ log = logging.getLogger("lvsd")
 
 DEFAULT_STATUS_LISTEN = "127.0.0.1:9330"
 DEFAULT_CONFIG = "/etc/keepalived/keepalived.conf"
+DEFAULT_PID_FILE = "/run/lvsd.pid"
 MODES = ("full", "vrrp-only", "check-only")
 TRANSITIONS_KEPT = 20
 
@@ -115,8 +119,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+class SecretFilter(logging.Filter):
+    """Masks every known secret (auth_pass values of every config ever loaded) in log records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            msg = record.getMessage()
+            masked = msg
+            for s in self.secrets:
+                if s and s in masked:
+                    masked = masked.replace(s, "<redacted>")
+            if masked != msg:
+                record.msg, record.args = masked, None
+        return True
+
+
+SECRET_FILTER = SecretFilter()
+
+
 def setup_logging(fmt: str, verbose: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(SECRET_FILTER)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -194,8 +221,8 @@ def config_secrets(cfg: Config | None) -> list[str]:
     return out
 
 
-def _mono_to_wall() -> Callable[[float | None], float | None]:
-    off = time.time() - time.monotonic()
+def _mono_to_wall(off: float) -> Callable[[float | None], float | None]:
+    """Monotonic -> Unix time with a fixed offset (so repeated snapshots agree exactly)."""
 
     def conv(t: float | None) -> float | None:
         return None if t is None else t + off
@@ -235,6 +262,7 @@ class Daemon:
         self.opts = opts
         self.version = _version()
         self.started_at = time.time()
+        self._mono_offset = self.started_at - time.monotonic()
         self.config: Config | None = None
         self.cfg_state = _ConfigState(loaded_at=time.time())
         self.ready = False
@@ -250,6 +278,8 @@ class Daemon:
         self.pool = _PoolState()
         self.runners: dict[str, Any] = {}  # key: sync group name or instance name
         self.runner_models: dict[str, tuple[Any, ...]] = {}  # key -> stripped models
+        self._identities: dict[str, list[tuple[Any, ...]]] = {}
+        self.secrets: set[str] = set()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._pool_task: asyncio.Task[None] | None = None
@@ -275,6 +305,9 @@ class Daemon:
 
         cfg = load(self.opts.config_file, config_id=self.opts.config_id)
         assert isinstance(cfg, Config)
+        # secrets of every config ever read, rejected ones included (their errors are shown)
+        self.secrets.update(config_secrets(cfg))
+        SECRET_FILTER.secrets.update(self.secrets)
         return cfg
 
     def validate(self, cfg: Config) -> list[str]:
@@ -356,8 +389,10 @@ class Daemon:
         try:
             await self._startup()
         except StartupError as exc:
-            log.error("%s", exc)
-            print(f"lvsd: {exc}", file=sys.stderr)
+            if self.opts.log_format == "json":
+                log.error("%s", exc)
+            else:  # one line, not a log record twice
+                print(f"lvsd: {exc}", file=sys.stderr)
             await self._shutdown(quiet=True)
             return 1
         for sig, fn in ((signal.SIGHUP, self._on_hup), (signal.SIGTERM, self._stop.set),
@@ -412,6 +447,22 @@ class Daemon:
         if not self.opts.pid_file:
             return
         try:
+            with open(self.opts.pid_file, encoding="ascii") as fh:
+                other = int(fh.read().strip() or "0")
+        except (OSError, ValueError):
+            other = 0
+        if other and other != os.getpid():
+            try:
+                os.kill(other, 0)
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                alive = True
+            if alive:
+                raise StartupError(f"already running: pid {other} (pid file "
+                                   f"{self.opts.pid_file}); stop it or use another --pid-file")
+        try:
             tmp = f"{self.opts.pid_file}.{os.getpid()}.tmp"
             with open(tmp, "w", encoding="ascii") as fh:
                 fh.write(f"{os.getpid()}\n")
@@ -441,7 +492,7 @@ class Daemon:
             except TokenError as exc:
                 raise StartupError(str(exc)) from None
         app = create_app(self.snapshot, self.bus, token=token,
-                         secrets=lambda: config_secrets(self.config))
+                         secrets=lambda: sorted(self.secrets))
         srv = StatusServer(app, host, port)
         try:
             await srv.start()
@@ -625,8 +676,24 @@ class Daemon:
         """Make the running VRRP runners match ``cfg`` (startup and reload)."""
         wanted = self._vrrp_groups(cfg)
         models = {k: self._runner_model(cfg, g, m) for k, (g, m) in wanted.items()}
-        to_stop = [k for k in self.runners
-                   if k not in wanted or models[k] != self.runner_models.get(k)]
+        to_stop = []
+        for k in self.runners:
+            if k not in wanted:
+                to_stop.append(k)
+            elif models[k] != self.runner_models.get(k):
+                if self._same_identity(k, wanted[k][1]) and hasattr(self.runners[k], "update"):
+                    # the runner can take new parameters without leaving its state
+                    group, members = wanted[k]
+                    from lvsd.vrrp.runner import InstanceSpec
+
+                    specs = [InstanceSpec.from_config(i, cfg, transport=self.opts.vrrp_transport)
+                             for i in members]
+                    await self.runners[k].update(specs)
+                    self.runner_models[k] = models[k]
+                    self._identities[k] = [vrrp_identity(i) for i in members]
+                    log.info("VRRP %s updated in place", k)
+                else:
+                    to_stop.append(k)
         if to_stop:
             await asyncio.gather(*(self._stop_runner(k) for k in to_stop))
         for k, (group, members) in wanted.items():
@@ -641,11 +708,16 @@ class Daemon:
                 raise StartupError(f"VRRP {k}: cannot start: {exc}") from None
             self.runners[k] = runner
             self.runner_models[k] = models[k]
+            self._identities[k] = [vrrp_identity(i) for i in members]
             log.info("VRRP %s started", k)
+
+    def _same_identity(self, key: str, members: list[VrrpInstance]) -> bool:
+        return self._identities.get(key) == [vrrp_identity(i) for i in members]
 
     async def _stop_runner(self, key: str) -> None:
         runner = self.runners.pop(key)
         self.runner_models.pop(key, None)
+        self._identities.pop(key, None)
         try:
             await runner.stop(timeout=min(5.0, self.opts.stop_timeout / 2))
         except Exception as exc:
@@ -797,7 +869,7 @@ class Daemon:
     def snapshot(self) -> Any:
         from lvsd.status import model as m
 
-        conv = _mono_to_wall()
+        conv = _mono_to_wall(self._mono_offset)
         cfg = self.config
         st = self.cfg_state
         config_status = m.ConfigStatus(
@@ -952,7 +1024,7 @@ def options_from_args(a: argparse.Namespace) -> Options:
     listen = None if a.status_listen in ("", "none", "off") else a.status_listen
     return Options(config_file=a.config_file, config_id=a.config_id, dataplane=a.dataplane,
                    status_listen=listen, status_token_file=a.status_token_file,
-                   pid_file=a.pid_file, log_format=a.log_format, mode=mode,
+                   pid_file=a.pid_file or None, log_format=a.log_format, mode=mode,
                    dump_dir=a.dump_dir, vrrp_transport=a.vrrp_transport,
                    sweep_interval=a.sweep, stop_timeout=a.stop_timeout, nft_table=a.nft_table,
                    verbose=a.verbose)
@@ -983,7 +1055,9 @@ def register(subparsers: Any) -> None:
                         "disable)")
     p.add_argument("--status-token-file", metavar="FILE",
                    help="require 'Authorization: Bearer TOKEN' (token read from FILE)")
-    p.add_argument("-p", "--pid-file", metavar="FILE", help="write the daemon's pid here")
+    p.add_argument("-p", "--pid-file", metavar="FILE", default=DEFAULT_PID_FILE,
+                   help=f"pid file (default {DEFAULT_PID_FILE}; '' for none); a live pid in "
+                        "it means lvsd is already running and this one refuses to start")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     g = p.add_mutually_exclusive_group()
     g.add_argument("-P", "--vrrp-only", "--vrrp", action="store_true",

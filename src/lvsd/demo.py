@@ -272,7 +272,8 @@ class Lab:
             d.proc = d.host.popen(
                 [sys.executable, "-m", "lvsd.cli", "run", "-f", str(d.conf),
                  "--dataplane", "nftables", "--status-listen", STATUS,
-                 "--pid-file", str(d.pidfile), "--sweep", "2", "--stop-timeout", "5"],
+                 "--pid-file", str(d.pidfile), "--sweep", "2", "--stop-timeout", "5",
+                 "--dump-dir", str(d.conf.parent)],
                 stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
             if not wait_ready:

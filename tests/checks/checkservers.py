@@ -78,6 +78,29 @@ class Tarpit:
         self.sock.close()
 
 
+class Blackhole:
+    """A port whose accept queue is full: the kernel drops further SYNs, connects hang until
+    the client's timeout (the loopback stand-in for an unreachable host)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.fillers: list[socket.socket] = []
+        for _ in range(4):
+            c = socket.socket()
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(("127.0.0.1", self.port))
+            self.fillers.append(c)
+
+    def close(self) -> None:
+        for c in self.fillers:
+            c.close()
+        self.sock.close()
+
+
 class Refuser:
     """A port bound but not listening: every connect is refused."""
 

@@ -7,6 +7,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,8 +34,8 @@ def alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def misc_ck(cmd: str, user: str | None = None, **kw: object) -> Checker:
-    return Checker(CheckKind.MISC_CHECK, NOPOS, "127.0.0.1", 0,  # type: ignore[arg-type]
+def misc_ck(cmd: str, user: str | None = None, **kw: Any) -> Checker:
+    return Checker(CheckKind.MISC_CHECK, NOPOS, "127.0.0.1", 0,
                    misc_path=Script(cmd, user=user), **kw)
 
 

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from checkservers import Blackhole
 
 from lvsd.checks.health import RealServerId
 from lvsd.checks.scheduler import HealthEvent, Scheduler
@@ -169,20 +170,8 @@ async def test_timing_change_inherits_state() -> None:
 
 
 async def test_close_cancels_in_flight_probes() -> None:
-    # a tarpit-like dead address: connects to a full backlog hang until timeout
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(0)
-    port = ls.getsockname()[1]
-    fill = []
-    for _ in range(4):
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fill.append(s)
+    hole = Blackhole()  # connects hang until their 30 s timeout
+    port = hole.port
     cfg = loads(_text(port, timeout="30"))
     sched = Scheduler(cfg, rng=random.Random(1))
     await sched.start()
@@ -193,9 +182,7 @@ async def test_close_cancels_in_flight_probes() -> None:
     assert any(s.in_flight for s in sched.status())
     await asyncio.wait_for(sched.close(), 2)
     assert not any(t for t in asyncio.all_tasks() if "Scheduler._run" in repr(t))
-    for s in fill:
-        s.close()
-    ls.close()
+    hole.close()
 
 
 def _text(port: int, vs: str = "10.0.0.1", alpha: str = "", delay_loop: str = "0.3",

@@ -9,9 +9,18 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from checkservers import BODY_MD5, HttpServer, Refuser, Tarpit, make_cert, start_resetter
+from checkservers import (
+    BODY_MD5,
+    Blackhole,
+    HttpServer,
+    Refuser,
+    Tarpit,
+    make_cert,
+    start_resetter,
+)
 
 from lvsd.checks import http, tcp
 from lvsd.checks.http import client_context
@@ -20,14 +29,14 @@ from lvsd.config.model import NOPOS, Checker, CheckKind, HttpUrl, StatusCodeRang
 pytestmark = pytest.mark.realserver
 
 
-def tcp_ck(port: int, **kw: object) -> Checker:
-    return Checker(CheckKind.TCP_CHECK, NOPOS, "127.0.0.1", port, **kw)  # type: ignore[arg-type]
+def tcp_ck(port: int, **kw: Any) -> Checker:
+    return Checker(CheckKind.TCP_CHECK, NOPOS, "127.0.0.1", port, **kw)
 
 
 def http_ck(port: int, *urls: HttpUrl, kind: CheckKind = CheckKind.HTTP_GET,
-            **kw: object) -> Checker:
+            **kw: Any) -> Checker:
     kw.setdefault("connect_timeout", 1.0)
-    return Checker(kind, NOPOS, "127.0.0.1", port, urls=urls, **kw)  # type: ignore[arg-type]
+    return Checker(kind, NOPOS, "127.0.0.1", port, urls=urls, **kw)
 
 
 @pytest.fixture
@@ -52,30 +61,15 @@ async def test_tcp_up_refused_tarpit_and_reason(web: HttpServer) -> None:
 
 
 async def test_tcp_timeout_is_precise_against_a_blackhole() -> None:
-    # a SYN to an unrouted TEST-NET address inside loopback is not possible; instead fill a
-    # listener's backlog so further SYNs are dropped (connect never completes)
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(0)
-    port = ls.getsockname()[1]
-    fillers = []
+    # the loopback stand-in for an unreachable host: a full accept queue drops our SYN
+    hole = Blackhole()
+    await asyncio.sleep(0.05)
     try:
-        for _ in range(4):  # backlog 0 (+1): the kernel drops SYNs once the queue is full
-            s = socket.socket()
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", port))
-            except BlockingIOError:
-                pass
-            fillers.append(s)
-        await asyncio.sleep(0.05)
-        r = await tcp.probe(tcp_ck(port, connect_timeout=0.4))
+        r = await tcp.probe(tcp_ck(hole.port, connect_timeout=0.4))
         assert not r.ok and r.reason == "timeout after 400 ms"
-        assert 0.39 <= r.latency  # never earlier than connect_timeout
+        assert r.latency >= 0.39  # never earlier than connect_timeout
     finally:
-        for s in fillers:
-            s.close()
-        ls.close()
+        hole.close()
 
 
 async def test_tcp_bindto_and_bind_port_are_used(web: HttpServer) -> None:
@@ -182,7 +176,7 @@ async def tls_web(tmp_path: Path) -> AsyncIterator[tuple[HttpServer, Path]]:
     def on_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
         srv.sni.append(name)
 
-    ctx.sni_callback = on_sni  # type: ignore[assignment]
+    ctx.sni_callback = on_sni
     await srv.start(ssl_ctx=ctx)
     yield srv, cert
     await srv.stop()

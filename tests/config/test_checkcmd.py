@@ -67,7 +67,7 @@ def test_valid_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_missing_file_exit_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(capsys, "-f", str(tmp_path / "none.conf"))
+    code, _, err = run_cli(capsys, "-f", str(tmp_path / "none.conf"))
     assert code == 4
     assert err.strip().splitlines() == [f"FATAL: Configuration file '{tmp_path}/none.conf' "
                                         "not found"]
@@ -119,7 +119,8 @@ def test_to_json_is_stable_and_diffable() -> None:
     a = to_json(loads(GOOD, config_id="x"))
     b = to_json(loads(GOOD.replace("lb_algo rr", "lb_algo wrr"), config_id="x"))
     assert json.dumps(a) == json.dumps(to_json(loads(GOOD, config_id="x")))
-    assert a["virtual_servers"][0]["lb_algo"] == "rr" and b["virtual_servers"][0]["lb_algo"] == "wrr"
+    assert a["virtual_servers"][0]["lb_algo"] == "rr"
+    assert b["virtual_servers"][0]["lb_algo"] == "wrr"
     assert a["vrrp_instances"][0]["auth_pass"] == REDACTED
     unset = to_json(loads("vrrp_instance V {\n virtual_router_id 1\n}\n"))
     assert unset["vrrp_instances"][0]["auth_pass"] is None
@@ -143,9 +144,6 @@ def test_example_pairs_are_consistent() -> None:
         d1, d2 = (load(CONF / mode / f"director{n}.conf") for n in (1, 2))
         i1, i2 = d1.vrrp_instances[0], d2.vrrp_instances[0]
         assert i1.virtual_router_id == i2.virtual_router_id
-        assert i1.virtual_ipaddresses == tuple(
-            v.__class__(**{**{f: getattr(v, f) for f in v.__slots__}, "pos": v.pos})  # same VIPs
-            for v in i1.virtual_ipaddresses)
         assert [v.cidr for v in i1.virtual_ipaddresses] == [v.cidr for v in i2.virtual_ipaddresses]
         assert i1.priority > i2.priority
         assert [p.address for p in i1.unicast_peers] == [i2.unicast_src_ip]
@@ -167,7 +165,7 @@ def test_console_script_exit_codes(tmp_path: Path, content: str | None, code: in
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr
     if code == 5:
-        assert f"({p}: Line 28) Extra '}}' found" in proc.stderr
+        assert f"({p}: Line 27) Extra '}}' found" in proc.stderr
 
 
 def test_console_script_json(tmp_path: Path) -> None:

@@ -6,11 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from kaconf_corpus import CORPUS, corpus_files, require_corpus
 
 from lvsd.config.loader import load
 from lvsd.config.model import CheckKind, Config, LbKind, Protocol, Severity, VrrpState
-
-from kaconf_corpus import CORPUS, corpus_files, require_corpus
 
 pytestmark = pytest.mark.unit
 

@@ -264,7 +264,8 @@ def test_undefined_group_reference() -> None:
 
 def inst_conf(body: str, globals_: str = "") -> Config:
     return loads(f"global_defs {{\n{globals_}\n}}\nvrrp_instance VI_1 {{\n interface eth0\n"
-                 f" virtual_router_id 51\n{body}\n virtual_ipaddress {{\n  192.0.2.10/24\n }}\n}}\n")
+                 f" virtual_router_id 51\n{body}\n virtual_ipaddress {{\n  192.0.2.10/24\n"
+                 " }\n}\n")
 
 
 def test_vrrp_defaults() -> None:
@@ -321,11 +322,36 @@ def test_missing_vrid_removes_instance() -> None:
 
 
 def test_sync_group_checks_members() -> None:
-    cfg = inst_conf("") 
+    cfg = inst_conf("")
     cfg = loads("vrrp_instance A {\n virtual_router_id 1\n}\nvrrp_sync_group G {\n group {\n"
                 "  A\n  B\n }\n}\nvrrp_sync_group H {\n group {\n  A\n }\n}\n")
     assert [(g.name, g.group) for g in cfg.vrrp_sync_groups] == [("G", ("A",))]
-    assert len(cfg.diagnostics) == 3
+    assert messages(cfg) == [
+        "(A) No VIP specified; at least one is sensible",
+        "Virtual router B specified in sync group G doesn't exist - ignoring",
+        "Sync group G has only 1 virtual router(s) - this probably isn't what you want",
+        "VRRP instance A cannot be in more than one sync group (G and H) - ignoring",
+        "Sync group H has no virtual router(s) - removing",
+    ]
+
+
+def test_no_vip_required_for_v3_and_ah_master() -> None:
+    cfg = loads("vrrp_instance A {\n virtual_router_id 1\n version 3\n}\n")
+    assert cfg.vrrp_instances == ()
+    assert messages(cfg) == ["(A) No VIP specified; at least one is required"]
+    ah = inst_conf("state MASTER\npriority 200\nauthentication {\n auth_type AH\n"
+                   " auth_pass x\n}")
+    assert ah.vrrp_instances[0].state is VrrpState.BACKUP
+    assert messages(ah) == [
+        "(VI_1) Initial state master is incompatible with AH authentication - clearing"]
+
+
+def test_scripts_without_script_security_warn() -> None:
+    cfg = loads("vrrp_script s {\n script /bin/true\n}\n")
+    assert cfg.ok and len(cfg.diagnostics) == 1
+    assert "enable_script_security is not set" in cfg.diagnostics[0].message
+    ok = loads("global_defs {\n enable_script_security\n}\nvrrp_script s {\n script /bin/true\n}\n")
+    assert ok.diagnostics == ()
 
 
 def test_vrrp_script_defaults() -> None:

@@ -78,7 +78,9 @@ def lab() -> Iterator[Lab]:
     _need()
     topo = Topology(tag=f"lt-nft{os.getpid() % 10000}")
     try:
-        topo.add_host("client", "198.51.100.2/24", "fd00:1::2/64")
+        c = topo.add_host("client", "198.51.100.2/24", "fd00:1::2/64")
+        c.run("sysctl", "-qw", "net.ipv6.conf.all.accept_redirects=0",
+              "net.ipv6.conf.eth0.accept_redirects=0")
         d = topo.add_host("director", "198.51.100.1/24", "10.0.0.1/24", "fd00:1::1/64",
                           "fd00:2::1/64", forwarding=True)
         d.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
@@ -88,6 +90,10 @@ def lab() -> Iterator[Lab]:
             h = topo.add_host(name, f"{addr}/24", f"{RS6[name]}/64")
             h.run("ip", "route", "add", "default", "via", "10.0.0.1")
             h.run("ip", "-6", "route", "add", "default", "via", "fd00:2::1")
+            # both subnets share one L2: the director sends ICMPv6 redirects (IPv6 has no
+            # send_redirects switch) and a server obeying one replies around the NAT.
+            h.run("sysctl", "-qw", "net.ipv6.conf.all.accept_redirects=0",
+                  "net.ipv6.conf.eth0.accept_redirects=0")
             h.popen([PY, str(HERE / "rs.py"), name, "8080"])
         for name, addr in RS.items():  # servers up? (bounded)
             d.run(PY, str(HERE / "wait.py"), addr, "8080")

@@ -13,6 +13,8 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lvsd.vrrp.codec import (
     MCAST_GROUP4,
@@ -345,3 +347,63 @@ def test_auth_mismatch_is_dropped() -> None:
     net.run_until(10.0)
     assert net.masters() == ["A", "B"]
     assert net["B"].m.counters.invalid[InvalidReason.AUTH_MISMATCH] > 0
+
+
+ops = st.one_of(
+    st.tuples(st.just("crash"), st.sampled_from("ABC")),
+    st.tuples(st.just("shutdown"), st.sampled_from("ABC")),
+    st.tuples(st.just("restart"), st.sampled_from("ABC")),
+    st.tuples(st.just("cut"), st.sampled_from(["AB", "AC", "BC"])),
+    st.tuples(st.just("heal"), st.just("")),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from([100, 150, 200]), min_size=3, max_size=3),
+    st.lists(st.tuples(st.floats(0.0, 8.0), ops), max_size=12),
+    st.sampled_from([0.0, 0.001]),
+    st.sampled_from([2, 3]),
+)
+def test_any_history_converges_to_exactly_one_master(
+    prios: list[int], history: list[tuple[float, tuple[str, str]]], latency: float, version: int
+) -> None:
+    def make(name: str) -> VrrpMachine:
+        i = "ABC".index(name)
+        return VrrpMachine(VrrpParams(
+            name=name, vrid=51, priority=prios[i], version=version, addresses=(VIP,),
+            primary_address=IPv4Address(f"192.0.2.{i + 1}")))
+
+    net = Net(*(make(n) for n in "ABC"), latency=latency)
+    net.start()
+    t = 0.0
+    for dt, (op, arg) in history:
+        t += dt
+        net.run_until(t)
+        if op == "crash":
+            net.crash(arg)
+        elif op == "shutdown" and net[arg].alive:
+            net.shutdown(arg)
+        elif op == "restart" and not net[arg].alive:
+            net[arg].m = make(arg)
+            net[arg].vips = False  # a crashed host lost its addresses with it
+            net.start(arg)
+        elif op == "cut":
+            net.partition(arg[0], arg[1])
+        elif op == "heal":
+            net.heal()
+    net.heal()
+    for n in "ABC":
+        if not net[n].alive:
+            net[n].m = make(n)
+            net[n].vips = False
+            net.start(n)
+    net.run_until(t + 30.0)
+    masters = net.masters()
+    assert len(masters) == 1, masters
+    assert net.vip_holders() == masters
+    top = max(prios)
+    assert prios["ABC".index(masters[0])] == top  # preemption: the best priority wins
+    for n in "ABC":
+        if n not in masters:
+            assert net[n].m.state == State.BACKUP

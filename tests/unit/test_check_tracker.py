@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -24,19 +25,19 @@ OK = ProbeResult(True, "connected")
 REFUSED = ProbeResult(False, "refused")
 
 
-def tcp(**kw: object) -> Checker:
-    base: dict[str, object] = dict(connect_timeout=3.0, retry=2, delay_before_retry=1.5,
+def tcp(**kw: Any) -> Checker:
+    base: dict[str, Any] = dict(connect_timeout=3.0, retry=2, delay_before_retry=1.5,
                                    delay_loop=10.0, warmup=0.0)
     base.update(kw)
-    return Checker(CheckKind.TCP_CHECK, NOPOS, "192.0.2.1", 80, **base)  # type: ignore[arg-type]
+    return Checker(CheckKind.TCP_CHECK, NOPOS, "192.0.2.1", 80, **base)
 
 
-def http(n_urls: int, **kw: object) -> Checker:
+def http(n_urls: int, **kw: Any) -> Checker:
     urls = tuple(HttpUrl(f"/u{i}") for i in range(n_urls))
-    base: dict[str, object] = dict(connect_timeout=2.0, retry=1, delay_before_retry=3.0,
+    base: dict[str, Any] = dict(connect_timeout=2.0, retry=1, delay_before_retry=3.0,
                                    delay_loop=6.0, warmup=0.0, urls=urls)
     base.update(kw)
-    return Checker(CheckKind.HTTP_GET, NOPOS, "192.0.2.1", 80, **base)  # type: ignore[arg-type]
+    return Checker(CheckKind.HTTP_GET, NOPOS, "192.0.2.1", 80, **base)
 
 
 class Run:
@@ -210,9 +211,13 @@ def test_worst_case_detection_bound(retry: int, ct: float, dbr: float, dl: float
         run = Run(tr)
         run.step(always(OK))  # up at t=1
         death = 1.0 + dl * k / 40  # somewhere in the next cycle
-        run.until(lambda: bool(run.transitions) and not run.transitions[-1].up,
-                  lambda t, i: OK if t < death else ProbeResult(False, "timeout"),
-                  lambda r: 0.0 if r.ok else ct)
+        def is_down(run: Run = run) -> bool:
+            return bool(run.transitions) and not run.transitions[-1].up
+
+        def server(t: float, i: int, death: float = death) -> ProbeResult:
+            return OK if t < death else ProbeResult(False, "timeout")
+
+        run.until(is_down, server, lambda r: 0.0 if r.ok else ct)
         detected = run.transitions[-1].at - death
         assert 0 < detected <= bound + 1e-9
         worst = max(worst, detected)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from lvsd.checks.health import CheckerVerdict, RealServerHealth, RealServerId
@@ -22,7 +24,7 @@ from lvsd.config.model import (
     VsgFwmark,
 )
 from lvsd.pool.planner import Planner, effective_weight
-from lvsd.pool.table import DestKey, Fwd, Proto, ServiceKey
+from lvsd.pool.table import DestKey, Fwd, Proto, ServiceEntry, ServiceKey
 
 pytestmark = pytest.mark.unit
 
@@ -58,9 +60,10 @@ UP = RealServerHealth(alive=True, reason="ok")
 DOWN = RealServerHealth(alive=False, reason="refused")
 
 
-def weights(plan_table: dict[ServiceKey, object], key: ServiceKey = SVC) -> dict[str, int]:
+def weights(plan_table: Mapping[ServiceKey, ServiceEntry],
+            key: ServiceKey = SVC) -> dict[str, int]:
     entry = plan_table[key]
-    return {str(k): d.weight for k, d in entry.dests.items()}  # type: ignore[attr-defined]
+    return {str(k): d.weight for k, d in entry.dests.items()}
 
 
 def test_all_servers_added_before_first_check_without_alpha() -> None:
@@ -215,7 +218,8 @@ def test_group_expansion_ranges_and_fwmarks() -> None:
     six = p.table[ServiceKey.for_addr("fd00::1", 443, Proto.TCP)]
     assert list(six.dests) == [DestKey("10.0.0.1", 443)]  # DR: the group entry's port
     spec = six.spec
-    assert (spec.scheduler, spec.flags, spec.persistence_timeout) == ("sh", {"sh-port"}, 300)
+    assert (spec.scheduler, spec.flags, spec.persistence_timeout) == (
+        "sh", frozenset({"sh-port"}), 300)
 
 
 def test_fwmark_ipv6_nat_tun_options_and_thresholds() -> None:
@@ -264,3 +268,19 @@ def test_reload_keeps_state() -> None:
     # new server added before its first check -> live 2 -> quorum regained, sorry out
     assert weights(p.table) == {"10.0.0.2:80": 1, "10.0.0.3:80": 1}
     assert [a.kind for a in p.actions] == ["quorum_up"]
+
+
+def test_refusals_name_the_line() -> None:
+    from lvsd.config.model import Pos
+    from lvsd.pool.planner import refusals
+    from lvsd.pool.table import DestSpec, ServiceSpec
+
+    def refuse(spec: ServiceSpec | DestSpec) -> str | None:
+        if isinstance(spec, DestSpec) and spec.fwd is Fwd.DROUTE:
+            return "DR refused"
+        return None
+
+    v = vs(RealServer("10.0.0.1", 80, pos=Pos("k.conf", 12), lb_kind=LbKind.DR),
+           RealServer("10.0.0.2", 80, pos=Pos("k.conf", 14)),
+           sorry_server=SorryServer("10.0.0.9", 80, LbKind.DR, Pos("k.conf", 9)))
+    assert refusals(cfg(v), refuse) == ["k.conf:12: DR refused", "k.conf:9: DR refused"]

@@ -186,3 +186,17 @@ async def test_reload_drops_removed_service_but_restart_does_not_know_it() -> No
 def test_bad_flush_on_stop_named() -> None:
     with pytest.raises(ValueError, match="lvs_flush_on_stop"):
         Reconciler(MemoryDataPlane(), flush_on_stop="yes")
+
+
+async def test_memory_plane_follows_kernel_rules() -> None:
+    from lvsd.dataplane.base import DataPlane, DataPlaneError
+
+    dp = MemoryDataPlane()
+    assert isinstance(dp, DataPlane)
+    with pytest.raises(DataPlaneError, match="ESRCH"):
+        await dp.apply(AddDest(A, DestSpec(R1)))
+    await dp.apply(AddService(ServiceSpec(A)))
+    with pytest.raises(DataPlaneError, match="EEXIST"):
+        await dp.apply(AddService(ServiceSpec(A)))
+    with pytest.raises(DataPlaneError, match="ENOENT"):
+        await dp.apply(DelDest(A, R1))

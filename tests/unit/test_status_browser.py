@@ -101,6 +101,20 @@ async def test_page_shows_live_state_in_chromium(tmp_path: Path) -> None:
         assert cells.rows["10.0.0.12:80"][1] == "UP"
         assert provider.calls >= 2
 
+        # transitions published while the page is open appear in its event list (/events)
+        async def publish() -> None:
+            for n in range(100):
+                bus.publish("vrrp", {"instance": "VI_1", "old": "MASTER", "new": "BACKUP",
+                                     "reason": f"higher priority advert #{n}"})
+                await asyncio.sleep(0.1)
+
+        pub = asyncio.create_task(publish())
+        try:
+            dom = await _dump_dom(url)
+        finally:
+            pub.cancel()
+        assert "higher priority advert #" in dom, dom[-2000:]
+
         shot = tmp_path / "status.png"
         await _dump_dom(url, shot)
         assert shot.stat().st_size > 1000

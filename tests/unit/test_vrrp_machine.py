@@ -237,7 +237,7 @@ def test_backup_shutdown_sends_nothing() -> None:
     m = backup_at(0.0)
     acts = m.shutdown(1.0)
     assert acts == [RunNotify("STOP", 100)]
-    assert m.state == State.INIT and m.next_deadline is None
+    assert m.state == State.STOPPED and m.next_deadline is None
     assert m.tick(100.0) == [] and m.receive(adv(1), LOWER, 100.0) == []
 
 
@@ -329,7 +329,7 @@ def test_master_shutdown_sends_priority_zero_and_removes_vips() -> None:
     assert kinds(acts) == ["SendAdvert", "RemoveVips", "RunNotify"]
     assert sent(acts) == [0] and acts[2] == RunNotify("STOP", 100)
     assert m.counters.priority_zero_sent == 1
-    assert m.state == State.INIT and m.next_deadline is None
+    assert m.state == State.STOPPED and m.next_deadline is None
 
 
 def test_garp_schedule_delay_and_refresh() -> None:
@@ -529,10 +529,10 @@ def test_counters_and_transition_log() -> None:
     assert c.adverts_received == 1 and c.addr_list_mismatch == 1
     assert c.became_master == 2 and c.released_master == 1
     assert [(t.old, t.new) for t in c.transitions] == [
-        (State.MASTER, State.BACKUP), (State.BACKUP, State.MASTER), (State.MASTER, State.INIT)]
+        (State.MASTER, State.BACKUP), (State.BACKUP, State.MASTER), (State.MASTER, State.STOPPED)]
     assert len(c.transitions) == 3
     st_ = m.status()
-    assert st_["state"] == "INIT" and st_["counters"]["became_master"] == 2
+    assert st_["state"] == "STOPPED" and st_["counters"]["became_master"] == 2
     assert st_["counters"]["transitions"][-1]["reason"] == "shutdown"
 
 
@@ -710,6 +710,7 @@ def test_sync_group_start_with_a_faulty_member() -> None:
     g.start(0.0)
     assert a.state == b.state == State.FAULT
     assert g.state == State.FAULT and g.next_deadline is None
+    assert b.status()["sync_group"] == "G" and b.status()["vips_held"] is False
 
 
 def test_sync_group_rejects_duplicate_names() -> None:

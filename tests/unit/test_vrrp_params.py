@@ -150,3 +150,25 @@ def test_params_from_instance_v3_ipv6_unicast_strict() -> None:
     assert pr.version == 3 and pr.family == 6 and pr.auth_type == AuthType.NONE
     assert pr.unicast and pr.strict and pr.lower_prio_no_advert
     assert not pr.higher_prio_send_advert
+
+
+def test_params_from_instance_sync_group_tracking() -> None:
+    from lvsd.config.model import VrrpSyncGroup
+
+    scripts = {
+        "w": VrrpScript("w", Script("/bin/true"), weight=-20),
+        "z": VrrpScript("z", Script("/bin/true")),
+    }
+    inst = _inst(track_interfaces=(TrackRef("eth1", 10),), track_scripts=(TrackRef("w"),))
+    g = VrrpSyncGroup("G", ("VI_1",), track_interfaces=(TrackRef("eth9", -5),),
+                      track_scripts=(TrackRef("z"),))
+    pr = params_from_instance(inst, scripts=scripts, sync_group=g)
+    # keepalived: no weights inside a sync group (interfaces -> weight 0, weighted scripts off)
+    assert pr.track_interfaces == (TrackedInterface("eth0", 0), TrackedInterface("eth1", 0),
+                                   TrackedInterface("eth9", 0))
+    assert pr.track_scripts == (TrackedScript("z"),)
+    gw = VrrpSyncGroup("G", ("VI_1",), sync_group_tracking_weight=True,
+                       track_interfaces=(TrackRef("eth9", -5),))
+    pr = params_from_instance(inst, scripts=scripts, sync_group=gw)
+    assert TrackedInterface("eth9", -5) in pr.track_interfaces
+    assert TrackedScript("w", -20) in pr.track_scripts

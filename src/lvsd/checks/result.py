@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import socket
 import time
 from dataclasses import dataclass
@@ -56,11 +55,12 @@ def errno_reason(err: BaseException | int) -> str:
 
 
 def family_of(addr: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
+    """AF_INET6 for IPv6 literals (model addresses are normalised), else AF_INET."""
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
 def sockaddr(addr: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
-    if family_of(addr) == socket.AF_INET6:
+    if ":" in addr:
         return (addr, port, 0, 0)
     return (addr, port)
 

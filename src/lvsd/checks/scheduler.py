@@ -26,11 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
+import itertools
+import math
 import random
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 
 from lvsd.checks import dns as dns_probe
@@ -103,8 +106,9 @@ class _Entry:
     key: ProbeKey
     tracker: CheckTracker
     servers: set[RealServerId]
-    handle: asyncio.TimerHandle | None = None
+    token: int = 0  # heap entries with another token are stale
     task: asyncio.Task[None] | None = None
+    cancel: Callable[[], None] | None = None  # callback-based probe in flight
     queued: bool = False
     removed: bool = False
 
@@ -117,7 +121,6 @@ class SchedulerStats:
     max_in_flight: int = 0
 
 
-ProbeFn = Callable[[Checker, "_Entry"], Awaitable[ProbeResult]]
 
 
 class Scheduler:
@@ -132,9 +135,16 @@ class Scheduler:
         self._callbacks: list[Callable[[HealthEvent], None]] = [on_change] if on_change else []
         self._queues: list[asyncio.Queue[HealthEvent]] = []
         self._pending: deque[_Entry] = deque()
+        # one heap of (deadline, token, entry) and one loop timer for its head: far cheaper
+        # than a TimerHandle per checker when there are thousands
+        self._heap: list[tuple[float, int, _Entry]] = []
+        self._tokens = itertools.count(1)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
         self._in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._clock_res = 1e-9
         self._globals = GlobalDefs()
         self._ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self.stats = SchedulerStats(lateness=[] if collect_lateness else None)
@@ -144,7 +154,7 @@ class Scheduler:
 
     async def start(self) -> None:
         """Bind to the running loop and apply the initial config."""
-        self._loop = asyncio.get_running_loop()
+        self._bind_loop()
         if self._config is not None:
             self.update(self._config)
 
@@ -155,10 +165,10 @@ class Scheduler:
     def add_callback(self, cb: Callable[[HealthEvent], None]) -> None:
         self._callbacks.append(cb)
 
-    async def events(self) -> AsyncIterator[HealthEvent]:
+    async def events(self) -> AsyncGenerator[HealthEvent, None]:
         """Current healths first, then every change, until :meth:`close`."""
         q: asyncio.Queue[HealthEvent] = asyncio.Queue()
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         for rsid, h in list(self._board.health.items()):
             q.put_nowait(HealthEvent(rsid, h, now))
         self._queues.append(q)
@@ -175,10 +185,11 @@ class Scheduler:
     def update(self, config: Config) -> None:
         """Apply a (re)loaded config (see module docstring)."""
         if self._loop is None:
-            self._loop = asyncio.get_running_loop()
+            self._bind_loop()
         self._config = config
         self._globals = config.global_defs
-        now = time.monotonic()
+        assert self._loop is not None
+        now = self._loop.time()
         wanted: dict[ProbeKey, set[RealServerId]] = {}
         servers: dict[RealServerId, tuple[int, list[ProbeKey]]] = {}
         for vs in config.virtual_servers:
@@ -237,9 +248,17 @@ class Scheduler:
                 up=t.up if t.decided else None, reason=t.reason, since=t.since,
                 last_ok=last.ok if last else None, last_reason=last.reason if last else None,
                 last_latency=last.latency if last else None, last_at=t.last_at,
-                next_check=None if e.task is not None else t.deadline, attempts=t.attempts,
-                retry_it=t.retry_it, in_flight=e.task is not None))
+                next_check=None if self._busy(e) else t.deadline, attempts=t.attempts,
+                retry_it=t.retry_it, in_flight=self._busy(e)))
         return out
+
+    def _bind_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._clock_res = getattr(self._loop, "_clock_resolution", 1e-3)
+
+    @staticmethod
+    def _busy(e: _Entry) -> bool:
+        return e.task is not None or e.cancel is not None
 
     async def close(self) -> None:
         self._closed = True
@@ -249,6 +268,10 @@ class Scheduler:
                 tasks.append(e.task)
             self._stop(e)
         self._pending.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._heap.clear()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         for q in self._queues:
@@ -275,19 +298,45 @@ class Scheduler:
     def _arm(self, e: _Entry) -> None:
         if self._closed or e.removed:
             return
+        e.token = next(self._tokens)
+        at = e.tracker.deadline
+        heapq.heappush(self._heap, (at, e.token, e))
+        if at < self._timer_at:
+            self._set_timer(at)
+
+    def _set_timer(self, at: float) -> None:
         assert self._loop is not None
-        e.handle = self._loop.call_at(e.tracker.deadline, self._fire, e)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._tick)
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        self._timer, self._timer_at = None, math.inf
+        if self._closed:
+            return
+        horizon = self._loop.time() + self._clock_res
+        heap = self._heap
+        while heap and heap[0][0] <= horizon:
+            _, token, e = heapq.heappop(heap)
+            if token == e.token and not e.removed:
+                e.token = 0
+                self._fire(e)
+        if heap:
+            self._set_timer(heap[0][0])
 
     def _stop(self, e: _Entry) -> None:
         e.removed = True
-        if e.handle is not None:
-            e.handle.cancel()
-            e.handle = None
+        e.token = 0
         if e.task is not None:
             e.task.cancel()
+        if e.cancel is not None:
+            e.cancel()
+            e.cancel = None
+            self._in_flight -= 1
 
     def _fire(self, e: _Entry) -> None:
-        e.handle = None
         if e.removed or self._closed:
             return
         if self._in_flight >= self._concurrency:
@@ -303,23 +352,38 @@ class Scheduler:
         self.stats.launched += 1
         self._in_flight += 1
         self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
-        e.task = self._loop.create_task(self._run(e))
+        if e.tracker.checker.kind is CheckKind.TCP_CHECK:
+            # fast path: callbacks only, no task (thousands of checks per second)
+            e.cancel = tcp_probe.start(e.tracker.checker, self._loop,
+                                       lambda r: self._done(e, r))
+        else:
+            e.task = self._loop.create_task(self._run(e))
 
     async def _run(self, e: _Entry) -> None:
         try:
             result = await self._probe(e)
         except asyncio.CancelledError:
+            self._in_flight -= 1
+            e.task = None
+            self._drain()
             raise
         except Exception as ex:  # a probe bug must not kill the scheduler: record it as a failure
             result = ProbeResult(False, f"internal error: {type(ex).__name__}: {ex}")
-        finally:
-            self._in_flight -= 1
-            e.task = None
+        e.task = None
+        self._done(e, result)
+
+    def _done(self, e: _Entry, result: ProbeResult) -> None:
+        e.cancel = None
+        self._in_flight -= 1
+        if self._pending:
             self._drain()
         if e.removed or self._closed:
             return
         self.stats.completed += 1
-        now = time.monotonic()
+        assert self._loop is not None
+        now = self._loop.time()  # the loop's clock (uvloop's differs slightly from monotonic)
+        if result.started is not None:
+            result = dataclasses.replace(result, started=now - (time.monotonic() - result.started))
         t = e.tracker
         before = (t.up, t.decided, t.weight)
         t.on_result(result, now)

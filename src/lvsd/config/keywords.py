@@ -946,6 +946,19 @@ class Builder:
         elif strict and (state is VrrpState.MASTER) != (priority == 255):
             c.err(node.pos, f"({name}) State MASTER must match being address owner")
             state = VrrpState.MASTER if priority == 255 else VrrpState.BACKUP
+        if kw.get("auth_type") == "AH" and family == 6:
+            c.err(node.pos, f"({name}) Cannot use AH authentication with IPv6. ignoring")
+            kw.pop("auth_type", None)
+            kw.pop("auth_pass", None)
+        elif kw.get("auth_type") == "AH" and state is VrrpState.MASTER and priority != 255:
+            c.err(node.pos, f"({name}) Initial state master is incompatible with AH "
+                  "authentication - clearing")
+            state = VrrpState.BACKUP
+        if not vips:
+            if version == 3 or strict:
+                c.err(node.pos, f"({name}) No VIP specified; at least one is required")
+                return
+            c.warn(node.pos, f"({name}) No VIP specified; at least one is sensible")
         if "mcast_group" not in kw:
             kw["mcast_group"] = g.vrrp_mcast_group6 if family == 6 else g.vrrp_mcast_group4
         defaults = {
@@ -1016,6 +1029,20 @@ class Builder:
     def finish_vrrp(self) -> None:
         """Cross checks that need every block read (keepalived does them at the end too)."""
         c = self.ctx
+        g = self.global_defs
+        scripts_used = bool(self.vrrp_scripts) or any(
+            getattr(i, f) is not None for i in self.instances for f in _NOTIFY) or any(
+            sg.notify or sg.notify_master or sg.notify_backup or sg.notify_fault or sg.notify_stop
+            for sg in self.sync_groups) or any(
+            vs.quorum_up or vs.quorum_down or any(
+                r.notify_up or r.notify_down or any(ch.misc_path for ch in r.checkers)
+                for r in vs.real_servers) for vs in self.virtual_servers) or bool(
+            g.notify_fifo_script or g.vrrp_notify_fifo_script or g.lvs_notify_fifo_script)
+        if scripts_used and not g.enable_script_security:
+            # keepalived: SECURITY VIOLATION (exit 6) when a script file is writable by a
+            # non-root user; that depends on the files at run time, so a warning here.
+            c.warn(None, "scripts are configured but enable_script_security is not set - "
+                   "keepalived reports SECURITY VIOLATION if any script is insecure")
         names = {i.name for i in self.instances}
         seen: dict[str, str] = {}
         groups: list[VrrpSyncGroup] = []
@@ -1034,6 +1061,9 @@ class Builder:
             if not members:
                 c.err(sg.pos, f"Sync group {sg.name} has no virtual router(s) - removing")
                 continue
+            if len(members) == 1:
+                c.err(sg.pos, f"Sync group {sg.name} has only 1 virtual router(s) - this "
+                      "probably isn't what you want")
             groups.append(replace(sg, group=tuple(members)))
         self.sync_groups = groups
         scripts = {s.name for s in self.vrrp_scripts}

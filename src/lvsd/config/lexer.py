@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from lvsd.config.model import Diagnostic, Pos, Severity
 
 MAX_INCLUDE_DEPTH = 32
+MAX_FILES = 10000
 _WS = " \t\f\v\r\n"
 _DEF_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)[ \t]*=")
 _REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -261,6 +262,8 @@ class Lexer:
     def __init__(self, state: LexState) -> None:
         self.state = state
         self._warned_nbsp: set[str] = set()
+        self._stack: list[str] = []  # files being read, outermost first (include loops)
+        self._reads = 0
 
     # ---------------------------------------------------------------- file level
 
@@ -413,6 +416,15 @@ class Lexer:
         for path in matches:
             if os.path.isdir(path):
                 continue
+            real = os.path.realpath(path)
+            if real in self._stack:
+                st.diag(pos, Severity.ERROR, f"include loop: {path} is already being read - "
+                        "ignoring")
+                continue
+            if self._reads >= MAX_FILES:
+                st.diag(pos, Severity.ERROR, f"more than {MAX_FILES} configuration files - "
+                        f"ignoring {path}")
+                return
             yield from self.lines_from_file(path, pos, depth + 1)
 
     def lines_from_file(self, path: str, from_pos: Pos | None, depth: int = 0) -> Iterator[Line]:
@@ -429,5 +441,10 @@ class Lexer:
                     f"Unable to read configuration file {path}: {exc.strerror or exc}")
             return
         st.files.append(path)
+        self._reads += 1
         text = decode(data, path, st)
-        yield from self.lines_from_text(text, path, os.path.dirname(path) or ".", depth)
+        self._stack.append(os.path.realpath(path))
+        try:
+            yield from self.lines_from_text(text, path, os.path.dirname(path) or ".", depth)
+        finally:
+            self._stack.pop()

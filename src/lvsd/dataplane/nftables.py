@@ -35,7 +35,10 @@ connection; established connections keep their backend because conntrack holds t
 
 :meth:`dump` also checks that the dispatch map, rule and vmap element still agree with the
 weights; if someone edited them by hand the service is reported with a scheduler marked broken
-(``"wrr!broken"``), so the reconciler issues an ``EditService`` that rewrites it.
+(``"wrr!broken"``), so the reconciler issues an ``EditService`` that rewrites it. If the whole
+table is missing (first start, or deleted by hand) :meth:`dump` creates the empty skeleton, so
+the next reconcile re-adds every owned service. Objects without lvsd's comment are not
+services of this data plane and are ignored.
 
 What it can do, and what it refuses (at config load, via :meth:`refuse`)
   * Forwarding: NAT only. DR and TUN are refused ("nftables data plane does NAT only").
@@ -58,6 +61,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 import shutil
 from collections.abc import Sequence
 from typing import Any
@@ -165,6 +169,8 @@ class NftablesDataPlane:
 
     def __init__(self, table: str = "lvsd", *, nft: Sequence[str] = ("nft",),
                  timeout: float = 10.0) -> None:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,30}", table):
+            raise ValueError(f"nftables table name {table!r}: letters, digits and _ only")
         self.table = table
         self._nft = list(nft)
         self._timeout = timeout
@@ -341,17 +347,35 @@ class NftablesDataPlane:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def _delete_service(self, key: ServiceKey) -> list[str]:
+    @staticmethod
+    def _existing(data: dict[str, Any]) -> tuple[set[str], set[tuple[str, str]]]:
+        """Names of chains/maps in the table, and (vmap, key) elements present."""
+        names: set[str] = set()
+        elems: set[tuple[str, str]] = set()
+        for item in data.get("nftables", []):
+            for kind in ("map", "chain", "set"):
+                if kind in item:
+                    names.add(item[kind]["name"])
+            if "map" in item and item["map"]["name"] in ("svc4", "svc6", "fwm4", "fwm6"):
+                for k, _v in item["map"].get("elem", []):
+                    elems.add((item["map"]["name"], json.dumps(k, sort_keys=True)))
+        return names, elems
+
+    def _delete_service(self, key: ServiceKey, names: set[str],
+                        elems: set[tuple[str, str]]) -> list[str]:
+        """Delete whatever exists of a service's objects (some may have been removed by hand)."""
         t = f"inet {self.table}"
         h = obj_id(key)
-        vname, _ = _vmap_key(key)
-        return [
-            f"delete element {t} {vname} {{ {_vmap_elem(key)} }}",
-            f"flush chain {t} c_{h}",
-            f"delete chain {t} c_{h}",
-            f"delete map {t} d_{h}",
-            f"delete map {t} w_{h}",
-        ]
+        vname, vkey = _vmap_key(key)
+        lines = []
+        if (vname, json.dumps(vkey, sort_keys=True)) in elems:
+            lines.append(f"delete element {t} {vname} {{ {_vmap_elem(key)} }}")
+        if f"c_{h}" in names:
+            lines += [f"flush chain {t} c_{h}", f"delete chain {t} c_{h}"]
+        for m in (f"d_{h}", f"w_{h}"):
+            if m in names:
+                lines.append(f"delete map {t} {m}")
+        return lines
 
     def _create_service(self, spec: ServiceSpec, dests: Sequence[DestSpec]) -> list[str]:
         t = f"inet {self.table}"
@@ -412,10 +436,10 @@ class NftablesDataPlane:
                    else op.key if isinstance(op, DelService) else op.service)
             if key not in touched:
                 touched.append(key)
+        names, elems = self._existing(data)
         lines: list[str] = []
         for key in touched:
-            if key in current:
-                lines += self._delete_service(key)
+            lines += self._delete_service(key, names, elems)
             if key in nxt:
                 spec, dests = nxt[key]
                 lines += self._create_service(spec, list(dests.values()))

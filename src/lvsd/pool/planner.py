@@ -63,7 +63,9 @@ Quorum (keepalived ``update_quorum_state``)
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -227,7 +229,7 @@ def _dest(svc_port: int, addr: str, port: int, lb: LbKind,
     # keepalived: DR/TUN use the service's port (0 for fwmark services)
     dport = (port or svc_port) if fwd is Fwd.MASQ else svc_port
     ttype, tport, tflags = tunnel_fields(tunnel) if fwd is Fwd.TUNNEL else (0, 0, 0)
-    return DestSpec(DestKey(norm_addr(addr), dport), weight, fwd, uth, lth, ttype, tport, tflags)
+    return DestSpec(DestKey(_norm(addr), dport), weight, fwd, uth, lth, ttype, tport, tflags)
 
 
 @dataclass(slots=True)
@@ -243,12 +245,78 @@ class _VsMemory:
     rs: dict[RealServerId, _RsMemory] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _CompiledRs:
+    rs: RealServer
+    rid: RealServerId
+    alpha: bool
+    dests: list[DestSpec]  # one per service of the virtual server, at the configured weight
+
+
+@dataclass(slots=True)
+class _Compiled:
+    """What only depends on the config: computed once per virtual server object."""
+
+    vs: VirtualServer
+    group: object  # the VirtualServerGroup object the keys came from (identity-checked)
+    keys: list[tuple[ServiceKey, int]]
+    specs: list[ServiceSpec]
+    rs: list[_CompiledRs]
+    sorry: list[DestSpec]  # per service, at weight 1
+
+
+def _compile(vs: VirtualServer, config: Config) -> _Compiled:
+    keys = service_keys(vs, config)
+    specs = [ServiceSpec(k, vs.lb_algo, frozenset(vs.sched_flags), vs.persistence_timeout,
+                         vs.persistence_granularity) for k, _ in keys]
+    crs = []
+    ident = vs.ident
+    for rs in vs.real_servers:
+        alpha = bool(rs.checkers) and (rs.alpha or any(c.alpha for c in rs.checkers))
+        dests = [_dest(port, rs.address, rs.port, rs.lb_kind, rs.tunnel, real_weight(rs.weight),
+                       rs.uthreshold, rs.lthreshold) for _, port in keys]
+        crs.append(_CompiledRs(rs, RealServerId(ident, _norm(rs.address), rs.port),
+                               alpha, dests))
+    sorry = []
+    if vs.sorry_server is not None:
+        ss = vs.sorry_server
+        sorry = [_dest(port, ss.address, ss.port, ss.lb_kind or vs.lb_kind, None, SORRY_WEIGHT)
+                 for _, port in keys]
+    group = config.vsg(vs.group) if vs.group is not None else None
+    return _Compiled(vs, group, keys, specs, crs, sorry)
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANON_V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+@functools.lru_cache(maxsize=131072)
+def _norm(addr: str) -> str:
+    """norm_addr with a fast path for already-canonical IPv4 (config addresses usually are)."""
+    return addr if _CANON_V4.fullmatch(addr) else norm_addr(addr)
+
+
+def _with_weight(d: DestSpec, weight: int) -> DestSpec:
+    if d.weight == weight:
+        return d
+    return DestSpec(d.key, weight, d.fwd, d.u_threshold, d.l_threshold, d.tun_type, d.tun_port,
+                    d.tun_flags)
+
+
 class Planner:
-    """Stateful planner. ``plan()`` is cheap enough to call on every health change."""
+    """Stateful planner. ``plan()`` is cheap enough to call on every health change.
+
+    Config-only work (address normalisation, service expansion) is done once per virtual
+    server object, and a virtual server whose inputs (alive/weight of each server, sorry state)
+    did not change since the last plan reuses its previous entries.
+    """
 
     def __init__(self, config: Config) -> None:
         self._config = config
         self._vs: dict[str, _VsMemory] = {}
+        self._compiled: dict[str, _Compiled] = {}
+        self._cache: dict[str, tuple[_Compiled, tuple[object, ...],
+                                     dict[ServiceKey, ServiceEntry]]] = {}
 
     @property
     def config(self) -> Config:
@@ -260,10 +328,23 @@ class Planner:
         idents = {vs.ident for vs in config.virtual_servers}
         for gone in set(self._vs) - idents:
             del self._vs[gone]
+        for gone in set(self._compiled) - idents:
+            del self._compiled[gone]
+            self._cache.pop(gone, None)
 
     @staticmethod
     def rs_id(vs: VirtualServer, rs: RealServer) -> RealServerId:
-        return RealServerId(vs.ident, norm_addr(rs.address), rs.port)
+        return RealServerId(vs.ident, _norm(rs.address), rs.port)
+
+    def _compiled_for(self, vs: VirtualServer) -> _Compiled:
+        c = self._compiled.get(vs.ident)
+        group = self._config.vsg(vs.group) if vs.group is not None else None
+        if c is not None and c.vs is not vs and c.vs == vs and c.group == group:
+            c.vs, c.group = vs, group  # a reload that left this virtual server as it was
+        if c is None or c.vs is not vs or c.group is not group:
+            c = _compile(vs, self._config)
+            self._compiled[vs.ident] = c
+        return c
 
     def plan(self, health: Mapping[RealServerId, RealServerHealth], now: float) -> Plan:
         table: dict[ServiceKey, ServiceEntry] = {}
@@ -273,12 +354,8 @@ class Planner:
         problems: list[str] = []
         for vs in self._config.virtual_servers:
             try:
-                keys = service_keys(vs, self._config)
-            except (PlanError, ValueError) as exc:
-                problems.append(f"{vs.pos}: {vs.ident}: {exc}")
-                continue
-            try:
-                state, entries = self._plan_vs(vs, keys, health, now, actions)
+                comp = self._compiled_for(vs)
+                state, entries = self._plan_vs(comp, health, now, actions)
             except (PlanError, ValueError) as exc:
                 problems.append(f"{vs.pos}: {vs.ident}: {exc}")
                 continue
@@ -295,11 +372,11 @@ class Planner:
 
     # ------------------------------------------------------------------------------------
 
-    def _rs_alive(self, vs: VirtualServer, rs: RealServer, rid: RealServerId,
+    def _rs_alive(self, vs: VirtualServer, c: _CompiledRs,
                   health: Mapping[RealServerId, RealServerHealth], mem: _VsMemory,
                   actions: list[Action]) -> bool:
+        rs, rid, alpha = c.rs, c.rid, c.alpha
         h = health.get(rid)
-        alpha = bool(rs.checkers) and (rs.alpha or any(c.alpha for c in rs.checkers))
         prev = mem.rs.get(rid)
         if prev is None:
             # First sight: keepalived adds it silently before the first check (unless alpha).
@@ -325,27 +402,28 @@ class Planner:
         prev.decided = prev.decided or h is not None
         return alive
 
-    def _plan_vs(self, vs: VirtualServer, keys: list[tuple[ServiceKey, int]],
-                 health: Mapping[RealServerId, RealServerHealth], now: float,
-                 actions: list[Action]) -> tuple[VsState, dict[ServiceKey, ServiceEntry]]:
+    def _plan_vs(self, comp: _Compiled, health: Mapping[RealServerId, RealServerHealth],
+                 now: float, actions: list[Action]) -> tuple[VsState, dict[ServiceKey,
+                                                                           ServiceEntry]]:
+        vs = comp.vs
         mem = self._vs.get(vs.ident)
         init = mem is None
         if mem is None:
             mem = _VsMemory(quorum_up=False, since=now)
         rs_actions: list[Action] = []
-        alive_map: list[tuple[RealServer, bool, int]] = []
+        alive_map: list[tuple[bool, int]] = []
         live = 0
-        seen: set[RealServerId] = set()
-        for rs in vs.real_servers:
-            rid = self.rs_id(vs, rs)
-            seen.add(rid)
-            alive = self._rs_alive(vs, rs, rid, health, mem, rs_actions)
-            weight = effective_weight(rs, health.get(rid))
+        for c in comp.rs:
+            alive = self._rs_alive(vs, c, health, mem, rs_actions)
+            h = health.get(c.rid)
+            weight = real_weight(c.rs.weight) if h is None else effective_weight(c.rs, h)
             if alive:
                 live += weight
-            alive_map.append((rs, alive, weight))
-        for gone in set(mem.rs) - seen:
-            del mem.rs[gone]
+            alive_map.append((alive, weight))
+        if len(mem.rs) != len(comp.rs):
+            seen = {c.rid for c in comp.rs}
+            for gone in set(mem.rs) - seen:
+                del mem.rs[gone]
 
         quorum = max(1, vs.quorum)
         hyst = max(0, vs.hysteresis)
@@ -376,45 +454,52 @@ class Planner:
         actions.extend(rs_actions)
         actions.extend(q_actions)
 
-        sorry = vs.sorry_server
-        sorry_active = sorry is not None and not mem.quorum_up
-        entries: dict[ServiceKey, ServiceEntry] = {}
-        for key, svc_port in keys:
-            dests: dict[DestKey, DestSpec] = {}
-            for rs, alive, weight in alive_map:
-                if sorry_active:
-                    w: int | None = 0 if rs.inhibit_on_failure else None
-                elif alive:
-                    w = weight
-                else:
-                    w = 0 if rs.inhibit_on_failure else None
-                if w is None:
-                    continue
-                d = _dest(svc_port, rs.address, rs.port, rs.lb_kind, rs.tunnel, w,
-                          rs.uthreshold, rs.lthreshold)
-                dests[d.key] = d
-            if sorry is not None and (sorry_active or vs.sorry_server_inhibit):
-                d = _dest(svc_port, sorry.address, sorry.port,
-                          sorry.lb_kind or vs.lb_kind, None,
-                          SORRY_WEIGHT if sorry_active else 0)
-                if sorry_active or d.key not in dests:
-                    dests[d.key] = d
-            spec = ServiceSpec(key, vs.lb_algo, frozenset(vs.sched_flags),
-                               vs.persistence_timeout, vs.persistence_granularity)
-            entries[key] = ServiceEntry(spec, dests)
+        sorry_active = vs.sorry_server is not None and not mem.quorum_up
+        signature = (sorry_active, *alive_map)
+        cached = self._cache.get(vs.ident)
+        if cached is not None and cached[0] is comp and cached[1] == signature:
+            entries = cached[2]
+        else:
+            entries = self._entries(comp, alive_map, sorry_active)
+            self._cache[vs.ident] = (comp, signature, entries)
         state = VsState(
             ident=vs.ident,
-            services=tuple(k for k, _ in keys),
+            services=tuple(k for k, _ in comp.keys),
             quorum=quorum,
             hysteresis=hyst,
             quorum_up=mem.quorum_up,
             sorry_active=sorry_active,
             live_weight=live,
-            alive=sum(1 for _, a, _ in alive_map if a),
+            alive=sum(1 for a, _ in alive_map if a),
             total=len(alive_map),
             since=mem.since,
         )
         return state, entries
+
+    @staticmethod
+    def _entries(comp: _Compiled, alive_map: list[tuple[bool, int]],
+                 sorry_active: bool) -> dict[ServiceKey, ServiceEntry]:
+        vs = comp.vs
+        entries: dict[ServiceKey, ServiceEntry] = {}
+        for i, (key, _port) in enumerate(comp.keys):
+            dests: dict[DestKey, DestSpec] = {}
+            for c, (alive, weight) in zip(comp.rs, alive_map, strict=True):
+                if sorry_active:
+                    w: int | None = 0 if c.rs.inhibit_on_failure else None
+                elif alive:
+                    w = weight
+                else:
+                    w = 0 if c.rs.inhibit_on_failure else None
+                if w is None:
+                    continue
+                d = _with_weight(c.dests[i], w)
+                dests[d.key] = d
+            if comp.sorry and (sorry_active or vs.sorry_server_inhibit):
+                d = _with_weight(comp.sorry[i], SORRY_WEIGHT if sorry_active else 0)
+                if sorry_active or d.key not in dests:
+                    dests[d.key] = d
+            entries[key] = ServiceEntry(comp.specs[i], dests)
+        return entries
 
 
 def refusals(config: Config, refuse: Callable[[ServiceSpec | DestSpec], str | None]) -> list[str]:

@@ -101,14 +101,16 @@ def _entry_ops(key: ServiceKey, want: ServiceEntry, have: ServiceEntry | None) -
         ops.append(AddService(want.spec))
         ops.extend(AddDest(key, want.dests[k]) for k in sorted(want.dests))
         return ops
-    if norm_service(want.spec) != norm_service(have.spec):
+    if want is have or want == have:
+        return ops
+    if want.spec != have.spec and norm_service(want.spec) != norm_service(have.spec):
         ops.append(EditService(want.spec))
     for k in sorted(want.dests):
         d = want.dests[k]
         cur = have.dests.get(k)
         if cur is None:
             ops.append(AddDest(key, d))
-        elif norm_dest(cur) != norm_dest(d):
+        elif cur != d and norm_dest(cur) != norm_dest(d):
             ops.append(EditDest(key, d))
     for k in sorted(have.dests):
         if k not in want.dests:
@@ -410,6 +412,8 @@ class Reconciler:
         self._ops_applied += len(applied)
         repairs = len(applied) if drift else 0
         self._repairs += repairs
+        if failed:  # alarms of ops that went through this time are over
+            self._alarms = {a.op: self._alarms[a.op] for a in failed}
         self._finish(generation, desired, owned, failed=bool(failed))
         return ReconcileResult(reason, tuple(applied), repairs, tuple(failed))
 

@@ -10,7 +10,7 @@ returns ``list[Action]`` to execute in order:
 * ``m.tick(now)``                               fire every timer due at ``now``
 * ``m.interface(name, up, now)``                tracked interface state (send before start too)
 * ``m.script(name, ok, now)``                   one raw vrrp_script result (rise/fall applied here)
-* ``m.shutdown(now)``                           priority-0 advert if master, then stopped
+* ``m.shutdown(now)``                           priority-0 advert if master, then STOPPED
 * ``m.handle(event, now)``                      the same, with the ``Event`` dataclasses
 * ``m.next_deadline``                           when to call ``tick`` next (None: nothing pending)
 * ``m.state``, ``m.effective_priority``, ``m.counters``, ``m.status()``
@@ -26,12 +26,17 @@ state one of MASTER, BACKUP, FAULT, STOP, MASTER_RX_LOWER_PRI.
 
 Theory of operation
 -------------------
-States are RFC 5798 §6.4's Initialize/Backup/Master plus keepalived's Fault.
+States are RFC 5798 §6.4's Initialize/Backup/Master plus keepalived's Fault, and STOPPED after
+``shutdown`` (RFC 5798 returns to Initialize; keepalived calls it STOP).
+
+``now`` is whatever monotonic clock the shell uses; ``Transition.at`` is in that clock too (the
+status page converts to wall time).
 
 Timers (see ``params``): Backup runs ``Master_Down_Timer`` (``down_timer_adverts ×
 Master_Adver_Interval + Skew_Time``, RFC 5798 §6.1); Master runs ``Adver_Timer`` at its own
 ``advert_int``. v3 backups adopt the master's advertised interval (RFC 5798 §6.4.2); v2 adverts
-with a different interval never get here (the codec drops them, RFC 3768 §7.1).
+with a different interval are dropped (RFC 3768 §7.1, keepalived; the codec drops them and the
+machine does too, counted as ``advert_int``).
 
 Startup (keepalived ``vrrp_init_state``): an address owner (priority 255) whose configured state
 is not BACKUP becomes master at once (RFC 5798 §6.4.1). Everyone else — including ``state
@@ -120,10 +125,11 @@ _DOWN_REASON = "no advert received within master down interval"
 
 
 class State(enum.StrEnum):
-    INIT = "INIT"
+    INIT = "INIT"  # RFC 5798 Initialize: created, not started (or waiting for scripts)
     BACKUP = "BACKUP"
     MASTER = "MASTER"
-    FAULT = "FAULT"
+    FAULT = "FAULT"  # keepalived: a tracked object is down
+    STOPPED = "STOPPED"  # after shutdown (RFC 5798: back to Initialize; keepalived: STOP)
 
 
 # ------------------------------------------------------------------------------------ events
@@ -351,6 +357,7 @@ class VrrpMachine:
         # FAULT because another member is faulty?
         self.master_gate: Callable[[], bool] | None = None
         self.fault_hold: Callable[[], bool] | None = None
+        self.group_name: str | None = None
 
     # ------------------------------------------------------------------ public interface
     @property
@@ -417,7 +424,7 @@ class VrrpMachine:
         if self.state == State.MASTER:
             acts.append(self._advert(0))
             acts.append(RemoveVips(self.params.addresses))
-        self._record(now, State.INIT, "shutdown")
+        self._record(now, State.STOPPED, "shutdown")
         self._clear_timers()
         acts.append(RunNotify("STOP", prio))
         return acts
@@ -468,7 +475,7 @@ class VrrpMachine:
         except ValueError:
             self.counters.invalid[InvalidReason.FAMILY] += 1
             return []
-        if self._stopped or self.state in (State.INIT, State.FAULT):
+        if self._stopped or self.state in (State.INIT, State.FAULT, State.STOPPED):
             self.counters.adverts_ignored += 1
             return []
         self.counters.adverts_received += 1
@@ -498,9 +505,7 @@ class VrrpMachine:
 
     def force(self, target: State, now: float, reason: str) -> list[Action]:
         """Move to ``target`` because a sync group says so (keepalived vrrp_sync_*)."""
-        if self._stopped or not self._started or self.state == target:
-            return []
-        if self.state == State.INIT:
+        if self._stopped or not self._started or self.state in (target, State.INIT):
             return []
         if target == State.FAULT:
             self.wantstate = State.FAULT
@@ -530,7 +535,10 @@ class VrrpMachine:
             "master_address": str(self.master_address) if self.master_address else None,
             "master_priority": self.master_priority,
             "primary_address": str(self.primary_address) if self.primary_address else None,
+            "family": p.family,
             "addresses": [str(a) for a in p.addresses],
+            "vips_held": self.state == State.MASTER,  # as far as the machine knows
+            "sync_group": self.group_name,
             "fault_reasons": self.fault_reasons(),
             "next_deadline": self.next_deadline,
             "counters": self.counters.as_dict(),
@@ -809,6 +817,7 @@ class SyncGroup:
         for m in members:
             m.master_gate = self._gate_for(m)
             m.fault_hold = self._hold_for(m)
+            m.group_name = name
 
     def _gate_for(self, m: VrrpMachine) -> Callable[[], bool]:
         def gate() -> bool:
@@ -832,6 +841,7 @@ class SyncGroup:
 
     @property
     def state(self) -> State:
+        """FAULT if any member is, else MASTER if any is, else BACKUP if any is, else INIT."""
         states = {m.state for m in self.members.values()}
         for s in (State.FAULT, State.MASTER, State.BACKUP):
             if s in states:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 from lvsd.vrrp.codec import AuthType, Expect, IPAddress
 
 if TYPE_CHECKING:  # the config model is a sibling contract; only its types are used here
-    from lvsd.config.model import GlobalDefs, VrrpInstance, VrrpScript
+    from lvsd.config.model import GlobalDefs, TrackRef, VrrpInstance, VrrpScript, VrrpSyncGroup
 
 __all__ = [
     "TrackedInterface",
@@ -238,6 +238,7 @@ def params_from_instance(
     *,
     scripts: dict[str, VrrpScript] | None = None,
     primary_address: IPAddress | str | None = None,
+    sync_group: VrrpSyncGroup | None = None,
 ) -> VrrpParams:
     """Build ``VrrpParams`` from a resolved ``lvsd.config.model.VrrpInstance``.
 
@@ -246,6 +247,11 @@ def params_from_instance(
     interface is tracked with weight 0 unless ``dont_track_primary`` (keepalived). The primary
     address is ``primary_address`` if given, else ``unicast_src_ip``/``mcast_src_ip``, else
     None (the transport sets it once it knows the interface address).
+
+    ``sync_group`` (the group this instance belongs to, if any): its track_interface /
+    track_script entries apply to every member, and — as keepalived does unless the group sets
+    ``sync_group_tracking_weight`` — weights are not used inside a sync group: a weighted
+    tracked interface becomes weight 0 (FAULT when down) and a weighted script is ignored.
     """
     where = f"vrrp_instance {inst.name} ({inst.pos})"
     try:
@@ -260,16 +266,26 @@ def params_from_instance(
     ifaces: list[TrackedInterface] = []
     if inst.interface and not inst.dont_track_primary:
         ifaces.append(TrackedInterface(inst.interface, 0))
-    for ref in inst.track_interfaces:
+    if_refs: list[TrackRef] = list(inst.track_interfaces)
+    sc_refs: list[TrackRef] = list(inst.track_scripts)
+    no_weights = False
+    if sync_group is not None:
+        if_refs += sync_group.track_interfaces
+        sc_refs += sync_group.track_scripts
+        no_weights = not (sync_group.sync_group_tracking_weight or sync_group.global_tracking)
+    for ref in if_refs:
         if any(t.name == ref.name for t in ifaces):
             continue
-        ifaces.append(TrackedInterface(ref.name, ref.weight or 0, ref.reverse))
+        weight = 0 if no_weights else (ref.weight or 0)
+        ifaces.append(TrackedInterface(ref.name, weight, ref.reverse))
     tscripts: list[TrackedScript] = []
-    for ref in inst.track_scripts:
+    for ref in sc_refs:
         vs = (scripts or {}).get(ref.name)
         if vs is None:
             raise ValueError(f"{where}: track_script {ref.name} has no vrrp_script definition")
         weight = vs.weight if ref.weight is None else ref.weight
+        if weight and no_weights:
+            continue  # keepalived: "ignoring tracked script with weights due to SYNC group"
         reverse = ref.reverse or (ref.weight is None and vs.weight_reverse)
         tscripts.append(
             TrackedScript(ref.name, weight, reverse, vs.rise, vs.fall, vs.init_fail)

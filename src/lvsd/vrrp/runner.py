@@ -421,10 +421,12 @@ class VrrpRunner:
 
     def _send(self, m: _Member, act: SendAdvert) -> None:
         tr = m.transport
+        p = m.spec.params
         for dst in tr.destinations:
             try:
-                payload = codec.encode(act.advert, tr.source, dst,
-                                       v3_checksum_as_v2=m.spec.params.v3_checksum_as_v2)
+                payload = codec.encode(
+                    act.advert, tr.source, dst, v3_checksum_as_v2=p.v3_checksum_as_v2,
+                    old_unicast_checksum=p.old_unicast_checksum and not dst.is_multicast)
             except ValueError as exc:
                 self._error(m.name, f"cannot encode advert: {exc}")
                 return

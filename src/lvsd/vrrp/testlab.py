@@ -25,9 +25,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lvsd.lab.netns import Host
+from lvsd.lab.netns import Host, Topology
 
-__all__ = ["KeepalivedNode", "LvsdNode", "NodeOpts", "keepalived_conf", "wait_for"]
+__all__ = [
+    "KeepalivedNode",
+    "LvsdNode",
+    "NodeOpts",
+    "keepalived_conf",
+    "mac",
+    "neigh_mac",
+    "partition",
+    "reaches",
+    "wait_for",
+]
 
 _seq = itertools.count()
 KA_REJECT = re.compile(
@@ -250,7 +260,9 @@ class KeepalivedNode(_Node):
     def rejects(self) -> list[str]:
         """Log lines where keepalived rejected or complained about a received advert."""
         return [ln for ln in self.log().splitlines() if KA_REJECT.search(ln)
-                and "VRRP_Script" not in ln and "script" not in ln.lower()]
+                and "script" not in ln.lower()
+                # keepalived's own send failures (tentative link-local at start), not ours
+                and "send advert error" not in ln]
 
     def term(self) -> None:
         if self.alive():
@@ -270,6 +282,40 @@ class KeepalivedNode(_Node):
         self.term()
         if self.wait_exit(10) is None:
             self.kill()
+
+
+def mac(host: Host) -> str:
+    out = host.run("ip", "-o", "link", "show", "eth0").stdout
+    m = re.search(r"link/ether ([0-9a-f:]{17})", out)
+    assert m, out
+    return m.group(1)
+
+
+def neigh_mac(client: Host, addr: str = "192.0.2.100") -> str | None:
+    out = client.run("ip", "neigh", "show", addr, check=False).stdout
+    m = re.search(r"lladdr ([0-9a-f:]{17})", out)
+    return m.group(1) if m else None
+
+
+def reaches(client: Host, addr: str = "192.0.2.100") -> bool:
+    fam = "-6" if ":" in addr else "-4"
+    return client.run("ping", fam, "-n", "-c", "1", "-W", "0.3", addr,
+                      check=False, timeout=5).returncode == 0
+
+
+def partition(topo: Topology, host: Host, on: bool) -> None:
+    """Drop every frame to/from ``host`` in the bridge (nftables bridge family): unlike
+    ``Host.cut()`` (a veth loses carrier with its peer, so that host goes FAULT) both sides
+    keep their links up."""
+    if on:
+        script = (f"add table bridge ltpart\n"
+                  f"add chain bridge ltpart drops {{ type filter hook forward priority 0; }}\n"
+                  f"add rule bridge ltpart drops iifname {host.peer} drop\n"
+                  f"add rule bridge ltpart drops oifname {host.peer} drop\n")
+        subprocess.run(["ip", "netns", "exec", topo.bridge_ns, "nft", "-f", "-"],
+                       input=script, text=True, check=True, timeout=10)
+    else:
+        topo.bridge_run("nft", "delete", "table", "bridge", "ltpart")
 
 
 def _kill_ns(host: Host, pattern: str) -> None:

@@ -194,17 +194,24 @@ class RawTransport:
         for p in self.peers:
             if p.version != self.family:
                 raise TransportError(f"unicast peer {p} is not IPv{self.family}")
-        try:
-            if self.family == 4:
-                self._open4()
-            else:
-                self._open6()
-        except OSError as exc:
-            self.close()
-            raise TransportError(
-                f"cannot open raw VRRP socket on {self.ifname!r}: {exc.strerror or exc}"
-                + (" (needs root / CAP_NET_RAW)" if exc.errno == errno.EPERM else "")
-            ) from exc
+        # A link-local address stays tentative for a moment after the link comes up (DAD):
+        # binding to it fails with EADDRNOTAVAIL until then. Wait, bounded.
+        for attempt in range(50):
+            try:
+                if self.family == 4:
+                    self._open4()
+                else:
+                    self._open6()
+                break
+            except OSError as exc:
+                self.close()
+                if exc.errno == errno.EADDRNOTAVAIL and attempt < 49:
+                    await asyncio.sleep(0.1)
+                    continue
+                raise TransportError(
+                    f"cannot open raw VRRP socket on {self.ifname!r}: {exc.strerror or exc}"
+                    + (" (needs root / CAP_NET_RAW)" if exc.errno == errno.EPERM else "")
+                ) from exc
         self._on_packet = on_packet
         self._loop = asyncio.get_running_loop()
         assert self._rx is not None

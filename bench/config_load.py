@@ -1,0 +1,114 @@
+"""Benchmark: load a keepalived.conf with 2,300 virtual servers and 37,000 real servers
+(TCP_CHECK each; the size keepalived's release notes use for reload timing).
+
+Prints lvsd's load time and peak memory (each measured in a fresh child process so the
+numbers are not polluted by the generator), then ``keepalived -t -f FILE`` on the same
+file in the same run and the ratio, when keepalived is installed.
+
+    .venv/bin/python bench/config_load.py [--vs 2300] [--rs 37000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time, tracemalloc
+from lvsd.config.loader import load
+path, mode = sys.argv[1], sys.argv[2]
+if mode == "trace":
+    tracemalloc.start()
+t0 = time.perf_counter()
+cfg = load(path, config_id="bench")
+dt = time.perf_counter() - t0
+peak = tracemalloc.get_traced_memory()[1] if mode == "trace" else 0
+n_rs = sum(len(v.real_servers) for v in cfg.virtual_servers)
+print(json.dumps({"seconds": dt, "tracemalloc_peak": peak, "vs": len(cfg.virtual_servers),
+                  "rs": n_rs, "diagnostics": len(cfg.diagnostics),
+                  "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def generate(path: Path, n_vs: int, n_rs: int) -> None:
+    per, extra = divmod(n_rs, n_vs)
+    with path.open("w") as fh:
+        fh.write("global_defs {\n    router_id bench\n}\n\n")
+        fh.write("vrrp_instance VI_1 {\n    state MASTER\n    interface eth0\n"
+                 "    virtual_router_id 51\n    priority 150\n    virtual_ipaddress {\n"
+                 "        10.0.0.1/16\n    }\n}\n\n")
+        rs_no = 0
+        for v in range(n_vs):
+            vip = f"10.{(v >> 8) & 0xFF}.{v & 0xFF}.1" if v >= 256 else f"10.200.{v}.1"
+            fh.write(f"virtual_server {vip} 80 {{\n    delay_loop 10\n    lb_algo wrr\n"
+                     "    lb_kind NAT\n    protocol TCP\n\n")
+            for _ in range(per + (1 if v < extra else 0)):
+                rs_no += 1
+                ip = f"172.{16 + (rs_no >> 16)}.{(rs_no >> 8) & 0xFF}.{rs_no & 0xFF}"
+                fh.write(f"    real_server {ip} 8080 {{\n        weight 1\n"
+                         "        TCP_CHECK {\n            connect_timeout 3\n"
+                         "            retry 2\n            delay_before_retry 2\n"
+                         "        }\n    }\n")
+            fh.write("}\n\n")
+
+
+def run_child(path: Path, mode: str) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(path), mode], capture_output=True,
+                         text=True, check=True, timeout=600)
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--vs", type=int, default=2300)
+    ap.add_argument("--rs", type=int, default=37000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lvsd-bench-") as tmp:
+        path = Path(tmp) / "keepalived.conf"
+        generate(path, args.vs, args.rs)
+        size = path.stat().st_size
+        lines = sum(1 for _ in path.open())
+        print(f"config: {args.vs} virtual servers, {args.rs} real servers (TCP_CHECK each), "
+              f"{lines} lines, {size / 1e6:.1f} MB")
+        runs = [run_child(path, "time") for _ in range(args.repeat)]
+        first = runs[0]
+        assert first["vs"] == args.vs and first["rs"] == args.rs, first
+        lvsd_s = statistics.median(r["seconds"] for r in runs)
+        print(f"lvsd load: median {lvsd_s:.2f} s over {args.repeat} runs "
+              f"({', '.join(format(r['seconds'], '.2f') for r in runs)}), "
+              f"{first['diagnostics']} diagnostics")
+        print(f"lvsd peak RSS of the loading process: {first['maxrss_kib'] / 1024:.0f} MiB")
+        traced = run_child(path, "trace")
+        print(f"lvsd peak Python heap (tracemalloc): {traced['tracemalloc_peak'] / 2**20:.0f} MiB"
+              f" (load under tracemalloc took {traced['seconds']:.2f} s)")
+        ka = shutil.which("keepalived") or "/usr/sbin/keepalived"
+        if not Path(ka).exists():
+            print("keepalived -t: not installed - no ratio")
+            return 0
+        ka_runs = []
+        rc = 0
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            proc = subprocess.run([ka, "-t", "-f", str(path)], capture_output=True, text=True,
+                                  timeout=600, check=False, cwd=tmp)
+            ka_runs.append(time.perf_counter() - t0)
+            rc = proc.returncode
+        noise = [ln for ln in proc.stderr.splitlines() if ln.strip()][:3]
+        ka_s = statistics.median(ka_runs)
+        print(f"keepalived -t: median {ka_s:.2f} s over {args.repeat} runs (exit {rc}"
+              + (f"; first messages: {noise}" if noise else "") + ")")
+        print(f"ratio lvsd/keepalived -t: {lvsd_s / ka_s:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

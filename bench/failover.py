@@ -1,0 +1,153 @@
+"""VRRP failover time: lvsd pair vs keepalived pair, same topology, same run.
+
+    sudo .venv/bin/python bench/failover.py [--trials N] [--intervals 1:2,0.1:3,0.05:3]
+                                            [--faults kill,term,linkdown]
+
+For each implementation, advert interval/version and fault, N trials of: a master (priority
+150, host a) and a backup (priority 100, host b) settle; the fault is injected on the master
+(SIGKILL of the daemon, SIGTERM = graceful stop with priority 0, or the master's eth0 set
+down); the time is from the injection until the VIP is on the backup's interface, taken from
+``ip -ts monitor address`` inside the backup's namespace (microsecond stamps; both ends use
+the wall clock). The new master sends its gratuitous ARPs right after adding the VIP.
+
+RFC bounds for the backup (priority 100): Master_Down_Interval = 3 × interval + Skew_Time for
+SIGKILL and link-down (the last advert was up to one interval earlier, so the mean is about
+half an interval below the bound), Skew_Time for SIGTERM (RFC 5798 §6.4.2: priority 0).
+v2 Skew_Time = (256 - 100)/256 s; v3 Skew_Time = (256 - 100)/256 × interval.
+
+Prints one line per (interval, fault, implementation) and the lvsd/keepalived ratio of means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from lvsd.lab.netns import Host, Topology
+from lvsd.vrrp.testlab import KeepalivedNode, LvsdNode, NodeOpts, wait_for
+
+VIP = "192.0.2.100"
+STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)")
+
+
+def rfc_bound(fault: str, interval: float, version: int, prio: int = 100) -> float:
+    skew = (256 - prio) / 256 * (1.0 if version == 2 else interval)
+    return skew if fault == "term" else 3 * interval + skew
+
+
+class VipWatch:
+    """``ip -ts monitor address`` in ``host``: the wall-clock time the VIP was added."""
+
+    def __init__(self, host: Host) -> None:
+        self.proc = subprocess.Popen(host.cmd("ip", "-ts", "monitor", "address"),
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        time.sleep(0.05)  # let it subscribe
+
+    def wait_added(self, timeout: float) -> float | None:
+        assert self.proc.stdout is not None
+        end = time.monotonic() + timeout
+        import select
+
+        while time.monotonic() < end:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.1)
+            if not r:
+                continue
+            line = self.proc.stdout.readline()
+            if not line:
+                return None
+            if f" {VIP}/" in line and "Deleted" not in line:
+                m = STAMP.match(line)
+                if m:
+                    return dt.datetime.fromisoformat(m.group(1)).timestamp()
+        return None
+
+    def close(self) -> None:
+        self.proc.terminate()
+        with contextlib.suppress(Exception):
+            self.proc.wait(2)
+
+
+def trial(topo: Topology, impl: str, interval: float, version: int, fault: str) -> float | None:
+    a, b = topo["a"], topo["b"]
+    cls: Any = LvsdNode if impl == "lvsd" else KeepalivedNode
+    o = dict(advert_int=interval, version=version, vips=[f"{VIP}/24"], garp_master_delay=0)
+    m = cls(a, NodeOpts(priority=150, **o)).start()
+    bk = cls(b, NodeOpts(priority=100, **o)).start()
+    watch = None
+    try:
+        ok = wait_for(lambda: m.state() == "MASTER" and bk.state() == "BACKUP"
+                      and m.has_vip() and not bk.has_vip(), 30)
+        if not ok:
+            print(f"  {impl}: pair did not settle", file=sys.stderr)
+            return None
+        time.sleep(2 * interval + 0.05)  # the backup has heard adverts; phase is arbitrary
+        watch = VipWatch(b)
+        t0 = time.time()
+        if fault == "kill":
+            m.kill()
+        elif fault == "term":
+            assert m.proc is not None
+            m.proc.send_signal(signal.SIGTERM)
+        else:
+            a.link(False)
+        t1 = watch.wait_added(10 + 4 * interval)
+        return None if t1 is None else t1 - t0
+    finally:
+        if watch is not None:
+            watch.close()
+        if fault == "linkdown":
+            a.link(True)
+        for n in (m, bk):
+            n.stop() if n.alive() else None
+        for h in (a, b):
+            h.run("ip", "addr", "del", f"{VIP}/24", "dev", "eth0", check=False)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--intervals", default="1:2,0.1:3,0.05:3",
+                    help="comma list of INTERVAL:VERSION")
+    ap.add_argument("--faults", default="kill,term,linkdown")
+    ap.add_argument("--impls", default="lvsd,keepalived")
+    a = ap.parse_args()
+    pairs = [(float(x.split(":")[0]), int(x.split(":")[1])) for x in a.intervals.split(",")]
+    faults = a.faults.split(",")
+    impls = a.impls.split(",")
+    print(f"trials={a.trials}  (times in ms: mean [min-max]; bound = RFC upper bound)")
+    with Topology("lt-bench") as topo:
+        topo.add_host("a", "192.0.2.1/24")
+        topo.add_host("b", "192.0.2.2/24")
+        for interval, version in pairs:
+            for fault in faults:
+                bound = rfc_bound(fault, interval, version) * 1000
+                means: dict[str, float] = {}
+                for impl in impls:
+                    xs = []
+                    for _ in range(a.trials):
+                        r = trial(topo, impl, interval, version, fault)
+                        if r is not None:
+                            xs.append(r * 1000)
+                    if not xs:
+                        print(f"v{version} {interval:g}s {fault:8} {impl:10} no result")
+                        continue
+                    means[impl] = statistics.mean(xs)
+                    print(f"v{version} {interval:g}s {fault:8} {impl:10} "
+                          f"{statistics.mean(xs):7.1f} [{min(xs):.1f}-{max(xs):.1f}] n={len(xs)}"
+                          f"  bound {bound:.1f}  max-bound {max(xs) - bound:+.1f}", flush=True)
+                if "lvsd" in means and "keepalived" in means:
+                    print(f"v{version} {interval:g}s {fault:8} ratio lvsd/keepalived "
+                          f"{means['lvsd'] / means['keepalived']:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
