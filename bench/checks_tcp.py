@@ -21,6 +21,26 @@ from _checks_util import free_ports, make_config, raise_nofile, run_load, start_
 from lvsd.config.model import CheckKind
 
 
+def connect_floor(ports: list[int], n: int = 3000) -> float:
+    """CPU seconds per bare non-blocking connect + RST close to the same listeners (the kernel
+    floor any checker pays; printed as the peer figure of this run)."""
+    import resource
+    import socket
+    import struct
+
+    from _checks_util import address
+
+    linger = struct.pack("ii", 1, 0)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        s.connect_ex((address(i), ports[i % len(ports)]))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        s.close()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return ((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", type=int, default=10_000)
@@ -34,6 +54,8 @@ def main() -> None:
     ports = free_ports(a.ports)
     procs = start_server("tcp", ports)
     try:
+        floor = connect_floor(ports)
+        print(f"peer: bare connect+close loop costs {floor * 1e6:.1f} us CPU per connect")
         cfg = make_config(a.servers, CheckKind.TCP_CHECK, ports, a.delay_loop, 5.0)
         if a.uvloop:
             import uvloop

@@ -5,13 +5,14 @@ Prints lvsd's load time and peak memory (each measured in a fresh child process 
 numbers are not polluted by the generator), then ``keepalived -t -f FILE`` on the same
 file in the same run and the ratio, when keepalived is installed.
 
-    .venv/bin/python bench/config_load.py [--vs 2300] [--rs 37000] [--repeat 3]
+    .venv/bin/python bench/config_load.py [--vs 2300] [--rs 37000] [--repeat 3] [--tracemalloc]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -26,13 +27,13 @@ from lvsd.config.loader import load
 path, mode = sys.argv[1], sys.argv[2]
 if mode == "trace":
     tracemalloc.start()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 cfg = load(path, config_id="bench")
-dt = time.perf_counter() - t0
+dt, cpu = time.perf_counter() - t0, time.process_time() - c0
 peak = tracemalloc.get_traced_memory()[1] if mode == "trace" else 0
 n_rs = sum(len(v.real_servers) for v in cfg.virtual_servers)
-print(json.dumps({"seconds": dt, "tracemalloc_peak": peak, "vs": len(cfg.virtual_servers),
-                  "rs": n_rs, "diagnostics": len(cfg.diagnostics),
+print(json.dumps({"seconds": dt, "cpu": cpu, "tracemalloc_peak": peak,
+                  "vs": len(cfg.virtual_servers), "rs": n_rs, "diagnostics": len(cfg.diagnostics),
                   "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
@@ -71,6 +72,8 @@ def main() -> int:
     ap.add_argument("--vs", type=int, default=2300)
     ap.add_argument("--rs", type=int, default=37000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="also report the peak Python heap (slow: ~5x load time)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="lvsd-bench-") as tmp:
         path = Path(tmp) / "keepalived.conf"
@@ -83,30 +86,40 @@ def main() -> int:
         first = runs[0]
         assert first["vs"] == args.vs and first["rs"] == args.rs, first
         lvsd_s = statistics.median(r["seconds"] for r in runs)
-        print(f"lvsd load: median {lvsd_s:.2f} s over {args.repeat} runs "
-              f"({', '.join(format(r['seconds'], '.2f') for r in runs)}), "
+        lvsd_cpu = statistics.median(r["cpu"] for r in runs)
+        print(f"lvsd load: median {lvsd_s:.2f} s wall, {lvsd_cpu:.2f} s CPU over {args.repeat} "
+              f"runs (wall {', '.join(format(r['seconds'], '.2f') for r in runs)}), "
               f"{first['diagnostics']} diagnostics")
         print(f"lvsd peak RSS of the loading process: {first['maxrss_kib'] / 1024:.0f} MiB")
-        traced = run_child(path, "trace")
-        print(f"lvsd peak Python heap (tracemalloc): {traced['tracemalloc_peak'] / 2**20:.0f} MiB"
-              f" (load under tracemalloc took {traced['seconds']:.2f} s)")
+        if args.tracemalloc:
+            traced = run_child(path, "trace")
+            print(f"lvsd peak Python heap (tracemalloc): "
+                  f"{traced['tracemalloc_peak'] / 2**20:.0f} MiB "
+                  f"(load under tracemalloc took {traced['seconds']:.2f} s)")
         ka = shutil.which("keepalived") or "/usr/sbin/keepalived"
         if not Path(ka).exists():
             print("keepalived -t: not installed - no ratio")
             return 0
         ka_runs = []
+        ka_cpu = []
         rc = 0
         for _ in range(args.repeat):
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             proc = subprocess.run([ka, "-t", "-f", str(path)], capture_output=True, text=True,
                                   timeout=600, check=False, cwd=tmp)
             ka_runs.append(time.perf_counter() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            ka_cpu.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
             rc = proc.returncode
         noise = [ln for ln in proc.stderr.splitlines() if ln.strip()][:3]
         ka_s = statistics.median(ka_runs)
-        print(f"keepalived -t: median {ka_s:.2f} s over {args.repeat} runs (exit {rc}"
+        ka_c = statistics.median(ka_cpu)
+        print(f"keepalived -t: median {ka_s:.2f} s wall, {ka_c:.2f} s CPU (all its processes) "
+              f"over {args.repeat} runs (exit {rc}"
               + (f"; first messages: {noise}" if noise else "") + ")")
-        print(f"ratio lvsd/keepalived -t: {lvsd_s / ka_s:.2f}")
+        print(f"ratio lvsd/keepalived -t: {lvsd_s / ka_s:.2f} wall, "
+              f"{lvsd_cpu / max(ka_c, 1e-6):.2f} CPU")
     return 0
 
 

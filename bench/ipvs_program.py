@@ -205,7 +205,10 @@ async def guest_part(args: argparse.Namespace) -> dict[str, float | str | bool]:
     t0 = time.perf_counter()
     ipvsadm("-R", stdin=rtext)
     res["ipvsadm_reload_s"] = time.perf_counter() - t0
-    res["same_table"] = sorted(ipvsadm("-Sn").splitlines()) == lvsd_table
+    t0 = time.perf_counter()
+    peer_table = sorted(ipvsadm("-Sn").splitlines())
+    res["ipvsadm_dump_s"] = time.perf_counter() - t0
+    res["same_table"] = peer_table == lvsd_table
     res["kernel_lines"] = str(len(lvsd_table))
     ipvsadm("-C")
     return res
@@ -253,7 +256,8 @@ def main() -> int:
     print(f"  ipvsadm -R (peer)  {g['ipvsadm_cold_s']:.2f} s  same table   "
           f"ratio lvsd/ipvsadm {g['lvsd_cold_s'] / g['ipvsadm_cold_s']:.2f}")
     print(f"  lvsd full dump     {g['lvsd_full_dump_s']:.2f} s  "
-          f"({g['lvsd_full_dump_requests']} netlink requests)")
+          f"({g['lvsd_full_dump_requests']} netlink requests)   ipvsadm -Sn "
+          f"{g['ipvsadm_dump_s']:.2f} s   ratio {g['lvsd_full_dump_s'] / g['ipvsadm_dump_s']:.2f}")
     print(f"  lvsd 1% reload     {g['lvsd_reload_s']:.2f} s  {g['lvsd_reload_ops']} "
           f"(dump + diff + apply; {g['lvsd_reload_requests']} netlink requests)")
     print(f"    of which apply   {g['lvsd_reload_apply_only_s']:.3f} s")

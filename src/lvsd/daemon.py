@@ -125,6 +125,8 @@ class SecretFilter(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.secrets: set[str] = set()
+        self._pid_written = False
+        self._hup_pending = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
@@ -280,6 +282,8 @@ class Daemon:
         self.runner_models: dict[str, tuple[Any, ...]] = {}  # key -> stripped models
         self._identities: dict[str, list[tuple[Any, ...]]] = {}
         self.secrets: set[str] = set()
+        self._pid_written = False
+        self._hup_pending = False
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._pool_task: asyncio.Task[None] | None = None
@@ -386,32 +390,38 @@ class Daemon:
     # ---- lifecycle
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        try:
-            await self._startup()
-        except StartupError as exc:
-            if self.opts.log_format == "json":
-                log.error("%s", exc)
-            else:  # one line, not a log record twice
-                print(f"lvsd: {exc}", file=sys.stderr)
-            await self._shutdown(quiet=True)
-            return 1
+        # handlers first: a HUP during startup must not kill the process (default action)
         for sig, fn in ((signal.SIGHUP, self._on_hup), (signal.SIGTERM, self._stop.set),
                         (signal.SIGINT, self._stop.set), (signal.SIGUSR1, self._dump_data),
                         (signal.SIGUSR2, self._dump_stats),
                         (signal.SIGRTMIN + 2, self._dump_json)):
             loop.add_signal_handler(sig, fn)
-        await self._stop.wait()
-        log.info("stopping (signal)")
-        sd_notify("STOPPING=1")
         try:
-            await asyncio.wait_for(self._shutdown(), self.opts.stop_timeout)
-        except TimeoutError:
-            log.error("shutdown did not finish within %.0f s; exiting anyway",
-                      self.opts.stop_timeout)
-        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGRTMIN + 2):
-            loop.remove_signal_handler(sig)
-        log.info("stopped")
-        return 0
+            try:
+                await self._startup()
+            except StartupError as exc:
+                if self.opts.log_format == "json":
+                    log.error("%s", exc)
+                else:  # one line, not a log record twice
+                    print(f"lvsd: {exc}", file=sys.stderr)
+                await self._shutdown()
+                return 1
+            if self._hup_pending and not self._stop.is_set():
+                self._on_hup()
+            await self._stop.wait()
+            log.info("stopping (signal)")
+            sd_notify("STOPPING=1")
+            try:
+                await asyncio.wait_for(self._shutdown(), self.opts.stop_timeout)
+            except TimeoutError:
+                log.error("shutdown did not finish within %.0f s; exiting anyway",
+                          self.opts.stop_timeout)
+            log.info("stopped")
+            return 0
+        finally:
+            for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
+                        signal.SIGUSR2, signal.SIGRTMIN + 2):
+                loop.remove_signal_handler(sig)
 
     async def _startup(self) -> None:
         cfg = self.load()
@@ -467,6 +477,7 @@ class Daemon:
             with open(tmp, "w", encoding="ascii") as fh:
                 fh.write(f"{os.getpid()}\n")
             os.replace(tmp, self.opts.pid_file)
+            self._pid_written = True
         except OSError as exc:
             raise StartupError(f"pid file {self.opts.pid_file}: {exc.strerror or exc}") from None
 
@@ -492,7 +503,8 @@ class Daemon:
             except TokenError as exc:
                 raise StartupError(str(exc)) from None
         app = create_app(self.snapshot, self.bus, token=token,
-                         secrets=lambda: sorted(self.secrets))
+                         secrets=lambda: sorted(self.secrets),
+                         health=lambda: (self.ready, self.stopping))
         srv = StatusServer(app, host, port)
         try:
             await srv.start()
@@ -726,6 +738,9 @@ class Daemon:
 
     # ---- reload
     def _on_hup(self) -> None:
+        if not self.ready:  # during startup: reload once it is done
+            self._hup_pending = True
+            return
         task = asyncio.get_running_loop().create_task(self.reload())
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
@@ -762,6 +777,7 @@ class Daemon:
                 if self.run_checks:
                     self.scheduler.update(new)
                     self.planner.reload(new)
+                    self.reconciler.flush_on_stop = new.global_defs.lvs_flush_on_stop
                     self._wake.set()
                 if self.run_vrrp:
                     await self._apply_vrrp(new)
@@ -786,7 +802,7 @@ class Daemon:
             return True
 
     # ---- shutdown
-    async def _shutdown(self, quiet: bool = False) -> None:
+    async def _shutdown(self) -> None:
         self.stopping = True
         if self.runners:
             await asyncio.gather(*(self._stop_runner(k) for k in list(self.runners)))
@@ -812,7 +828,7 @@ class Daemon:
         if self.dataplane is not None:
             with contextlib.suppress(Exception):
                 await self.dataplane.close()
-        if self.opts.pid_file and not quiet:
+        if self.opts.pid_file and self._pid_written:
             with contextlib.suppress(OSError):
                 with open(self.opts.pid_file, encoding="ascii") as fh:
                     mine = fh.read().strip() == str(os.getpid())
@@ -930,6 +946,7 @@ class Daemon:
         if cfg is None or plan is None or self.scheduler is None:
             return ()
         from lvsd.pool.planner import Planner
+        from lvsd.pool.table import DestKey
 
         health = self.scheduler.health
         actual = self.pool.actual
@@ -949,13 +966,17 @@ class Daemon:
                     entry = actual.get(skey)
                     if entry is None:
                         continue
-                    for dkey, d in entry.dests.items():
-                        if dkey.addr == rid.addr and (dkey.port in (rs.port, skey.port)):
-                            weight = d.weight
-                            ds = stats.get((skey, dkey))
-                            if ds is not None:
-                                ac = (ac or 0) + ds.active_conns
-                                ic = (ic or 0) + ds.inactive_conns
+                    # NAT: the real server's port; DR/TUN: the service's (planner rule)
+                    for port in {rs.port, skey.port}:
+                        dkey = DestKey(rid.addr, port)
+                        d = entry.dests.get(dkey)
+                        if d is None:
+                            continue
+                        weight = d.weight
+                        ds = stats.get((skey, dkey))
+                        if ds is not None:
+                            ac = (ac or 0) + ds.active_conns
+                            ic = (ic or 0) + ds.inactive_conns
                 rss.append(m.RealServerStatus(
                     address=rid.addr, port=rs.port, alive=alive, in_dataplane=weight is not None,
                     dataplane_weight=weight, configured_weight=rs.weight,

@@ -258,7 +258,8 @@ class Lab:
                                               advert_int=self.advert_int,
                                               delay_loop=self.delay_loop, broken=broken))
 
-    def start_director(self, name: str, wait_ready: bool = True, timeout: float = 20.0) -> None:
+    def start_director(self, name: str, wait_ready: bool = True, timeout: float = 20.0,
+                       extra: tuple[str, ...] = ()) -> None:
         d = self.directors[name]
         with contextlib.suppress(OSError):
             d.notify_socket.unlink()
@@ -273,7 +274,7 @@ class Lab:
                 [sys.executable, "-m", "lvsd.cli", "run", "-f", str(d.conf),
                  "--dataplane", "nftables", "--status-listen", STATUS,
                  "--pid-file", str(d.pidfile), "--sweep", "2", "--stop-timeout", "5",
-                 "--dump-dir", str(d.conf.parent)],
+                 "--dump-dir", str(d.conf.parent), *extra],
                 stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
             if not wait_ready:
@@ -460,6 +461,8 @@ def run_demo(scenario: str = "full", hold: float = 3.0, keep: bool = False) -> i
     print(f"lvsd demo: building namespaces (work dir {lab.workdir})", flush=True)
     try:
         lab.build()
+        assert lab.topo is not None
+        print(f"namespaces: {lab.topo.prefix}-*", flush=True)
         servers = {k: v for k, v in REAL_SERVERS.items() if k != "rs4"}
         for name in servers:
             lab.start_rs(name)

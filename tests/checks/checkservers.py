@@ -20,9 +20,11 @@ BODY_MD5 = hashlib.md5(BODY, usedforsecurity=False).hexdigest()
 @dataclass
 class HttpServer:
     """Answers by path: /ok 200, /moved 301, /missing 404, /busy 503, /wrong 200 with another
-    body, /slow 200 after ``slow`` seconds, /close closes without answering."""
+    body, /slow 200 after ``slow`` seconds, /close closes without answering, /toggle 200 or 503
+    as ``toggle_ok`` says."""
 
     slow: float = 3.0
+    toggle_ok: bool = True  # /toggle: 200 while True, else 503
     requests: list[bytes] = field(default_factory=list)
     sni: list[str | None] = field(default_factory=list)
     port: int = 0
@@ -41,6 +43,8 @@ class HttpServer:
             "/missing": (b"404 Not Found", b"nope"), "/busy": (b"503 Service Unavailable", b""),
             "/wrong": (b"200 OK", b"something else\n"), "/slow": (b"200 OK", BODY),
         }.get(path, (b"404 Not Found", b""))
+        if path == "/toggle":
+            status, body = (b"200 OK", BODY) if self.toggle_ok else (b"503 Busy", b"")
         if path == "/close":
             writer.close()
             return

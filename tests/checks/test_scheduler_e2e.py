@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from checkservers import Blackhole
+from checkservers import Blackhole, HttpServer
 
 from lvsd.checks.health import RealServerId
 from lvsd.checks.scheduler import HealthEvent, Scheduler
@@ -204,3 +204,86 @@ virtual_server {vs} 80 {{
     }}
 }}
 """
+
+
+async def test_http_multi_url_sequence_through_the_scheduler() -> None:
+    web = await HttpServer().start()
+    text = f"""
+virtual_server 10.0.0.5 80 {{
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    delay_loop 0.2
+    real_server 127.0.0.1 {web.port} {{
+        HTTP_GET {{
+            url {{
+                path /ok
+            }}
+            url {{
+                path /toggle
+            }}
+            connect_timeout 0.5
+            retry 1
+            delay_before_retry 0.1
+            warmup 0
+        }}
+    }}
+}}
+"""
+    q: asyncio.Queue[HealthEvent] = asyncio.Queue()
+    sched = Scheduler(loads(text), rng=random.Random(1), on_change=q.put_nowait)
+    try:
+        async with sched:
+            ev = await next_event(q)
+            assert ev.health is not None and ev.health.alive
+            web.toggle_ok = False
+            ev = await next_event(q)
+            assert ev.health is not None and not ev.health.alive
+            assert ev.health.verdicts[0].reason == "/toggle: HTTP 503 (after 1 retry)"
+            n = len(web.requests)
+            web.toggle_ok = True
+            ev = await next_event(q)
+            assert ev.health is not None and ev.health.alive
+            # back up only after the failed URL passed and then a whole clean pass
+            paths = [r.split(b" ")[1] for r in web.requests[n:]]
+            assert paths[-3:] == [b"/toggle", b"/ok", b"/toggle"], paths
+    finally:
+        await web.stop()
+
+
+async def test_misc_dynamic_weight_reaches_the_health(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.write_text("12")
+    script = tmp_path / "chk.sh"
+    script.write_text(f"#!/bin/sh\nexit $(cat {code})\n")
+    script.chmod(0o755)
+    text = f"""
+virtual_server 10.0.0.6 80 {{
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    delay_loop 0.2
+    real_server 127.0.0.1 8080 {{
+        weight 3
+        MISC_CHECK {{
+            misc_path "{script}"
+            misc_timeout 2
+            misc_dynamic
+            warmup 0
+            retry 0
+        }}
+    }}
+}}
+"""
+    cfg = loads(text)
+    q: asyncio.Queue[HealthEvent] = asyncio.Queue()
+    async with Scheduler(cfg, rng=random.Random(1), on_change=q.put_nowait):
+        ev = await next_event(q)
+        assert ev.health is not None and ev.health.alive and ev.health.dynamic_weight == 10
+        code.write_text("0")  # back to the configured weight
+        ev = await next_event(q)
+        assert ev.health is not None and ev.health.alive and ev.health.dynamic_weight is None
+        code.write_text("1")
+        ev = await next_event(q)
+        assert ev.health is not None and not ev.health.alive
+        assert ev.health.reason.endswith("script exit 1")

@@ -448,3 +448,25 @@ def test_directory_as_main_file(tmp_path: Path) -> None:
 def test_empty_file_is_valid() -> None:
     cfg = loads("")
     assert cfg.ok and cfg.diagnostics == ()
+
+
+def test_self_referencing_parameters_are_bounded() -> None:
+    cfg = loads("$A=x $A\nglobal_defs {\n router_id $A\n}\n"
+                "$B=b \\\n  $B \\\n  c\nglobal_defs {\n $B\n}\n")
+    assert not cfg.fatal
+    assert any("parameter substitution too deep" in m for m in only_msgs(cfg))
+
+
+def test_internal_error_becomes_one_fatal_with_position(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a deliberate bug injected into the keyword handlers (the only way to reach the catch-all)
+    from lvsd.config import keywords
+
+    def boom(self: object, nodes: object) -> None:
+        raise ZeroDivisionError("injected")
+
+    monkeypatch.setattr(keywords.Builder, "build", boom)
+    cfg = loads("global_defs {\n router_id x\n}\n")
+    (d,) = cfg.diagnostics
+    assert d.severity is Severity.FATAL and cfg.fatal
+    assert str(d).startswith("(<string>: Line 3) internal error while loading the configuration "
+                             "(ZeroDivisionError: injected)")

@@ -14,10 +14,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from kaconf_corpus import corpus_files
 
 from lvsd.config.loader import load
-
-from kaconf_corpus import corpus_files
 
 pytestmark = pytest.mark.interop
 
@@ -25,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
 FILES = corpus_files()
 EXAMPLES = sorted((REPO / "conf").glob("*/director*.conf"))
-_UNKNOWN = re.compile(r"^\((?:(?P<file>[^:]+): )?Line (?P<line>\d+)\) Unknown keyword '(?P<kw>.*)'$")
+_UNKNOWN = re.compile(
+    r"^\((?:(?P<file>[^:]+): )?Line (?P<line>\d+)\) Unknown keyword '(?P<kw>.*)'$")
 _ENVIRONMENT = ("doesn't exist", "Non-existent interface", "Unable to set default user",
                 "not found/accessible", "SECURITY VIOLATION")
 

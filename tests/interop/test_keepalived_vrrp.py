@@ -154,7 +154,7 @@ def test_ipv6_v3_interop() -> None:
         t.add_host("a", "fd00::1/64")
         t.add_host("b", "fd00::2/64")
         c = t.add_host("c", "fd00::50/64")
-        o = dict(advert_int=0.1, version=3, vips=[f"{vip6}/64"])
+        o: dict[str, Any] = dict(advert_int=0.1, version=3, vips=[f"{vip6}/64"])
         ka = KeepalivedNode(t["b"], NodeOpts(priority=100, **o)).start()
         lv = LvsdNode(t["a"], NodeOpts(priority=150, **o)).start()
         assert wait_for(lambda: settled(lv, ka, vip6), 15), (lv.log(), ka.log())

@@ -203,6 +203,9 @@ def test_master_sigterm_hands_over(lab: Lab) -> None:
     rc = lab.wait_director_exit("d1", 15)
     assert rc == 0, _logs(lab)
     assert not lab.holds_vip("d1")  # VIPs removed on the way out
+    # the pool stays programmed (lvs_flush_on_stop defaults to no): a restart adopts it
+    table = lab.host("d1").run("nft", "-j", "list", "table", "inet", "lvsd", check=False)
+    assert table.returncode == 0 and "10.0.0.11" in table.stdout, table.stderr
     assert wait_for(lambda: lab.vrrp_state("d2") == "MASTER", 10), _logs(lab)
     assert lab.holds_vip("d2")
     assert lab.wait_requests(20, 20)
@@ -278,3 +281,24 @@ def test_keepalived_dump_signals(lab: Lab) -> None:
     assert js[0]["stats"]["advert_sent"] > 0
     check = (out / "keepalived_check.data").read_text()
     assert "10.0.0.11" in check
+
+
+def test_vrrp_only_and_check_only_halves(lab: Lab) -> None:
+    """keepalived's --vrrp / --check: d2 runs one half at a time, as the backup."""
+    _ensure_d1_master(lab)
+    for flag, has_vrrp, has_pool in (("--vrrp-only", True, False), ("--check-only", False, True)):
+        lab.signal_director("d2", signal.SIGTERM)
+        assert lab.wait_director_exit("d2", 15) == 0
+        lab.start_director("d2", extra=(flag,))
+        s = lab.status("d2")
+        assert s is not None and s["process"]["mode"] == flag[2:]
+        assert bool(s["instances"]) is has_vrrp
+        assert bool(s["virtual_servers"]) is has_pool
+        assert (s["reconciler"]["dataplane"] == "nftables") is has_pool
+        if has_vrrp:
+            assert wait_for(lambda: lab.vrrp_state("d2") == "BACKUP", 10)
+        assert lab.vrrp_state("d1") == "MASTER"
+    lab.signal_director("d2", signal.SIGTERM)
+    assert lab.wait_director_exit("d2", 15) == 0
+    lab.start_director("d2")
+    _ensure_d1_master(lab)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from _status_sample import SECRET, FakeProvider
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,6 +17,8 @@ from lvsd.status.app import TokenError, create_app, parse_listen, read_token_fil
 from lvsd.status.events import EventBus
 
 pytestmark = pytest.mark.unit
+
+Client = TestClient[web.Request, web.Application]
 
 TOKEN = "tok-0123456789"
 
@@ -31,20 +34,20 @@ def bus() -> EventBus:
 
 
 @pytest.fixture
-async def client(provider: FakeProvider, bus: EventBus) -> AsyncIterator[TestClient]:
+async def client(provider: FakeProvider, bus: EventBus) -> AsyncIterator[Client]:
     app = create_app(provider, bus, secrets=provider.secrets)
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         yield c
 
 
 @pytest.fixture
-async def authed(provider: FakeProvider, bus: EventBus) -> AsyncIterator[TestClient]:
+async def authed(provider: FakeProvider, bus: EventBus) -> AsyncIterator[Client]:
     app = create_app(provider, bus, token=TOKEN, secrets=provider.secrets)
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         yield c
 
 
-async def test_status_schema(client: TestClient) -> None:
+async def test_status_schema(client: Client) -> None:
     resp = await client.get("/status")
     assert resp.status == 200
     body = await resp.json()
@@ -70,14 +73,14 @@ async def test_status_schema(client: TestClient) -> None:
     assert body["config"]["last_reload_ok"] is False
 
 
-async def test_status_reads_fresh_snapshot_each_time(client: TestClient,
+async def test_status_reads_fresh_snapshot_each_time(client: Client,
                                                      provider: FakeProvider) -> None:
     assert (await (await client.get("/status")).json())["instances"][0]["state"] == "MASTER"
     provider.state = "BACKUP"
     assert (await (await client.get("/status")).json())["instances"][0]["state"] == "BACKUP"
 
 
-async def test_no_secret_anywhere(client: TestClient, bus: EventBus) -> None:
+async def test_no_secret_anywhere(client: Client, bus: EventBus) -> None:
     bus.publish("reload", {"ok": False, "errors": [f"auth_pass {SECRET} too long"],
                            "auth_pass": SECRET})
     status = await (await client.get("/status")).text()
@@ -92,7 +95,7 @@ async def test_no_secret_anywhere(client: TestClient, bus: EventBus) -> None:
     assert SECRET.encode() not in chunk and b"<redacted>" in chunk
 
 
-async def test_metrics_parse_and_names(client: TestClient) -> None:
+async def test_metrics_parse_and_names(client: Client) -> None:
     resp = await client.get("/metrics")
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain")
@@ -118,7 +121,7 @@ async def test_metrics_parse_and_names(client: TestClient) -> None:
     assert samples[("lvsd_config_last_reload_success", ())] == 0
 
 
-async def test_sse_delivers_transitions_as_they_happen(client: TestClient, bus: EventBus) -> None:
+async def test_sse_delivers_transitions_as_they_happen(client: Client, bus: EventBus) -> None:
     async with client.get("/events") as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/event-stream")
@@ -142,7 +145,7 @@ async def test_sse_delivers_transitions_as_they_happen(client: TestClient, bus: 
     assert ids[1] == ids[0] + 1
 
 
-async def test_sse_resume_with_last_event_id(client: TestClient, bus: EventBus) -> None:
+async def test_sse_resume_with_last_event_id(client: Client, bus: EventBus) -> None:
     e1 = bus.publish("vrrp", {"n": 1})
     bus.publish("vrrp", {"n": 2})
     async with client.get("/events", headers={"Last-Event-ID": str(e1.id)}) as resp:
@@ -151,7 +154,7 @@ async def test_sse_resume_with_last_event_id(client: TestClient, bus: EventBus) 
     assert b'"n": 2' in m
 
 
-async def test_healthz(client: TestClient, provider: FakeProvider) -> None:
+async def test_healthz(client: Client, provider: FakeProvider) -> None:
     resp = await client.get("/healthz")
     assert resp.status == 200 and (await resp.text()).strip() == "ok"
     provider.ready = False
@@ -159,7 +162,7 @@ async def test_healthz(client: TestClient, provider: FakeProvider) -> None:
     assert resp.status == 503
 
 
-async def test_token_auth(authed: TestClient) -> None:
+async def test_token_auth(authed: Client) -> None:
     for path in ("/status", "/metrics", "/events"):
         resp = await authed.get(path)
         assert resp.status == 401, path
@@ -174,7 +177,7 @@ async def test_token_auth(authed: TestClient) -> None:
     assert page.status == 200 and "lvsd" in await page.text()
 
 
-async def test_page_and_static(client: TestClient) -> None:
+async def test_page_and_static(client: Client) -> None:
     page = await client.get("/")
     assert page.status == 200
     html = await page.text()
@@ -184,7 +187,7 @@ async def test_page_and_static(client: TestClient) -> None:
     assert (await client.get("/static/../app.py")).status in (403, 404)
 
 
-async def test_status_is_read_only(client: TestClient, provider: FakeProvider) -> None:
+async def test_status_is_read_only(client: Client, provider: FakeProvider) -> None:
     for method in ("POST", "PUT", "DELETE"):
         resp = await client.request(method, "/status")
         assert resp.status == 405

@@ -91,6 +91,7 @@ async def test_page_shows_live_state_in_chromium(tmp_path: Path) -> None:
         assert "connection refused" in cells.rows["10.0.0.12:80"][5]
         assert cells.rows["[fd00::13]:8080"][1] == "pending"
         assert "REJECTED" in dom and SECRET not in dom
+        assert "TCP_CHECK 10.0.0.12:80" in dom and "0.4 ms" in dom  # checkers table
 
         # the page follows changes: a new state shows up on the next load/poll
         provider.state = "BACKUP"

@@ -13,6 +13,8 @@ bytes of body arrived); then, in keepalived's order: no data -> "no data receive
 not in the url's ``status_code`` set (default 2xx) -> "HTTP 503"; MD5 of the body (at most
 Content-Length bytes) differs from ``digest`` -> "digest mismatch"; ``regex`` -> "regex".
 
+Bodies are not de-chunked (keepalived digests the bytes as received, too).
+
 Timing: the whole attempt (connect, TLS handshake, request, response) must finish within
 connect_timeout, so one attempt never exceeds the figure used in the detection bound
 (keepalived applies connect_timeout to the connect and then to each read separately; lvsd is

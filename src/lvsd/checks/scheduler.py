@@ -4,13 +4,16 @@ Theory of operation
 -------------------
 For each distinct checker (same kind, target, parameters and timing, wherever it appears: a
 real server listed under several virtual servers is probed once) the scheduler owns one
-:class:`~lvsd.checks.tracker.CheckTracker` and one timer (``loop.call_at`` at the tracker's
-deadline). When the timer fires the probe runs as a task, bounded by ``concurrency`` (excess
-probes queue in deadline order and their lateness is counted); its result goes to the tracker,
-the timer is re-armed at the new deadline, and the :class:`~lvsd.checks.tracker.HealthBoard`
-recomputes every real server bound to that tracker. Changed healths are published to callbacks
-and to :meth:`Scheduler.events` subscribers as :class:`HealthEvent`; ``health=None`` means the
-server was removed (or is undecided again).
+:class:`~lvsd.checks.tracker.CheckTracker`. Deadlines sit in one heap served by a single loop
+timer (cheaper than a timer per checker when there are thousands). When a deadline is due the
+probe starts (TCP_CHECK: plain callbacks, no task; others: a task), bounded by ``concurrency``
+(excess probes queue in deadline order; the lateness shows in :attr:`Scheduler.stats`); its
+result goes to the tracker, the deadline is re-armed, and the
+:class:`~lvsd.checks.tracker.HealthBoard` recomputes every real server bound to that tracker.
+All times are the event loop's clock (``loop.time()``; monotonic). Changed healths are
+published to callbacks and to :meth:`Scheduler.events` subscribers as :class:`HealthEvent`;
+``health=None`` means the server was removed. While a new checker of a server is still
+undecided, the server's previous health stays published (keepalived: a new checker starts up).
 
 Reload (:meth:`Scheduler.update`): a checker whose identity is unchanged keeps its tracker
 (state, retry count, schedule). A checker whose probe is unchanged but whose timing changed
@@ -145,6 +148,7 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._clock_res = 1e-9
+        self._tcp: tcp_probe.TcpEngine | None = None
         self._globals = GlobalDefs()
         self._ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self.stats = SchedulerStats(lateness=[] if collect_lateness else None)
@@ -190,6 +194,7 @@ class Scheduler:
         self._globals = config.global_defs
         assert self._loop is not None
         now = self._loop.time()
+        track_files = {t.name: t for t in config.vrrp_track_files}
         wanted: dict[ProbeKey, set[RealServerId]] = {}
         servers: dict[RealServerId, tuple[int, list[ProbeKey]]] = {}
         for vs in config.virtual_servers:
@@ -200,6 +205,11 @@ class Scheduler:
                 for ck in rs.checkers:
                     if ck.kind is CheckKind.BFD_CHECK:
                         continue  # not implemented; the config layer warns
+                    tf = track_files.get(ck.track_file or "")
+                    if ck.kind is CheckKind.FILE_CHECK and tf is not None:
+                        # FILE_CHECK names a track_file block: use its file and weight
+                        ck = dataclasses.replace(ck, track_file=tf.file, file_weight=(
+                            ck.file_weight if ck.file_weight is not None else tf.weight))
                     k = key_for(ck, vhost)
                     keys.append(k)
                     wanted.setdefault(k, set()).add(rsid)
@@ -272,6 +282,9 @@ class Scheduler:
             self._timer.cancel()
             self._timer = None
         self._heap.clear()
+        if self._tcp is not None:
+            self._tcp.close()
+            self._tcp = None
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         for q in self._queues:
@@ -354,8 +367,9 @@ class Scheduler:
         self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
         if e.tracker.checker.kind is CheckKind.TCP_CHECK:
             # fast path: callbacks only, no task (thousands of checks per second)
-            e.cancel = tcp_probe.start(e.tracker.checker, self._loop,
-                                       lambda r: self._done(e, r))
+            if self._tcp is None:
+                self._tcp = tcp_probe.TcpEngine(self._loop)
+            e.cancel = self._tcp.start(e.tracker.checker, lambda r: self._done(e, r))
         else:
             e.task = self._loop.create_task(self._run(e))
 

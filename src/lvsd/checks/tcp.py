@@ -8,17 +8,23 @@ The established connection is closed with RST (SO_LINGER 0), as HAProxy does for
 no TIME_WAIT is left on the director, whose ephemeral ports would otherwise run short at
 thousands of checks per second (keepalived closes with FIN).
 
-:func:`start` is callback-based (no task, no future: the scheduler's fast path for thousands of
-checks per second); :func:`probe` is the awaitable form.
+:func:`start` is callback-based (no task, no future); :func:`probe` is the awaitable form.
+:class:`TcpEngine` is the scheduler's fast path for thousands of checks per second: pending
+connects sit in one epoll set of its own (one reader on the event loop, one ``epoll.poll`` for
+all completions) and timeouts in FIFO queues per connect_timeout value served by one timer, so a
+check costs no asyncio handle, future or task. Timeouts stay exact (the timer fires at the
+earliest deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import select
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 
 from lvsd.checks.result import ProbeResult, errno_reason, make_socket, ms, sockaddr
@@ -102,3 +108,123 @@ async def probe(ck: Checker) -> ProbeResult:
     except asyncio.CancelledError:
         cancel()
         raise
+
+
+class _Conn:
+    __slots__ = ("active", "deadline", "done", "fd", "sock", "t0", "timeout")
+
+    def __init__(self, sock: socket.socket, t0: float, deadline: float, timeout: float,
+                 done: Callable[[ProbeResult], None]) -> None:
+        self.sock, self.fd, self.t0 = sock, sock.fileno(), t0
+        self.deadline, self.timeout, self.done = deadline, timeout, done
+        self.active = True
+
+
+class TcpEngine:
+    """Many concurrent TCP_CHECK attempts on one loop (see module docstring)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._ep = select.epoll()
+        self._conns: dict[int, _Conn] = {}
+        self._queues: dict[float, deque[_Conn]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        loop.add_reader(self._ep.fileno(), self._ready)
+
+    def start(self, ck: Checker, done: Callable[[ProbeResult], None]) -> Callable[[], None]:
+        t0 = time.monotonic()
+        try:
+            s = make_socket(ck, socket.SOCK_STREAM)
+            rc = s.connect_ex(sockaddr(ck.connect_ip, ck.connect_port))
+        except OSError as e:
+            self._loop.call_soon(done, ProbeResult(False, errno_reason(e),
+                                                   time.monotonic() - t0, started=t0))
+            return _noop
+        if rc == 0 or rc not in _IN_PROGRESS:
+            if rc == 0:
+                _finish_ok(s)
+            else:
+                s.close()
+            self._loop.call_soon(done, ProbeResult(rc == 0, "connected" if rc == 0
+                                                   else errno_reason(rc),
+                                                   time.monotonic() - t0, started=t0))
+            return _noop
+        deadline = self._loop.time() + ck.connect_timeout
+        c = _Conn(s, t0, deadline, ck.connect_timeout, done)
+        self._conns[c.fd] = c
+        self._ep.register(c.fd, select.EPOLLOUT | select.EPOLLONESHOT)
+        q = self._queues.get(ck.connect_timeout)
+        if q is None:
+            q = self._queues[ck.connect_timeout] = deque()
+        q.append(c)
+        if deadline < self._timer_at:
+            self._arm(deadline)
+
+        def cancel() -> None:
+            if c.active:
+                self._drop(c)
+                c.sock.close()
+
+        return cancel
+
+    def _drop(self, c: _Conn) -> None:
+        c.active = False
+        if self._conns.pop(c.fd, None) is not None:
+            self._ep.unregister(c.fd)
+
+    def _ready(self) -> None:
+        for fd, _ev in self._ep.poll(0):
+            c = self._conns.pop(fd, None)
+            if c is None:
+                continue
+            self._ep.unregister(fd)
+            c.active = False
+            err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            lat = time.monotonic() - c.t0
+            if err == 0:
+                _finish_ok(c.sock)
+                c.done(ProbeResult(True, "connected", lat, started=c.t0))
+            else:
+                c.sock.close()
+                c.done(ProbeResult(False, errno_reason(err), lat, started=c.t0))
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._sweep)
+
+    def _sweep(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        self._ready()  # completions that raced the deadline win
+        now = self._loop.time()
+        nxt = float("inf")
+        for q in self._queues.values():
+            while q and (not q[0].active or q[0].deadline <= now):
+                c = q.popleft()
+                if c.active:
+                    self._drop(c)
+                    c.sock.close()
+                    c.done(ProbeResult(False, f"timeout after {ms(c.timeout)}",
+                                       time.monotonic() - c.t0, started=c.t0))
+            if q:
+                nxt = min(nxt, q[0].deadline)
+        if nxt < float("inf"):
+            self._arm(nxt)
+
+    def close(self) -> None:
+        """Abort everything in flight (no callbacks) and release the epoll set."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for c in list(self._conns.values()):
+            c.active = False
+            c.sock.close()
+        self._conns.clear()
+        self._queues.clear()
+        self._loop.remove_reader(self._ep.fileno())
+        self._ep.close()
+
+
+def _noop() -> None:
+    pass

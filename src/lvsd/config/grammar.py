@@ -63,6 +63,8 @@ Tables = dict[str, dict[str, Spec]]
 
 
 class _Stream:
+    __slots__ = ("_it", "_peeked", "last_pos")
+
     def __init__(self, lines: Iterator[Line]) -> None:
         self._it = lines
         self._peeked: Line | None = None
@@ -85,9 +87,15 @@ class Parser:
     def __init__(self, tables: Tables, state: LexState) -> None:
         self.tables = tables
         self.state = state
+        self._stream: _Stream | None = None
+
+    @property
+    def last_pos(self) -> Pos | None:
+        """Position of the last line read (names the place of an unexpected failure)."""
+        return self._stream.last_pos if self._stream is not None else None
 
     def parse(self, lines: Iterator[Line], table: str = "root") -> list[Node]:
-        stream = _Stream(lines)
+        stream = self._stream = _Stream(lines)
         nodes = self._block(stream, table, top=True)
         if self.state.block_depth > 0:
             self.state.diag(

@@ -46,6 +46,9 @@ _WS = " \t\f\v\r\n"
 _DEF_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)[ \t]*=")
 _REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _INCLUDE_RE = re.compile(r"^include([rmwba]?)[ \t]+(.*)$")
+_SPECIAL_RE = re.compile(r'[!#"\\]')
+_WORD_RE = re.compile(r"[^ \t\f\v\r\n]+")
+_BRACE_SPLIT_RE = re.compile(r"[ \t]*([{}])[ \t]*")
 
 
 @dataclass(slots=True)
@@ -94,6 +97,8 @@ def decode(data: bytes, name: str, state: LexState) -> str:
 def decomment(s: str) -> tuple[str, bool]:
     """keepalived's decomment(): returns (text, unterminated_quote)."""
     s = s.lstrip(" \t")
+    if _SPECIAL_RE.search(s) is None:  # fast path: nothing to interpret
+        return s.rstrip(" \t"), False
     out: list[str] = []
     quote = False
     i = 0
@@ -127,6 +132,8 @@ def decomment(s: str) -> tuple[str, bool]:
 
 def split_tokens(text: str) -> tuple[list[str], bool]:
     """keepalived's alloc_strvec_r(): returns (tokens, unmatched_quote)."""
+    if '"' not in text:
+        return _WORD_RE.findall(text), False
     toks: list[str] = []
     i = 0
     n = len(text)
@@ -226,6 +233,10 @@ def brace_expand(pattern: str) -> list[str]:
 
 def _split_braces(text: str) -> list[str]:
     """Split a decommented line at ``{`` / ``}`` outside quotes (keepalived line_residue)."""
+    if "{" not in text and "}" not in text:
+        return [text] if text else []
+    if '"' not in text:
+        return [p for p in _BRACE_SPLIT_RE.split(text) if p]
     pieces: list[str] = []
     rest = text
     while rest:
@@ -302,6 +313,11 @@ class Lexer:
                 continue
             if not buf:
                 continue
+            c0 = buf[0]
+            if c0 != "@" and c0 != "$" and not buf.startswith("include") and not (
+                    st.defs and "$" in buf):
+                yield from self._pieces(buf, pos)  # fast path: the common plain line
+                continue
             yield from self._logical(buf, pos, base_dir, depth)
             # a multi-line definition started on this line?
             if buf.startswith("$") and buf.endswith("\\"):
@@ -320,7 +336,7 @@ class Lexer:
             rest = buf[ofs + len(ident):]
             if not rest.strip(" \t"):
                 return
-            matched = st.config_id is not None and ident == st.config_id
+            matched = bool(st.config_id) and ident == st.config_id
             if matched == rev:
                 return
             buf = rest.lstrip(" \t")
@@ -350,23 +366,34 @@ class Lexer:
             if m is not None:
                 yield from self._include(m.group(1), m.group(2).strip(" \t"), pos, base_dir, depth)
                 continue
-            for piece in _split_braces(ln):
-                if piece == "{":
-                    st.block_depth += 1
-                elif piece == "}":
-                    if st.block_depth < 1:
-                        st.diag(pos, Severity.ERROR, "Extra '}' found")
-                        st.block_depth = 0
-                        continue
-                    st.block_depth -= 1
-                toks, unmatched = split_tokens(piece)
-                if unmatched:
-                    st.diag(pos, Severity.ERROR, f"Unmatched quote: '{piece}'")
-                if toks:
-                    yield Line(toks, piece, pos)
+            yield from self._pieces(ln, pos)
 
-    def _substitute(self, buf: str, pos: Pos) -> list[str]:
+    def _pieces(self, ln: str, pos: Pos) -> list[Line]:
+        """Split at braces (counting them like keepalived's block_depth) and tokenise."""
+        st = self.state
+        out: list[Line] = []
+        for piece in _split_braces(ln):
+            if piece == "{":
+                st.block_depth += 1
+            elif piece == "}":
+                if st.block_depth < 1:
+                    st.diag(pos, Severity.ERROR, "Extra '}' found")
+                    st.block_depth = 0
+                    continue
+                st.block_depth -= 1
+            toks, unmatched = split_tokens(piece)
+            if unmatched:
+                st.diag(pos, Severity.ERROR, f"Unmatched quote: '{piece}'")
+            if toks:
+                out.append(Line(toks, piece, pos))
+        return out
+
+    def _substitute(self, buf: str, pos: Pos, depth: int = 0) -> list[str]:
         defs = self.state.defs
+        if depth > 32:
+            self.state.diag(pos, Severity.ERROR,
+                            "parameter substitution too deep - line left as is")
+            return [buf]
         for _ in range(32):  # bounded: a definition may refer to another
             m = None
             for cand in _REF_RE.finditer(buf):
@@ -385,7 +412,7 @@ class Lexer:
             out = [pre + value[0], *value[1:-1], value[-1] + post]
             result: list[str] = []
             for o in out:
-                result.extend(self._substitute(o, pos) if "$" in o else [o])
+                result.extend(self._substitute(o, pos, depth + 1) if "$" in o else [o])
             return result
         self.state.diag(pos, Severity.ERROR, "parameter substitution too deep - line left as is")
         return [buf]

@@ -46,6 +46,7 @@ SecretsFn = Callable[[], Iterable[str]]
 PROVIDER_KEY: web.AppKey[Provider] = web.AppKey("provider")
 BUS_KEY = web.AppKey("bus", EventBus)
 SECRETS_KEY: web.AppKey[SecretsFn] = web.AppKey("secrets")
+HEALTH_KEY: web.AppKey[Callable[[], tuple[bool, bool]]] = web.AppKey("health")
 TOKEN_KEY = web.AppKey("token", str)
 
 
@@ -101,25 +102,39 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
+# The snapshot is taken on the loop (it reads live objects); turning the frozen snapshot into
+# text runs in a worker thread so a big pool never stalls VRRP timers for a whole render.
+
+
 async def _status(request: web.Request) -> web.Response:
     snap = request.app[PROVIDER_KEY]()
-    body = to_dict(snap, _secrets(request.app))
+    secrets = _secrets(request.app)
     indent = 2 if request.query.get("pretty") else None
-    return web.Response(text=json.dumps(body, indent=indent), content_type="application/json",
+
+    def render_json() -> str:
+        return json.dumps(to_dict(snap, secrets), indent=indent)
+
+    text = await asyncio.get_running_loop().run_in_executor(None, render_json)
+    return web.Response(text=text, content_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    text = render(make_registry(request.app[PROVIDER_KEY])).decode()
-    text = scrub(text, _secrets(request.app))
-    return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    snap = request.app[PROVIDER_KEY]()
+    secrets = _secrets(request.app)
+
+    def render_text() -> bytes:
+        return scrub(render(make_registry(lambda: snap)).decode(), secrets).encode()
+
+    body = await asyncio.get_running_loop().run_in_executor(None, render_text)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    snap = request.app[PROVIDER_KEY]()
-    if snap.process.stopping:
+    ready, stopping = request.app[HEALTH_KEY]()
+    if stopping:
         return web.Response(text="stopping\n", status=503)
-    if not snap.process.ready:
+    if not ready:
         return web.Response(text="starting\n", status=503)
     return web.Response(text="ok\n")
 
@@ -172,10 +187,17 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 def create_app(provider: Callable[[], Snapshot], bus: EventBus, *, token: str | None = None,
-               secrets: Callable[[], Iterable[str]] = lambda: ()) -> web.Application:
-    """The status app. ``provider`` must be cheap and side-effect free."""
+               secrets: Callable[[], Iterable[str]] = lambda: (),
+               health: Callable[[], tuple[bool, bool]] | None = None) -> web.Application:
+    """The status app. ``provider`` must be side-effect free; ``health`` (cheap) returns
+    ``(ready, stopping)`` for ``/healthz`` (default: read from a snapshot)."""
     app = web.Application(middlewares=[_auth])
     app[PROVIDER_KEY] = provider
+    if health is None:
+        def health() -> tuple[bool, bool]:
+            p = provider().process
+            return p.ready, p.stopping
+    app[HEALTH_KEY] = health
     app[BUS_KEY] = bus
     app[SECRETS_KEY] = secrets
     app[STREAMS_KEY] = _Streams()

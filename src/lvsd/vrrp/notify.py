@@ -5,7 +5,9 @@ Theory of operation
 On a state change of an instance (or sync group) keepalived runs, in order:
 
 1. the state's own script: ``notify_master`` / ``notify_backup`` / ``notify_fault`` /
-   ``notify_stop``, exactly as written (its own arguments, none added);
+   ``notify_stop``, exactly as written (its own arguments, none added); a master hearing a
+   lower-priority advert runs ``notify_master_rx_lower_pri`` (state ``MASTER_RX_LOWER_PRI``)
+   and nothing else;
 2. ``notify``, with four arguments appended: ``TYPE NAME STATE PRIORITY`` where TYPE is
    ``INSTANCE`` or ``GROUP``, STATE is ``MASTER``/``BACKUP``/``FAULT``/``STOP``, PRIORITY
    the instance's current priority (keepalived 2.x; groups get no priority);
@@ -102,12 +104,14 @@ class Notifier:
         if own is not None:
             jobs.append((own, ()))
         generic = self.scripts.get("notify")
+        if state == "MASTER_RX_LOWER_PRI":
+            generic = None  # keepalived: only notify_master_rx_lower_pri, no FIFO line
         if generic is not None:
             extra: tuple[str, ...] = (self.kind, self.name, state)
             if priority is not None:
                 extra += (str(priority),)
             jobs.append((generic, extra))
-        for path in self.fifos:
+        for path in self.fifos if state != "MASTER_RX_LOWER_PRI" else ():
             self._write_fifo(path, fifo_line(self.kind, self.name, state, priority))
         if not jobs:
             return

@@ -139,7 +139,8 @@ class InstanceSpec:
         scripts: dict[str, ScriptSpec] = {}
         for state, sc in (("MASTER", inst.notify_master), ("BACKUP", inst.notify_backup),
                           ("FAULT", inst.notify_fault), ("STOP", inst.notify_stop),
-                          ("notify", inst.notify)):
+                          ("notify", inst.notify),
+                          ("MASTER_RX_LOWER_PRI", inst.notify_master_rx_lower_pri)):
             if sc is not None:
                 scripts[state] = ScriptSpec(sc.command, sc.user, sc.group)
         fifos = tuple(f for f in (g.notify_fifo, g.vrrp_notify_fifo) if f)
@@ -204,6 +205,7 @@ class VrrpRunner:
         self._tasks: list[asyncio.Task[None]] = []
         self._worker: asyncio.Task[None] | None = None
         self._group_state: State | None = None
+        self._due = 0.0
         self._started = False
         self._stopped = False
         self.stopped = asyncio.Event()
@@ -279,6 +281,7 @@ class VrrpRunner:
         self._close_transports()
         for m in self.members.values():
             m.garp.close()
+            m.vipset.close()
         self.stopped.set()
 
     def _close_transports(self) -> None:
@@ -293,6 +296,7 @@ class VrrpRunner:
         if codec.peek_vrid(pkt.payload) != m.spec.params.vrid:
             m.other_vrid += 1
             return
+        log.debug("packet at %.6f from %s", self.clock(), pkt.src)
         res = codec.decode(pkt.payload, src=pkt.src, dst=pkt.dst, ttl=pkt.ttl,
                            expect=m.expect, ip_proto=pkt.ip_proto)
         self._feed(m, AdvertReceived(res, pkt.src))
@@ -312,6 +316,7 @@ class VrrpRunner:
         if self._stopped:
             return
         now = self.clock()
+        log.debug("timer at %.6f (due %.6f)", now, self._due)
         if self.group is not None:
             self._execute(self.group.tick(now))
         else:
@@ -330,6 +335,7 @@ class VrrpRunner:
         ds = [d for m in self.members.values() if (d := m.machine.next_deadline) is not None]
         if not ds:
             return
+        self._due = min(ds)
         delay = max(0.0, min(ds) - self.clock())
         self._timer = self._loop.call_at(self._loop.time() + delay, self._on_timer)
 
@@ -409,7 +415,7 @@ class VrrpRunner:
             elif isinstance(act, BecomeMaster | BecomeBackup | BecomeFault):
                 self._state_event(m, act)
             elif isinstance(act, RunNotify):
-                if m.spec.notifier is not None and act.state != "MASTER_RX_LOWER_PRI":
+                if m.spec.notifier is not None:
                     m.spec.notifier.notify(act.state, act.priority)
             else:
                 self._queue.put_nowait((m, act))
@@ -433,6 +439,13 @@ class VrrpRunner:
             tr.send(payload, dst)
 
     def _state_event(self, m: _Member, act: BecomeMaster | BecomeBackup | BecomeFault) -> None:
+        # Reported on the next loop turn: the VIP work queued by the same actions starts first
+        # (callbacks such as the daemon's status writer must not delay a takeover).
+        # Two hops: the worker's wake-up, queued after this call, runs before the report.
+        assert self._loop is not None
+        self._loop.call_soon(self._loop.call_soon, self._report_state, m, act)
+
+    def _report_state(self, m: _Member, act: BecomeMaster | BecomeBackup | BecomeFault) -> None:
         state = {BecomeMaster: "MASTER", BecomeBackup: "BACKUP", BecomeFault: "FAULT"}[type(act)]
         log.info("VRRP_Instance(%s) entering %s state (%s)", m.name, state, act.reason)
         if self.on_event is not None:
@@ -452,7 +465,9 @@ class VrrpRunner:
             m, act = item
             try:
                 if isinstance(act, AddVips):
+                    log.debug("adding VIPs at %.6f", self.clock())
                     res = await m.vipset.add_all()
+                    log.debug("VIPs added at %.6f", self.clock())
                     for cidr, why in res.failed.items():
                         m.vip_errors[cidr] += 1
                         self._error(m.name, why)

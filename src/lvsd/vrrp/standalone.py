@@ -174,11 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
+    if os.environ.get("LVSD_VRRP_DEBUG"):
+        logging.getLogger("lvsd.vrrp").setLevel(logging.DEBUG)
     try:
-        return asyncio.run(amain(a))
+        rc = asyncio.run(amain(a))
     except ValueError as exc:
         print(f"lvsd-vrrp: {exc}", file=sys.stderr)
         return 2
+    # Everything is released (priority 0 sent, VIPs removed, scripts drained): skip the
+    # interpreter's teardown, tens of ms of CPU that would compete with the peer taking over.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ as keepalived adds them, so they are usable at once instead of after duplicate d
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import ip_address
@@ -96,7 +98,7 @@ class VipSet:
         self.vips = tuple(vips)
         self.excluded = tuple(excluded)
         self.attempts = attempts
-        self._ifindex: dict[str, int] = {}
+        self._ipr: Any = None
 
     @property
     def all(self) -> tuple[Vip, ...]:
@@ -106,11 +108,12 @@ class VipSet:
         return vip.dev or self.ifname
 
     async def _index(self, ipr: Any, dev: str) -> int:
-        idx = await ipr.link_lookup(ifname=dev)
-        if not idx:
-            raise LookupError(f"interface {dev!r} does not exist")
-        self._ifindex[dev] = int(idx[0])
-        return int(idx[0])
+        # if_nametoindex is one ioctl; pyroute2's link_lookup parses a dump of every link
+        # (~7 ms here), which would sit in the failover path.
+        try:
+            return socket.if_nametoindex(dev)
+        except OSError:
+            raise LookupError(f"interface {dev!r} does not exist") from None
 
     async def _do(self, ipr: Any, cmd: str, vip: Vip) -> None:
         index = await self._index(ipr, self.dev(vip))
@@ -139,24 +142,39 @@ class VipSet:
         from pyroute2.netlink.exceptions import NetlinkError
 
         res = VipResult()
-        async with AsyncIPRoute() as ipr:
-            for vip in vips:
-                try:
-                    await self._do(ipr, cmd, vip)
+        if self._ipr is None:
+            # kept open: creating a netlink socket costs milliseconds in the failover path
+            self._ipr = AsyncIPRoute()
+        ipr = self._ipr
+        broken = False
+        for vip in vips:
+            try:
+                await self._do(ipr, cmd, vip)
+                res.ok.append(vip.cidr)
+            except NetlinkError as exc:
+                if (cmd == "add" and exc.code == errno.EEXIST) or (
+                        cmd == "del" and exc.code in _GONE):
                     res.ok.append(vip.cidr)
-                except NetlinkError as exc:
-                    if (cmd == "add" and exc.code == errno.EEXIST) or (
-                            cmd == "del" and exc.code in _GONE):
-                        res.ok.append(vip.cidr)
-                    else:
-                        res.failed[vip.cidr] = (
-                            f"{cmd} {vip.cidr} dev {self.dev(vip)}: {exc.args[-1]}")
-                except (LookupError, ValueError) as exc:
-                    if cmd == "del" and isinstance(exc, LookupError):
-                        res.ok.append(vip.cidr)  # the device is gone, so is the address
-                    else:
-                        res.failed[vip.cidr] = f"{cmd} {vip.cidr}: {exc}"
+                else:
+                    res.failed[vip.cidr] = (
+                        f"{cmd} {vip.cidr} dev {self.dev(vip)}: {exc.args[-1]}")
+            except (LookupError, ValueError) as exc:
+                if cmd == "del" and isinstance(exc, LookupError):
+                    res.ok.append(vip.cidr)  # the device is gone, so is the address
+                else:
+                    res.failed[vip.cidr] = f"{cmd} {vip.cidr}: {exc}"
+            except OSError as exc:  # the netlink socket itself failed: reopen next time
+                res.failed[vip.cidr] = f"{cmd} {vip.cidr}: netlink: {exc}"
+                broken = True
+        if broken:
+            self.close()
         return res
+
+    def close(self) -> None:
+        if self._ipr is not None:
+            with contextlib.suppress(Exception):
+                self._ipr.close()
+            self._ipr = None
 
     async def add_all(self) -> VipResult:
         return await self._apply("add", self.all)

@@ -174,7 +174,7 @@ async def test_kernel_errors_are_clear_and_classified(ipvs: IPVSDataPlane) -> No
     assert DestKey("10.0.0.1", 80) in (await ipvs.dump())[k].dests
 
 
-async def test_apply_many_keeps_order_across_pipelined_batches(ipvs: IPVSDataPlane) -> None:
+async def test_apply_many_keeps_order(ipvs: IPVSDataPlane) -> None:
     """600 operations with dependencies (service before dests, dest edits after adds)."""
     keys = [ServiceKey.for_addr(f"10.2.{i // 250}.{i % 250 + 1}", 80, TCP) for i in range(50)]
     ops: list[Op] = [AddService(ServiceSpec(k, "wrr")) for k in keys]

@@ -71,6 +71,16 @@
       }
       vsDiv.append(t);
     }
+    const ct = $("#checkers tbody");
+    ct.replaceChildren();
+    for (const c of s.checkers) {
+      ct.append(el("tr", { "data-checker": c.checker + " " + c.vs },
+        el("td", {}, c.checker), el("td", {}, c.real_server + " in " + c.vs),
+        el("td", {}, updown(c.up)), el("td", {}, c.last_result || "–"),
+        el("td", {}, c.latency_seconds == null ? "–" : (c.latency_seconds * 1000).toFixed(1) + " ms"),
+        el("td", {}, c.error || ""), el("td", {}, when(c.next_check_at)),
+        el("td", {}, c.checks_total)));
+    }
     const r = s.reconciler;
     dl($("#reconciler"), [["data plane", r.dataplane], ["last run", when(r.last_run_at)],
       ["runs", r.runs_total], ["ops", r.ops_total], ["repairs", r.repairs_total],

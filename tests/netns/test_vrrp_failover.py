@@ -23,7 +23,7 @@ from lvsd.vrrp.testlab import LvsdNode, NodeOpts, mac, neigh_mac, partition, rea
 pytestmark = [pytest.mark.netns]
 
 VIP = "192.0.2.100"
-FAST = dict(advert_int=0.1, version=3)
+FAST: dict[str, Any] = {"advert_int": 0.1, "version": 3}
 
 
 @pytest.fixture
@@ -231,7 +231,7 @@ def test_unicast_pair(topo: Topology) -> None:
 
 def test_udp_transport_pair(topo: Topology) -> None:
     """lvsd extension: the same adverts over UDP (no raw sockets, no multicast)."""
-    opts = dict(extra=["--transport", "udp", "--check-unicast-src"], **FAST)
+    opts: dict[str, Any] = dict(extra=["--transport", "udp", "--check-unicast-src"], **FAST)
     a = LvsdNode(topo["a"], NodeOpts(priority=150, unicast_src="192.0.2.1",
                                      unicast_peers=["192.0.2.2"], **opts)).start()
     b = LvsdNode(topo["b"], NodeOpts(priority=100, unicast_src="192.0.2.2",
