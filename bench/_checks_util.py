@@ -127,6 +127,12 @@ def make_config(n: int, kind: CheckKind, ports: list[int], delay_loop: float,
     return Config("<bench>", "bench", virtual_servers=tuple(vss))
 
 
+def proc_stat() -> list[int]:
+    """Machine-wide jiffies: user nice system idle iowait irq softirq steal."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
+
+
 def pct(xs: list[float], p: float) -> float:
     if not xs:
         return float("nan")
@@ -150,9 +156,11 @@ async def run_load(name: str, cfg: Config, n: int, seconds: float, delay_loop: f
     lat = sched.stats.lateness
     assert lat is not None
     i0, c0 = len(lat), sched.stats.completed
+    ps0 = proc_stat()
     ru0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     await asyncio.sleep(seconds)
     ru1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    ps1 = proc_stat()
     i1, c1 = len(lat), sched.stats.completed
     window = [x * 1000 for x in lat[i0:i1]]
     probe_ms = [st.last_latency * 1000 for st in sched.status() if st.last_latency is not None]
@@ -175,6 +183,12 @@ async def run_load(name: str, cfg: Config, n: int, seconds: float, delay_loop: f
           f"system {100 * (cpu - usr) / wall:.1f} %)")
     print(f"  CPU per check      : {1e6 * cpu / done:6.1f} us  -> {n / delay_loop:.0f} checks/s "
           f"would need {100 * cpu / done * n / delay_loop:.0f} % of one core")
+    d = [b - a for a, b in zip(ps0, ps1, strict=True)]
+    tot = max(1, sum(d))
+    ncpu = os.cpu_count() or 1
+    print(f"  machine (all CPUs) : busy {100 * ncpu * (tot - d[3] - d[4]) / tot:.0f} % of one "
+          f"core, softirq {100 * ncpu * d[6] / tot:.0f} % (loopback TCP of BOTH ends, not "
+          "billed to the checker)")
     print(f"  machine load avg   : {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs "
           "(shared machine: starvation shows as lateness)")
     print(f"  peak RSS           : {ru1.ru_maxrss / 1024:.0f} MiB")

@@ -69,7 +69,8 @@ def main() -> int:
                         break
                     except OSError:
                         if time.monotonic() > deadline or proc.poll() is not None:
-                            raise SystemExit(f"daemon with {n} real servers did not start") from None
+                            msg = f"daemon with {n} real servers did not start"
+                            raise SystemExit(msg) from None
                         time.sleep(0.2)
                 res: dict[str, tuple[float, float, int]] = {}
                 for ep in ("/healthz", "/status", "/metrics"):

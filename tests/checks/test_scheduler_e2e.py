@@ -287,3 +287,25 @@ virtual_server 10.0.0.6 80 {{
         ev = await next_event(q)
         assert ev.health is not None and not ev.health.alive
         assert ev.health.reason.endswith("script exit 1")
+
+
+async def test_concurrency_bound_still_checks_everyone() -> None:
+    lis = Listener()
+    await lis.start()
+    # the listener is on 127.0.0.1 only; 127.0.0.2..5 refuse
+    text = "".join(_text(lis.port, vs=f"10.0.1.{i}").replace(
+        f"real_server 127.0.0.1 {lis.port}", f"real_server 127.0.0.{i} {lis.port}")
+        for i in range(1, 6))
+    cfg = loads(text)
+    events: list[HealthEvent] = []
+    sched = Scheduler(cfg, rng=random.Random(1), concurrency=1, on_change=events.append)
+    async with sched:
+        for _ in range(60):
+            if len(sched.health) == 5:
+                break
+            await asyncio.sleep(0.1)
+        assert sched.stats.max_in_flight == 1
+        assert len(sched.health) == 5  # 127.0.0.1 answers; the others refuse: all decided
+        assert sched.health[RealServerId("10.0.1.1:80/TCP", "127.0.0.1", lis.port)].alive
+        assert not sched.health[RealServerId("10.0.1.2:80/TCP", "127.0.0.2", lis.port)].alive
+    await lis.kill()

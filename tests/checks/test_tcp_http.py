@@ -223,3 +223,21 @@ async def test_ssl_get_against_plain_http_and_tarpit(web: HttpServer) -> None:
         assert not r.ok and r.reason == "timeout after 300 ms (TLS handshake)"
     finally:
         pit.close()
+
+
+async def test_ipv6_tcp_and_http_host_header() -> None:
+    srv = HttpServer()
+    try:
+        await srv.start(host="::1")
+    except OSError as e:  # pragma: no cover - IPv6 disabled on this machine
+        pytest.skip(f"no IPv6 loopback: {e}")
+    try:
+        ck = Checker(CheckKind.TCP_CHECK, NOPOS, "::1", srv.port, connect_timeout=1.0)
+        assert (await tcp.probe(ck)).ok
+        hck = Checker(CheckKind.HTTP_GET, NOPOS, "::1", srv.port, connect_timeout=1.0,
+                      urls=(HttpUrl("/ok"),))
+        r = await http.probe(hck)
+        assert r.ok
+        assert f"Host: [::1]:{srv.port}\r\n".encode() in srv.requests[-1]  # RFC 2732 form
+    finally:
+        await srv.stop()

@@ -112,6 +112,7 @@ class _Entry:
     token: int = 0  # heap entries with another token are stale
     task: asyncio.Task[None] | None = None
     cancel: Callable[[], None] | None = None  # callback-based probe in flight
+    launch: int = 0  # id of that probe: late callbacks of a stopped one are ignored
     queued: bool = False
     removed: bool = False
 
@@ -347,6 +348,7 @@ class Scheduler:
         if e.cancel is not None:
             e.cancel()
             e.cancel = None
+            e.launch = 0
             self._in_flight -= 1
 
     def _fire(self, e: _Entry) -> None:
@@ -369,7 +371,8 @@ class Scheduler:
             # fast path: callbacks only, no task (thousands of checks per second)
             if self._tcp is None:
                 self._tcp = tcp_probe.TcpEngine(self._loop)
-            e.cancel = self._tcp.start(e.tracker.checker, lambda r: self._done(e, r))
+            lid = e.launch = next(self._tokens)
+            e.cancel = self._tcp.start(e.tracker.checker, lambda r: self._done_cb(e, lid, r))
         else:
             e.task = self._loop.create_task(self._run(e))
 
@@ -384,6 +387,12 @@ class Scheduler:
         except Exception as ex:  # a probe bug must not kill the scheduler: record it as a failure
             result = ProbeResult(False, f"internal error: {type(ex).__name__}: {ex}")
         e.task = None
+        self._done(e, result)
+
+    def _done_cb(self, e: _Entry, lid: int, result: ProbeResult) -> None:
+        if e.launch != lid:
+            return  # stopped meanwhile (already accounted for by _stop)
+        e.launch = 0
         self._done(e, result)
 
     def _done(self, e: _Entry, result: ProbeResult) -> None:
