@@ -28,19 +28,15 @@ def main() -> None:
     ap.add_argument("--delay-loop", type=float, default=1.0)
     ap.add_argument("--ports", type=int, default=4)
     ap.add_argument("--concurrency", type=int, default=4096)
-    ap.add_argument("--uvloop", action="store_true", help="run on uvloop (if installed)")
+    ap.add_argument("--no-gc-freeze", action="store_true", help="leave the GC as it is")
     a = ap.parse_args()
     raise_nofile()
     ports = free_ports(a.ports)
     procs = start_server("http", ports, procs=2)
     try:
         cfg = make_config(a.servers, CheckKind.HTTP_GET, ports, a.delay_loop, 5.0)
-        if a.uvloop:
-            import uvloop
-
-            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         asyncio.run(run_load("HTTP_GET", cfg, a.servers, a.seconds, a.delay_loop,
-                             a.concurrency))
+                             a.concurrency, not a.no_gc_freeze))
     finally:
         for p in procs:
             p.kill()

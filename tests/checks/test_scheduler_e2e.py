@@ -279,7 +279,9 @@ virtual_server 10.0.0.6 80 {{
     q: asyncio.Queue[HealthEvent] = asyncio.Queue()
     async with Scheduler(cfg, rng=random.Random(1), on_change=q.put_nowait):
         ev = await next_event(q)
-        assert ev.health is not None and ev.health.alive and ev.health.dynamic_weight == 10
+        # weight 3, exit 12: keepalived sets weight 10, i.e. 3 + 7
+        assert ev.health is not None and ev.health.alive and ev.health.dynamic_weight == 7
+        assert ev.health.verdicts[0].dynamic_weight == 10
         code.write_text("0")  # back to the configured weight
         ev = await next_event(q)
         assert ev.health is not None and ev.health.alive and ev.health.dynamic_weight is None
@@ -308,4 +310,42 @@ async def test_concurrency_bound_still_checks_everyone() -> None:
         assert len(sched.health) == 5  # 127.0.0.1 answers; the others refuse: all decided
         assert sched.health[RealServerId("10.0.1.1:80/TCP", "127.0.0.1", lis.port)].alive
         assert not sched.health[RealServerId("10.0.1.2:80/TCP", "127.0.0.2", lis.port)].alive
+    await lis.kill()
+
+
+async def test_reload_removing_an_in_flight_probe_frees_its_slot(tmp_path: Path) -> None:
+    hang = tmp_path / "hang.sh"
+    hang.write_text("#!/bin/sh\nsleep 30\n")
+    hang.chmod(0o755)
+    misc = f"""
+virtual_server 10.0.2.1 80 {{
+    protocol TCP
+    lb_algo rr
+    lb_kind NAT
+    delay_loop 0.2
+    real_server 127.0.0.1 9 {{
+        MISC_CHECK {{
+            misc_path "{hang}"
+            misc_timeout 30
+            warmup 0
+        }}
+    }}
+}}
+"""
+    lis = Listener()
+    await lis.start()
+    sched = Scheduler(loads(misc), rng=random.Random(1), concurrency=1)
+    async with sched:
+        for _ in range(40):
+            if any(s.in_flight for s in sched.status()):
+                break
+            await asyncio.sleep(0.05)
+        assert any(s.in_flight for s in sched.status())
+        sched.update(loads(_text(lis.port)))  # the hanging script's checker goes away
+        rsid = RealServerId("10.0.0.1:80/TCP", "127.0.0.1", lis.port)
+        for _ in range(40):
+            if rsid in sched.health:
+                break
+            await asyncio.sleep(0.1)
+        assert sched.health[rsid].alive  # the single slot was released and reused
     await lis.kill()

@@ -104,4 +104,39 @@ def test_service_codec_round_trips(key: ServiceKey, sched: str, ops: bool, timeo
 def test_dest_codec_round_trips(addr: str, port: int, weight: int, fwd: Fwd, uth: int,
                                 tun: tuple[int, int, int]) -> None:
     d = DestSpec(DestKey(addr, port), weight, fwd, uth, uth // 2, *tun)
-    assert m.decode_dest(m.parse_attrs(m.dest_attrs(d)), 4) == d
+    buf = m.dest_attrs(d)
+    assert m.decode_dest(buf, m.attr_index(buf, 0, len(buf)), 4) == d
+
+
+def _kernel_order(d: DestSpec) -> bytes:
+    """A dump message laid out as ip_vs_genl_fill_dest() writes it (stats left empty)."""
+    af = 10 if ":" in d.key.addr else 2
+    attrs = (m._addr(m.DEST_ADDR, d.key.addr) + m._be16(m.DEST_PORT, d.key.port)
+             + m._u32(m.DEST_FWD, int(d.fwd)) + m._u32(m.DEST_WEIGHT, d.weight)
+             + m._u8(m.DEST_TUN_TYPE, d.tun_type) + m._be16(m.DEST_TUN_PORT, d.tun_port)
+             + m._u16(m.DEST_TUN_FLAGS, d.tun_flags) + m._u32(m.DEST_U_THRESH, d.u_threshold)
+             + m._u32(m.DEST_L_THRESH, d.l_threshold) + m._u32(m.DEST_ACTIVE, 3)
+             + m._u32(m.DEST_INACTIVE, 4) + m._u32(9, 0) + m._u16(m.DEST_ADDR_FAMILY, af)
+             + m._nla(m.DEST_STATS, b""))
+    return bytes(20) + m._nla(m.ATTR_DEST, attrs)
+
+
+@given(addr=st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str),
+       port=st.integers(0, 65535), weight=st.integers(0, 2**31 - 1),
+       fwd=st.sampled_from([Fwd.MASQ, Fwd.DROUTE, Fwd.TUNNEL]),
+       tun=st.tuples(st.integers(0, 2), st.integers(0, 65535), st.integers(0, 3)))
+def test_fast_dest_decoder_matches_the_generic_one(addr: str, port: int, weight: int, fwd: Fwd,
+                                                   tun: tuple[int, int, int]) -> None:
+    d = DestSpec(DestKey(addr, port), weight, fwd, 7, 3, *tun)
+    msg = _kernel_order(d)
+    idx = m._dest_index(msg)
+    assert idx is not None
+    assert m.decode_dest_fast(msg) == m.decode_dest(msg, idx, 4) == d
+
+
+def test_fast_dest_decoder_declines_another_layout() -> None:
+    d = DestSpec(DestKey("10.0.0.1", 80), 2)
+    shuffled = bytes(20) + m._nla(m.ATTR_DEST, m.dest_attrs(d))  # our order, not the kernel's
+    assert m.decode_dest_fast(shuffled) is None
+    idx = m._dest_index(shuffled)
+    assert idx is not None and m.decode_dest(shuffled, idx, 4) == d

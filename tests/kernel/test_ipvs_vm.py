@@ -85,6 +85,8 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestRun]:
     argv = [sys.executable, "-m", "pytest", "tests/kernel/guest", "-p", "no:cacheprovider",
             "-q", "-rfEs", "-o", "junit_family=xunit1", f"--junitxml={junit}"]
     env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]  # the guest's env starts empty
     res = ipvsvm.run(argv, out=out, cwd=REPO, env=env, timeout=420)
     run = GuestRun(res.returncode, res.output, res.stderr)
     if junit.is_file():

@@ -112,14 +112,18 @@ out["mac"] = g.mac.hex(":")
     assert all("tgt is fd00::100" in ln and "ff02::1" in ln for ln in na), text
 
 
-def test_notify_args_fifo_timeout_and_user() -> None:
+def test_notify_args_fifo_timeout_and_user(tmp_path: Path) -> None:
     """Notifier on its own (no namespace needed): keepalived's argument list and FIFO line."""
     import asyncio
 
     from lvsd.vrrp.notify import Notifier, ScriptSpec
 
-    d = Path(tempfile.mkdtemp(prefix="lvsd-notify-"))
+    d = tmp_path / "notify"
+    d.mkdir()
     os.chmod(d, 0o777)
+    for parent in d.parents:  # nobody must be able to reach the script
+        if str(parent).startswith(tempfile.gettempdir() + "/"):
+            os.chmod(parent, os.stat(parent).st_mode | 0o011)
     script = d / "n.sh"
     script.write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/args"\nid -u >> '
                       '"$(dirname "$0")/uid"\n')
@@ -225,11 +229,12 @@ def _states(node: LvsdNode) -> dict[str, str]:
     return dict(ln.split(" ", 1) for ln in text.splitlines() if " " in ln)
 
 
-def test_config_file_track_script_sync_group_notify(topo: Topology) -> None:
+def test_config_file_track_script_sync_group_notify(topo: Topology, tmp_path: Path) -> None:
     nodes = {}
     dirs = {}
     for name, prio in (("a", 150), ("b", 100)):
-        d = Path(tempfile.mkdtemp(prefix=f"lvsd-cfg-{name}-"))
+        d = tmp_path / name
+        d.mkdir()
         dirs[name] = d
         (d / "notify.sh").write_text(f'#!/bin/sh\necho "$@" >> {d}/notify.log\n')
         (d / "master.sh").write_text(f'#!/bin/sh\necho "$@" >> {d}/master.log\n')
@@ -247,8 +252,12 @@ def test_config_file_track_script_sync_group_notify(topo: Topology) -> None:
         back = {"VI_1": "BACKUP", "VI_2": "BACKUP"}
         assert wait_for(lambda: _states(a) == both and _states(b) == back, 15), (a.log(),
                                                                                 b.log())
-        addrs = topo["a"].run("ip", "-o", "addr", "show", "dev", "eth0").stdout
-        assert "eth0:vip" in addrs and "198.51.100.7/32" in addrs and "192.0.2.200/24" in addrs
+        def addrs() -> str:
+            return topo["a"].run("ip", "-o", "addr", "show", "dev", "eth0").stdout
+
+        # the state is reported as soon as the VIP work is under way, not when it is done
+        assert wait_for(lambda: "eth0:vip" in addrs() and "198.51.100.7/32" in addrs()
+                        and "192.0.2.200/24" in addrs(), 5), addrs()
         assert "198.51.100.7" not in topo["b"].run("ip", "-o", "addr").stdout
         # the excluded VIP is not advertised: b sees exactly its configured list
         st = b.status()
@@ -258,7 +267,7 @@ def test_config_file_track_script_sync_group_notify(topo: Topology) -> None:
         fault = {"VI_1": "FAULT", "VI_2": "FAULT"}
         assert wait_for(lambda: _states(a) == fault and _states(b) == both, 10), (a.log(),
                                                                                  b.log())
-        assert "192.0.2.200" not in topo["a"].run("ip", "-o", "addr").stdout
+        assert wait_for(lambda: "192.0.2.200" not in addrs(), 5), addrs()
         (dirs["a"] / "down").unlink()
         assert wait_for(lambda: _states(a) == both and _states(b) == back, 10), (a.log(),
                                                                                 b.log())

@@ -330,8 +330,9 @@ def test_board_no_checkers_is_alive_and_dynamic_weights() -> None:
     m.on_result(ProbeResult(True, "script exit 12", weight=10), 1.0)
     f.on_result(ProbeResult(True, "file value 3", weight=3), 1.0)
     h = board.refresh(RS, 1.0)
-    # keepalived: iweight + (misc status-2 - iweight) + file offset
-    assert h is not None and h.alive and h.dynamic_weight == 13
+    # keepalived cur_weights: (misc status-2 - configured) + file offset; effective 5 + 8 = 13
+    assert h is not None and h.alive and h.dynamic_weight == 8
+    assert {v.dynamic_weight for v in h.verdicts} == {10, 3}
     m.on_result(ProbeResult(True, "script exit 0"), 2.0)  # back to the configured weight
     h = board.refresh(RS, 2.0)
-    assert h is not None and h.dynamic_weight == 8
+    assert h is not None and h.dynamic_weight == 3

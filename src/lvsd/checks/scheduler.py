@@ -38,6 +38,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from lvsd.checks import dns as dns_probe
 from lvsd.checks import file as file_probe
@@ -240,12 +241,9 @@ class Scheduler:
                 changed.append(HealthEvent(rsid, None, now))
         for rsid, (weight, keys) in servers.items():
             self._board.bind(rsid, weight, [self._entries[k].tracker for k in keys])
-            was = self._board.health.get(rsid)
             h = self._board.refresh(rsid, now)
             if h is not None:
                 changed.append(HealthEvent(rsid, h, now))
-            elif was is not None and rsid not in self._board.health:
-                changed.append(HealthEvent(rsid, None, now))
         for ev in changed:
             self._publish(ev)
 
@@ -372,22 +370,26 @@ class Scheduler:
             if self._tcp is None:
                 self._tcp = tcp_probe.TcpEngine(self._loop)
             lid = e.launch = next(self._tokens)
-            e.cancel = self._tcp.start(e.tracker.checker, lambda r: self._done_cb(e, lid, r))
+            e.cancel = self._tcp.start(e.tracker.checker, partial(self._done_cb, e, lid))
         else:
-            e.task = self._loop.create_task(self._run(e))
+            task = e.task = self._loop.create_task(self._run(e))
+            task.add_done_callback(lambda t: self._task_gone(e, t))
 
     async def _run(self, e: _Entry) -> None:
         try:
             result = await self._probe(e)
-        except asyncio.CancelledError:
-            self._in_flight -= 1
-            e.task = None
-            self._drain()
-            raise
         except Exception as ex:  # a probe bug must not kill the scheduler: record it as a failure
             result = ProbeResult(False, f"internal error: {type(ex).__name__}: {ex}")
         e.task = None
         self._done(e, result)
+
+    def _task_gone(self, e: _Entry, task: asyncio.Task[None]) -> None:
+        # a cancelled task (maybe before its first step) never reached _done: account here
+        if task.cancelled():
+            if e.task is task:
+                e.task = None
+            self._in_flight -= 1
+            self._drain()
 
     def _done_cb(self, e: _Entry, lid: int, result: ProbeResult) -> None:
         if e.launch != lid:

@@ -111,13 +111,18 @@ async def probe(ck: Checker) -> ProbeResult:
 
 
 class _Conn:
-    __slots__ = ("active", "deadline", "done", "fd", "sock", "t0", "timeout")
+    __slots__ = ("active", "deadline", "done", "engine", "fd", "sock", "t0", "timeout")
 
-    def __init__(self, sock: socket.socket, t0: float, deadline: float, timeout: float,
-                 done: Callable[[ProbeResult], None]) -> None:
-        self.sock, self.fd, self.t0 = sock, sock.fileno(), t0
+    def __init__(self, engine: TcpEngine, sock: socket.socket, t0: float, deadline: float,
+                 timeout: float, done: Callable[[ProbeResult], None]) -> None:
+        self.engine, self.sock, self.fd, self.t0 = engine, sock, sock.fileno(), t0
         self.deadline, self.timeout, self.done = deadline, timeout, done
         self.active = True
+
+    def cancel(self) -> None:
+        if self.active:
+            self.engine._drop(self)
+            self.sock.close()
 
 
 class TcpEngine:
@@ -151,7 +156,7 @@ class TcpEngine:
                                                    time.monotonic() - t0, started=t0))
             return _noop
         deadline = self._loop.time() + ck.connect_timeout
-        c = _Conn(s, t0, deadline, ck.connect_timeout, done)
+        c = _Conn(self, s, t0, deadline, ck.connect_timeout, done)
         self._conns[c.fd] = c
         self._ep.register(c.fd, select.EPOLLOUT | select.EPOLLONESHOT)
         q = self._queues.get(ck.connect_timeout)
@@ -160,13 +165,7 @@ class TcpEngine:
         q.append(c)
         if deadline < self._timer_at:
             self._arm(deadline)
-
-        def cancel() -> None:
-            if c.active:
-                self._drop(c)
-                c.sock.close()
-
-        return cancel
+        return c.cancel
 
     def _drop(self, c: _Conn) -> None:
         c.active = False

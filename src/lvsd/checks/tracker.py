@@ -52,7 +52,10 @@ checkers are up; :class:`HealthBoard` turns tracker states into
 :class:`~lvsd.checks.health.RealServerHealth`. It is decided as soon as one checker is down, or
 when all are decided up. Dynamic weight follows keepalived: effective weight = configured weight
 + Σ checker ``cur_weight``, where MISC_CHECK ``misc_dynamic`` exit 2..255 sets the absolute
-weight ``status - 2`` and FILE_CHECK adds ``value × weight``.
+weight ``status - 2`` (``cur_weight = status - 2 - configured``) and FILE_CHECK adds ``value ×
+weight``. Each verdict carries its checker's value (MISC: ``status - 2``; FILE: the offset);
+``RealServerHealth.dynamic_weight`` is the Σ ``cur_weight`` (None when no checker sets one), so
+the pool's effective weight is ``configured + dynamic_weight`` clamped to 0..2^31-1.
 """
 
 from __future__ import annotations
@@ -66,7 +69,6 @@ from lvsd.checks.result import ProbeResult, ms
 from lvsd.config.model import Checker, CheckKind
 
 BOOTSTRAP_DELAY = 1.0  # keepalived check_api.h BOOTSTRAP_DELAY (TIMER_HZ)
-IPVS_WEIGHT_MAX = 2**31 - 1
 
 
 def attempt_timeout(ck: Checker) -> float:
@@ -292,15 +294,12 @@ def aggregate(weight: int, trackers: Sequence[CheckTracker], now: float,
         reason = "all checkers up" if len(trackers) > 1 else known[0].reason
     else:
         reason = "; ".join(f"{v.checker}: {v.reason}" for v in down)
-    dyn: int | None = None
+    dyn: int | None = None  # Σ keepalived cur_weight: effective = configured + dyn
     for t in trackers:
         if t.up and t.decided and t.weight is not None:
             # MISC_CHECK sets the absolute weight status-2 (check_misc.c); FILE_CHECK an offset
             misc = t.checker.kind is CheckKind.MISC_CHECK
-            cur = t.weight - weight if misc else t.weight
-            dyn = (weight if dyn is None else dyn) + cur
-    if dyn is not None:
-        dyn = max(0, min(IPVS_WEIGHT_MAX, dyn))
+            dyn = (dyn or 0) + (t.weight - weight if misc else t.weight)
     if previous is not None and previous.alive == alive:
         since = previous.since
     elif down:

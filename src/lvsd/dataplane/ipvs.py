@@ -363,28 +363,96 @@ def decode_service(a: dict[int, memoryview]) -> ServiceSpec:
                        persistence_granularity=gran)
 
 
-def decode_dest(a: dict[int, memoryview], svc_af: int) -> DestSpec:
-    fam = _int(a, DEST_ADDR_FAMILY, _af(svc_af))
-    addr = _ntop(bytes(a[DEST_ADDR]), fam == socket.AF_INET6)
-    fwd = _int(a, DEST_FWD) & 0x7
+_U16 = struct.Struct("=H").unpack_from
+_U32 = struct.Struct("=I").unpack_from
+_FWDS = {int(f): f for f in Fwd}
+
+
+def attr_index(buf: bytes, off: int, end: int) -> dict[int, tuple[int, int]]:
+    """type -> (offset, length) of each attribute payload in ``buf[off:end]`` (no copies)."""
+    out: dict[int, tuple[int, int]] = {}
+    hh = _NLA.unpack_from
+    while off + 4 <= end:
+        n, kind = hh(buf, off)
+        if n < 4:
+            break
+        out[kind & 0x3FFF] = (off + 4, n - 4)
+        off += (n + 3) & ~3
+    return out
+
+
+def decode_dest(buf: bytes, a: dict[int, tuple[int, int]], svc_af: int) -> DestSpec:
+    """A destination from its attributes (the hot path of a dump: ~37,000 calls per sweep)."""
+    def u32(kind: int) -> int:
+        p = a.get(kind)
+        return int(_U32(buf, p[0])[0]) if p else 0
+
+    fam = a.get(DEST_ADDR_FAMILY)
+    v6 = (int(_U16(buf, fam[0])[0]) if fam else _af(svc_af)) == socket.AF_INET6
+    p = a[DEST_ADDR][0]
+    addr = str(ipaddress.IPv6Address(buf[p:p + 16])) if v6 else socket.inet_ntop(
+        socket.AF_INET, buf[p:p + 4])
+    pp = a[DEST_PORT][0]
+    tt, tp, tf = a.get(DEST_TUN_TYPE), a.get(DEST_TUN_PORT), a.get(DEST_TUN_FLAGS)
     return DestSpec(
-        key=DestKey(addr, int.from_bytes(a[DEST_PORT], "big")),
-        weight=_int(a, DEST_WEIGHT),
-        fwd=Fwd(fwd) if fwd in Fwd._value2member_map_ else Fwd.MASQ,
-        u_threshold=_int(a, DEST_U_THRESH), l_threshold=_int(a, DEST_L_THRESH),
-        tun_type=_int(a, DEST_TUN_TYPE),
-        tun_port=int.from_bytes(a[DEST_TUN_PORT], "big") if DEST_TUN_PORT in a else 0,
-        tun_flags=_int(a, DEST_TUN_FLAGS),
+        DestKey(addr, int.from_bytes(buf[pp:pp + 2], "big")), u32(DEST_WEIGHT),
+        _FWDS.get(u32(DEST_FWD) & 0x7, Fwd.MASQ), u32(DEST_U_THRESH), u32(DEST_L_THRESH),
+        buf[tt[0]] if tt else 0,
+        int.from_bytes(buf[tp[0]:tp[0] + 2], "big") if tp else 0,
+        int(_U16(buf, tf[0])[0]) if tf else 0,
     )
 
 
-def decode_dest_stats(a: dict[int, memoryview]) -> DestStats:
+# The kernel writes a destination's attributes in one fixed order (ip_vs_genl_fill_dest(),
+# unchanged since 5.3 added the tunnel ones): ADDR PORT FWD_METHOD WEIGHT TUN_TYPE TUN_PORT
+# TUN_FLAGS U_THRESH L_THRESH ACTIVE_CONNS INACT_CONNS PERSIST_CONNS ADDR_FAMILY, then the
+# stats. A dump of 37,000 destinations is dominated by decoding them, so that layout is read
+# with one struct call; every header is checked and anything else takes the generic path.
+_DEST_FAST = struct.Struct("=HH16s" "HH2s2x" "HHI" "HHI" "HHB3x" "HH2s2x" "HHH2x"
+                           "HHI" "HHI" "HHI" "HHI" "HHI" "HHH2x")
+_DEST_FAST_LENS = (20, 6, 8, 8, 5, 6, 6, 8, 8, 8, 8, 8, 6)
+_DEST_FAST_TYPES = (DEST_ADDR, DEST_PORT, DEST_FWD, DEST_WEIGHT, DEST_TUN_TYPE, DEST_TUN_PORT,
+                    DEST_TUN_FLAGS, DEST_U_THRESH, DEST_L_THRESH, DEST_ACTIVE, DEST_INACTIVE,
+                    9, DEST_ADDR_FAMILY)
+_DEST_OFF = _NLMSGHDR.size + _GENLHDR.size
+
+
+def decode_dest_fast(msg: bytes) -> DestSpec | None:
+    """The destination in a dump message laid out as the kernel writes it, else None."""
+    if len(msg) < _DEST_OFF + 4 + _DEST_FAST.size:
+        return None
+    if _NLA.unpack_from(msg, _DEST_OFF)[1] & 0x3FFF != ATTR_DEST:
+        return None
+    v = _DEST_FAST.unpack_from(msg, _DEST_OFF + 4)
+    if v[0::3] != _DEST_FAST_LENS or v[1::3] != _DEST_FAST_TYPES:
+        return None
+    raw: bytes = v[2]
+    if v[38] == socket.AF_INET6:
+        addr = str(ipaddress.IPv6Address(raw))
+    else:
+        addr = socket.inet_ntop(socket.AF_INET, raw[:4])
+    return DestSpec(DestKey(addr, int.from_bytes(v[5], "big")), v[11],
+                    _FWDS.get(v[8] & 0x7, Fwd.MASQ), v[23], v[26], v[14],
+                    int.from_bytes(v[17], "big"), v[20])
+
+
+def _dest_index(msg: bytes) -> dict[int, tuple[int, int]] | None:
+    top = attr_index(msg, _NLMSGHDR.size + _GENLHDR.size, len(msg))
+    d = top.get(ATTR_DEST)
+    return attr_index(msg, d[0], d[0] + d[1]) if d else None
+
+
+def decode_dest_stats(buf: bytes, a: dict[int, tuple[int, int]]) -> DestStats:
+    def num(idx: dict[int, tuple[int, int]], kind: int) -> int:
+        p = idx.get(kind)
+        return int.from_bytes(buf[p[0]:p[0] + p[1]], sys.byteorder) if p else 0
+
     st = a.get(DEST_STATS64) or a.get(DEST_STATS)
-    s = parse_attrs(st) if st is not None else {}
-    return DestStats(active_conns=_int(a, DEST_ACTIVE), inactive_conns=_int(a, DEST_INACTIVE),
-                     conns=_int(s, STATS_CONNS), inpkts=_int(s, STATS_INPKTS),
-                     outpkts=_int(s, STATS_OUTPKTS), inbytes=_int(s, STATS_INBYTES),
-                     outbytes=_int(s, STATS_OUTBYTES))
+    s = attr_index(buf, st[0], st[0] + st[1]) if st else {}
+    return DestStats(active_conns=num(a, DEST_ACTIVE), inactive_conns=num(a, DEST_INACTIVE),
+                     conns=num(s, STATS_CONNS), inpkts=num(s, STATS_INPKTS),
+                     outpkts=num(s, STATS_OUTPKTS), inbytes=num(s, STATS_INBYTES),
+                     outbytes=num(s, STATS_OUTBYTES))
 
 
 class _NetlinkError(Exception):
@@ -406,6 +474,10 @@ class _GenlSocket:
             self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            # the kernel sizes dump chunks to at most 32 KiB (netlink_recvmsg): 64 KiB is ample
+            self._buf = bytearray(65536)
+            self._view = memoryview(self._buf)
+            self.sock.settimeout(30.0)  # a kernel that never answers becomes a transient error
             self.sock.bind((0, 0))
             self.seq = 0
             self.family = 0
@@ -431,7 +503,8 @@ class _GenlSocket:
         """Messages answering ``seq`` until its ACK/DONE; raises _NetlinkError on an error."""
         out: list[bytes] = []
         while True:
-            data = self.sock.recv(1 << 20)
+            got = self.sock.recv_into(self._buf)
+            data = bytes(self._view[:got])
             off = 0
             while off + _NLMSGHDR.size <= len(data):
                 n, kind, flags, mseq, _ = _NLMSGHDR.unpack_from(data, off)
@@ -619,9 +692,9 @@ class IPVSDataPlane:
         stats: dict[tuple[ServiceKey, DestKey], DestStats] = {}
         specs = []
         for msg in self._do("dump services", None, CMD_GET_SERVICE, b"", dump=True):
-            a = _payload_attrs(msg, ATTR_SERVICE)
-            if a is not None:
-                specs.append(decode_service(a))
+            sa = _payload_attrs(msg, ATTR_SERVICE)
+            if sa is not None:
+                specs.append(decode_service(sa))
         # one dump at a time: a second dump on a socket with one in progress gets EBUSY
         for spec in specs:
             dests: dict[DestKey, DestSpec] = {}
@@ -634,13 +707,17 @@ class IPVSDataPlane:
                     continue  # deleted since the service dump: it is not in the table
                 raise
             for msg in msgs:
-                a = _payload_attrs(msg, ATTR_DEST)
+                fast = None if with_stats else decode_dest_fast(msg)
+                if fast is not None:
+                    dests[fast.key] = fast
+                    continue
+                a = _dest_index(msg)
                 if a is None:
                     continue
-                d = decode_dest(a, spec.key.af)
+                d = decode_dest(msg, a, spec.key.af)
                 dests[d.key] = d
                 if with_stats:
-                    stats[(spec.key, d.key)] = decode_dest_stats(a)
+                    stats[(spec.key, d.key)] = decode_dest_stats(msg, a)
             table[spec.key] = ServiceEntry(spec, dests)
         return table, stats
 

@@ -25,8 +25,9 @@ contains shell syntax (``| & ; < > $ ` ( )`` or globs), which then runs under ``
 with ``setuid``/``setgid`` in the child (needs root; an unknown user is reported, the script
 is not run as root instead).
 
-A FIFO is opened non-blocking for each line: with no reader the line is dropped and counted,
-never blocking.
+A FIFO (created if missing) is opened once, read-write and non-blocking, and kept open as
+keepalived does: a reader never sees EOF between lines, nothing ever blocks, and when the pipe
+is full because nobody reads it a line is dropped and counted.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class Notifier:
     stats: NotifyStats = field(default_factory=NotifyStats)
     _chain: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _fifo_fds: dict[str, int] = field(default_factory=dict)
 
     def notify(self, state: str, priority: int | None) -> None:
         """Schedule everything for entering ``state``; returns at once."""
@@ -169,20 +171,32 @@ class Notifier:
         return rc
 
     def _write_fifo(self, path: str, line: str) -> None:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            self.stats.fifo_dropped += 1
-            if exc.errno != errno.ENXIO:  # ENXIO: no reader right now
+        fd = self._fifo_fds.get(path)
+        if fd is None:
+            try:
+                if not os.path.exists(path):
+                    os.mkfifo(path, 0o600)
+                # O_RDWR: never blocks and never fails for want of a reader (Linux), and
+                # readers do not see EOF between lines -- keepalived keeps it open the same way.
+                fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+            except OSError as exc:
+                self.stats.fifo_dropped += 1
                 self._error(f"notify_fifo {path}: {exc.strerror}")
-            return
+                return
+            self._fifo_fds[path] = fd
         try:
             os.write(fd, line.encode())
-        except OSError as exc:
+        except OSError as exc:  # EAGAIN: the pipe is full, nobody reads it
             self.stats.fifo_dropped += 1
-            self._error(f"notify_fifo {path}: {exc.strerror}")
-        finally:
-            os.close(fd)
+            if exc.errno != errno.EAGAIN:
+                self._error(f"notify_fifo {path}: {exc.strerror}")
+
+    def close(self) -> None:
+        """Close the FIFOs (scripts already started keep running to their timeout)."""
+        for fd in self._fifo_fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fifo_fds.clear()
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for scheduled scripts (used on stop so notify_stop runs before exit)."""

@@ -276,8 +276,10 @@ class VrrpRunner:
         for m in self.members.values():
             if m.spec.notifier is not None:
                 await m.spec.notifier.drain(timeout)
+                m.spec.notifier.close()
         if self.group_notifier is not None:
             await self.group_notifier.drain(timeout)
+            self.group_notifier.close()
         self._close_transports()
         for m in self.members.values():
             m.garp.close()

@@ -11,11 +11,13 @@ the VRRP child and the parent together so nothing sends a priority-0 advert.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +42,13 @@ __all__ = [
 ]
 
 _seq = itertools.count()
+_workdirs: list[str] = []  # removed at exit (logs are in the assertion messages)
+
+
+@atexit.register
+def _remove_workdirs() -> None:
+    for d in _workdirs:
+        shutil.rmtree(d, ignore_errors=True)
 KA_REJECT = re.compile(
     r"invalid|wrong version|bad checksum|TTL|checksum error|auth|ip address associated"
     r"|receive an invalid",
@@ -80,7 +89,10 @@ class _Node:
     def __init__(self, host: Host, opts: NodeOpts, workdir: str | None = None) -> None:
         self.host = host
         self.opts = opts
-        self.workdir = workdir or tempfile.mkdtemp(prefix=f"vrrp-{host.ns}-")
+        if workdir is None:
+            workdir = tempfile.mkdtemp(prefix=f"vrrp-{host.ns}-")
+            _workdirs.append(workdir)
+        self.workdir = workdir
         self.proc: subprocess.Popen[Any] | None = None
         self.logfile = ""
         self._log_start = 0

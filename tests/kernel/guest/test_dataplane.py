@@ -207,3 +207,27 @@ async def test_stats_count_connections(ipvs: IPVSDataPlane) -> None:
     st = await ipvs.stats()
     assert set(st) == {(k, DestKey("10.0.0.1", 80))}
     assert st[(k, DestKey("10.0.0.1", 80))].active_conns == 0
+
+
+async def test_the_kernel_layout_takes_the_fast_decoder(ipvs: IPVSDataPlane) -> None:
+    """Dumps of this kernel are decoded by the one-struct path, and it agrees with the generic
+    attribute walk on every field (IPv4, IPv6, tunnel options)."""
+    from lvsd.dataplane import ipvs as m
+
+    k = ServiceKey.for_addr("192.0.2.10", 80, TCP)
+    dests = [DestSpec(DestKey("10.0.0.1", 8080), 3, Fwd.MASQ, 100, 10),
+             DestSpec(DestKey("10.0.0.4", 80), 1, Fwd.TUNNEL, tun_type=1, tun_port=6080,
+                      tun_flags=2),
+             DestSpec(DestKey("fd00::99", 80), 7, Fwd.TUNNEL, tun_type=2, tun_flags=1)]
+    await ipvs.apply_many([AddService(ServiceSpec(k, "wrr"))] + [AddDest(k, d) for d in dests])
+    sock = ipvs._connect()
+    msgs = sock.ipvs(m.CMD_GET_DEST, m._nla(m.ATTR_SERVICE, m.service_key_attrs(k)), dump=True)
+    assert len(msgs) == 3
+    got = []
+    for msg in msgs:
+        fast = m.decode_dest_fast(msg)
+        idx = m._dest_index(msg)
+        assert fast is not None and idx is not None
+        assert fast == m.decode_dest(msg, idx, 4)
+        got.append(fast)
+    assert sorted(got, key=lambda d: d.key) == sorted(dests, key=lambda d: d.key)
