@@ -284,3 +284,27 @@ def test_refusals_name_the_line() -> None:
            RealServer("10.0.0.2", 80, pos=Pos("k.conf", 14)),
            sorry_server=SorryServer("10.0.0.9", 80, LbKind.DR, Pos("k.conf", 9)))
     assert refusals(cfg(v), refuse) == ["k.conf:12: DR refused", "k.conf:9: DR refused"]
+
+
+@pytest.mark.parametrize(("written", "planned"), [("24", "255.255.255.0"),
+                                                   ("255.255.255.0", "255.255.255.0"),
+                                                   ("/16", "255.255.0.0"),
+                                                   ("32", None)])
+def test_persistence_granularity_is_planned_in_the_form_the_kernel_reads_back(
+        written: str, planned: str | None) -> None:
+    # The kernel dumps IPv4 granularity as a dotted netmask: planning "24" as written would
+    # make every reconcile see a difference and edit the service forever.
+    v = vs(rs("198.51.100.11"), persistence_timeout=300, persistence_granularity=written)
+    table = Planner(cfg(v)).plan({}, now=0.0).table
+    assert table[SVC].spec.persistence_granularity == planned
+
+
+def test_bad_persistence_granularity_is_refused_at_load_with_its_position() -> None:
+    from lvsd.config.model import Pos
+    from lvsd.pool.planner import refusals
+
+    v = VirtualServer(Pos("lvs.conf", 7), address=VIP, port=80, protocol=Protocol.TCP,
+                      persistence_timeout=300, persistence_granularity="banana",
+                      real_servers=(rs("198.51.100.11"),))
+    msgs = refusals(cfg(v), lambda spec: None)
+    assert any("lvs.conf:7" in m and "banana" in m for m in msgs), msgs

@@ -89,6 +89,7 @@ from lvsd.pool.table import (
     ServiceEntry,
     ServiceKey,
     ServiceSpec,
+    canonical_granularity,
     norm_addr,
 )
 
@@ -265,10 +266,23 @@ class _Compiled:
     sorry: list[DestSpec]  # per service, at weight 1
 
 
+def service_spec(key: ServiceKey, vs: VirtualServer, *, granularity: bool = True) -> ServiceSpec:
+    """The service settings of ``vs`` for one of its keys, granularity in canonical form (the
+    form a data plane reads back, so a reconcile never sees a phantom difference).
+    Raises ValueError for a granularity that is not a netmask / prefix length."""
+    gran = (canonical_granularity(key.af, vs.persistence_granularity) if granularity
+            else None)
+    return ServiceSpec(key, vs.lb_algo, frozenset(vs.sched_flags), vs.persistence_timeout, gran)
+
+
 def _compile(vs: VirtualServer, config: Config) -> _Compiled:
     keys = service_keys(vs, config)
-    specs = [ServiceSpec(k, vs.lb_algo, frozenset(vs.sched_flags), vs.persistence_timeout,
-                         vs.persistence_granularity) for k, _ in keys]
+    specs = []
+    for k, _ in keys:
+        try:
+            specs.append(service_spec(k, vs))
+        except ValueError:  # already reported by refusals() at load; plan the kernel default
+            specs.append(service_spec(k, vs, granularity=False))
     crs = []
     ident = vs.ident
     for rs in vs.real_servers:
@@ -525,9 +539,12 @@ def refusals(config: Config, refuse: Callable[[ServiceSpec | DestSpec], str | No
             note(vs.pos, str(exc))
             continue
         for key, svc_port in keys:
-            note(vs.pos, refuse(ServiceSpec(key, vs.lb_algo, frozenset(vs.sched_flags),
-                                            vs.persistence_timeout,
-                                            vs.persistence_granularity)))
+            try:
+                spec = service_spec(key, vs)
+            except ValueError as exc:
+                note(vs.pos, str(exc))
+                spec = service_spec(key, vs, granularity=False)
+            note(vs.pos, refuse(spec))
             for rs in vs.real_servers:
                 try:
                     d = _dest(svc_port, rs.address, rs.port, rs.lb_kind, rs.tunnel, rs.weight,

@@ -49,6 +49,26 @@ def addr_family(addr: str) -> int:
     return ipaddress.ip_address(addr).version
 
 
+def canonical_granularity(af: int, value: str | None) -> str | None:
+    """Normalise a persistence granularity; None for the default (a single address).
+
+    IPv4: a netmask ("255.255.255.0") or a prefix length ("24", "/24") -> dotted netmask.
+    IPv6: a prefix length ("64", "/64") -> "64". Raises ValueError with the reason.
+    """
+    if value is None:
+        return None
+    v = value.strip().lstrip("/")
+    if af == 4:
+        try:
+            net = ipaddress.IPv4Network(f"0.0.0.0/{v}")
+        except ValueError as e:
+            raise ValueError(f"IPv4 persistence granularity {value!r} is not a netmask") from e
+        return None if net.prefixlen == 32 else str(net.netmask)
+    if not v.isdigit() or not 1 <= int(v) <= 128:
+        raise ValueError(f"IPv6 persistence granularity {value!r} is not a prefix length 1..128")
+    return None if int(v) == 128 else str(int(v))
+
+
 @dataclass(frozen=True, order=True, slots=True)
 class ServiceKey:
     """Identity of an IPVS virtual service.
