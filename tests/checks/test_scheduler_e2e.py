@@ -110,8 +110,10 @@ async def test_identical_probe_in_two_virtual_servers_runs_once() -> None:
         assert len(st) == 1 and len(st[0].servers) == 2
         assert {e.rsid.vs for e in events} == {"10.0.0.1:80/TCP", "10.0.0.2:80/TCP"}
         attempts = st[0].attempts
+    await asyncio.sleep(0.1)  # let the server's accept handlers run
     assert attempts >= 3
-    assert lis.accepted == attempts  # one connection per attempt, not one per virtual server
+    # one connection per attempt, not one per virtual server (+1: one may have been in flight)
+    assert attempts <= lis.accepted <= attempts + 1
     await lis.kill()
 
 
@@ -240,12 +242,11 @@ virtual_server 10.0.0.5 80 {{
             ev = await next_event(q)
             assert ev.health is not None and not ev.health.alive
             assert ev.health.verdicts[0].reason == "/toggle: HTTP 503 (after 1 retry)"
-            n = len(web.requests)
             web.toggle_ok = True
             ev = await next_event(q)
             assert ev.health is not None and ev.health.alive
             # back up only after the failed URL passed and then a whole clean pass
-            paths = [r.split(b" ")[1] for r in web.requests[n:]]
+            paths = [r.split(b" ")[1] for r in web.requests]
             assert paths[-3:] == [b"/toggle", b"/ok", b"/toggle"], paths
     finally:
         await web.stop()
