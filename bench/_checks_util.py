@@ -29,7 +29,9 @@ from lvsd.config.model import (
 # A separate process answers so that its CPU does not count against the checker's.
 # Wildcard listeners: connections to any 127.x.y.z:port land on them (loopback only).
 SERVER = r"""
-import asyncio, socket, sys
+import asyncio, os, socket, sys, threading
+# exit with the benchmark (its end of our stdin closes, however it dies)
+threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
 mode, ports = sys.argv[1], [int(p) for p in sys.argv[2].split(",")]
 RESP = b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nContent-Type: text/plain\r\n\r\nok\n"
 
@@ -95,7 +97,7 @@ def start_server(mode: str, ports: list[int], procs: int = 1) -> list[subprocess
     out = []
     for _ in range(procs):
         p = subprocess.Popen([sys.executable, "-c", SERVER, mode, ",".join(map(str, ports))],
-                             stdout=subprocess.PIPE, text=True)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert p.stdout is not None
         line = p.stdout.readline()
         if line.strip() != "ready":

@@ -292,3 +292,44 @@ def test_config_file_track_script_sync_group_notify(topo: Topology, tmp_path: Pa
     assert 'INSTANCE "VI_1" MASTER 150' in fifo_lines, fifo_lines
     assert 'INSTANCE "VI_2" FAULT 150' in fifo_lines, fifo_lines
     assert 'GROUP "G" FAULT' in fifo_lines, fifo_lines
+
+
+SENDER = """
+import socket, sys, time
+from ipaddress import IPv4Address
+from lvsd.vrrp import codec
+ttl, prio, corrupt, n = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
+adv = codec.Advert(version=3, vrid=51, priority=prio, advert_int=0.1,
+                   addresses=(IPv4Address("192.0.2.100"),))
+payload = bytearray(codec.encode(adv, "192.0.2.2", "224.0.0.18"))
+if corrupt:
+    payload[6] ^= 0xFF
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("192.0.2.2"))
+s.bind(("192.0.2.2", 0))
+for _ in range(n):
+    s.sendto(bytes(payload), ("224.0.0.18", 0))
+    time.sleep(0.05)
+"""
+
+
+def test_invalid_adverts_are_counted_and_change_nothing(topo: Topology) -> None:
+    """Crafted higher-priority adverts through the real receive path: TTL 1 and a broken
+    checksum are counted per reason and ignored; the same advert with TTL 255 wins."""
+    a = LvsdNode(topo["a"], NodeOpts(priority=100, advert_int=0.1, version=3)).start()
+    assert wait_for(lambda: a.state() == "MASTER", 10), a.log()
+
+    def send(ttl: int, prio: int, corrupt: bool, n: int) -> None:
+        topo["b"].run(sys.executable, "-c", SENDER, str(ttl), str(prio),
+                      "1" if corrupt else "0", str(n), timeout=30)
+
+    send(1, 200, False, 10)
+    send(255, 200, True, 10)
+    st = a.status()
+    assert st["state"] == "MASTER" and a.has_vip(), a.log()
+    assert st["counters"]["invalid"] == {"checksum": 10, "ttl": 10}, st["counters"]
+    assert st["counters"]["adverts_received"] == 0
+    send(255, 200, False, 3)  # a valid higher-priority advert: a backs off
+    assert wait_for(lambda: a.state() == "BACKUP" and not a.has_vip(), 5), a.log()
+    assert a.status()["master_address"] == "192.0.2.2"

@@ -84,7 +84,8 @@ class Host:
         self.run("ip", "link", "set", dev, "up" if up else "down")
 
     def cut(self) -> None:
-        """Cut this host off the wire (its bridge port goes down): carrier stays up locally."""
+        """Cut this host off the wire: its bridge port goes down, so its eth0 loses carrier too
+        (a link failure: VRRP goes FAULT). For a silent partition drop frames in the bridge."""
         self.topo.bridge_run("ip", "link", "set", self.peer, "down")
 
     def heal(self) -> None:
