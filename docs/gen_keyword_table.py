@@ -5,6 +5,8 @@
 
 The table is lvsd.config.keywords.TABLES: every keyword keepalived 2.x accepts in each block,
 and whether lvsd implements it (unsupported ones are parsed, kept and warned about once).
+lvsd-only keywords (``Spec.extension``, e.g. a checker's ``rise``) are listed as supported and
+marked "(lvsd extension)": keepalived rejects them.
 """
 
 from __future__ import annotations
@@ -28,14 +30,19 @@ def render() -> str:
         if id(table) in seen and block == "SSL_GET":
             block = "SSL_GET (same as HTTP_GET)"
         seen.add(id(table))
-        sup = sorted(k for k, s in table.items() if s.supported)
+        sup = sorted(k for k, s in table.items() if s.supported and not s.extension)
+        ext = sorted(k for k, s in table.items() if s.extension)
         uns = sorted(k for k, s in table.items() if not s.supported)
         name = "top level" if block == "root" else f"`{block}`"
-        out.append(f"| {name} | {' '.join(f'`{k}`' for k in sup) or '-'} | "
+        cells = [f"`{k}`" for k in sup] + [f"`{k}` (lvsd extension)" for k in ext]
+        out.append(f"| {name} | {' '.join(cells) or '-'} | "
                    f"{' '.join(f'`{k}`' for k in uns) or '-'} |")
-    total = sum(len(t) for t in TABLES.values())
-    supported = sum(1 for t in TABLES.values() for s in t.values() if s.supported)
-    out += ["", f"{supported} of {total} keyword entries supported.", "", END]
+    total = sum(1 for t in TABLES.values() for s in t.values() if not s.extension)
+    supported = sum(1 for t in TABLES.values() for s in t.values()
+                    if s.supported and not s.extension)
+    extensions = sum(1 for t in TABLES.values() for s in t.values() if s.extension)
+    out += ["", f"{supported} of {total} keepalived keyword entries supported; "
+            f"{extensions} lvsd extension entries (not understood by keepalived).", "", END]
     return "\n".join(out)
 
 

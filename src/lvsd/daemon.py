@@ -14,8 +14,10 @@ table is ready the moment it takes over).
 
 * The *pool task* is the only writer of the data plane (through the reconciler): it wakes on
   every health change, on reload, and every ``--sweep`` seconds; it plans (planner), runs the
-  plan's quorum/notify scripts, sets the reconciler's desired table and reconciles, then reads
-  the data plane back (dump + stats) for the status page only.
+  plan's quorum/notify scripts, sets the reconciler's desired table and reconciles. The status
+  page's table is the reconciler's own view (its last full read plus what it read and applied
+  since), so a pass reads the data plane once, not twice; the connection counters (``stats``,
+  a full read with counters) are refreshed at start and on every sweep only.
 * Startup: load + validate the config (errors: exit 1 with ``file:line`` messages), open the
   data plane (a kernel without IPVS: one line telling to use ``--dataplane nftables``), start
   the status endpoint, the checks, the first full reconcile, then the VRRP runners; then
@@ -26,12 +28,13 @@ table is ready the moment it takes over).
   ``reload`` event. Otherwise apply the difference: ``Scheduler.update`` (unchanged checkers
   keep state and retry counts, new ones start like at boot, alpha respected), ``Planner.reload``
   (same virtual servers keep quorum state), VRRP: an instance (or sync group) whose
-  configuration is unchanged keeps its runner, and so its state, counters and VIPs. One whose
-  identity (vrid, interface, version, family, sync group membership) changed is stopped
-  (priority 0, VIPs removed) and started again; one whose identity is the same but another
-  parameter changed is updated in place when the runner offers ``update(specs)``, otherwise
-  restarted like an identity change (known limitation, see docs/operations.md). Removed
-  instances are stopped (notify_stop), new ones started. Then ``READY=1``.
+  configuration is unchanged keeps its runner, and so its state, counters and VIPs. A changed
+  one goes to ``VrrpRunner.update``: members whose identity (interface, vrid, version, family)
+  is unchanged keep their state and take the new parameters in place (priority, advert_int,
+  preempt, auth, tracking, VIPs, garp, notify); one whose identity changed is stopped
+  (priority 0, VIPs removed) and started again. An instance moving into or out of a sync
+  group, or renamed outside one, is a new runner (stopped + started). Removed instances are
+  stopped (notify_stop), new ones started. Then ``READY=1``.
 * SIGTERM/SIGINT: the VRRP runners stop first (a master sends priority 0 and removes its VIPs:
   RFC 5798 §6.4.3, the backup takes over after Skew_Time; notify_stop runs), then the checks
   stop, virtual servers with ``omega`` run their quorum_down/notify_down scripts (keepalived),
@@ -600,14 +603,14 @@ class Daemon:
             self.pool.last_error = f"{result.failed[0].op}: {result.failed[0].error}"
             self.bus.publish("alarm", {"alarms": [f"{a.op}: {a.error}" for a in result.failed]})
 
-    async def _read_back(self) -> None:
-        """Read the data plane for status only (weights and connection counters)."""
+    async def _read_back(self, *, counters: bool = True) -> None:
+        """Status only: the table as the reconciler last saw it (no read of its own), and the
+        connection counters (one read of the data plane) when ``counters``."""
         from lvsd.dataplane.base import DataPlaneError
 
-        try:
-            self.pool.actual = await self.dataplane.dump()
-        except DataPlaneError as exc:
-            self.pool.last_error = f"dump: {exc}"
+        self.pool.actual = self.reconciler.status.actual
+        if not counters:
+            return
         try:
             self.pool.stats = await self.dataplane.stats()
         except DataPlaneError:
@@ -625,7 +628,7 @@ class Daemon:
                 self._plan(reason)
                 result = await self.reconciler.reconcile(reason)
                 self._record_reconcile(result)
-                await self._read_back()
+                await self._read_back(counters=reason == "sweep")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the loop must survive anything: log, next pass
@@ -693,17 +696,16 @@ class Daemon:
             if k not in wanted:
                 to_stop.append(k)
             elif models[k] != self.runner_models.get(k):
-                if self._same_identity(k, wanted[k][1]) and hasattr(self.runners[k], "update"):
-                    # the runner can take new parameters without leaving its state
+                if hasattr(self.runners[k], "update"):
+                    # VrrpRunner.update matches members by identity: same identity keeps its
+                    # state (parameters updated in place), a changed one restarts alone
                     group, members = wanted[k]
-                    from lvsd.vrrp.runner import InstanceSpec
-
-                    specs = [InstanceSpec.from_config(i, cfg, transport=self.opts.vrrp_transport)
-                             for i in members]
-                    await self.runners[k].update(specs)
+                    fresh = self._make_runner(cfg, group, members)  # no I/O until start()
+                    out = await self.runners[k].update(fresh.specs,
+                                                       group_notifier=fresh.group_notifier)
                     self.runner_models[k] = models[k]
                     self._identities[k] = [vrrp_identity(i) for i in members]
-                    log.info("VRRP %s updated in place", k)
+                    log.info("VRRP %s updated in place (%s)", k, out)
                 else:
                     to_stop.append(k)
         if to_stop:

@@ -106,14 +106,24 @@ async def test_udp_reply_rules(responder: tuple[UdpResponder, int]) -> None:
     assert r.ok
     r = await udp.probe(udp_ck(port, payload=b"ping", require_reply=b"NOPE"))
     assert not r.ok and r.reason == "reply mismatch"
-    r = await udp.probe(udp_ck(port, payload=b"ping", require_reply=b"",
+    r = await udp.probe(udp_ck(port, payload=b"ping", require_reply=b"PO",
                                min_reply_length=20))
     assert not r.ok and r.reason == "reply length 9 not in 20..255"
-    r = await udp.probe(udp_ck(port, payload=b"x" * 300, require_reply=b""))
+    r = await udp.probe(udp_ck(port, payload=b"x" * 300, require_reply=b"PO"))
     assert not r.ok and r.reason == "reply length 305 not in 0..255"  # keepalived's default max
-    r = await udp.probe(udp_ck(port, payload=b"x" * 300, require_reply=b"",
+    r = await udp.probe(udp_ck(port, payload=b"x" * 300, require_reply=b"PO",
                                max_reply_length=1000))
     assert r.ok
+    # keepalived check_udp.c: without reply data, any reply will do (lengths not applied)
+    r = await udp.probe(udp_ck(port, payload=b"x" * 300, require_reply=b"",
+                               min_reply_length=400))
+    assert r.ok and r.reason == "reply 305 bytes"
+    # wildcard nibbles (hex x): "PxNG" matches PONG; the mask ignores the low nibble of 'O'
+    r = await udp.probe(udp_ck(port, payload=b"ping", require_reply=b"P@NG",
+                               require_reply_mask=b"\x00\x0f\x00\x00"))
+    assert r.ok
+    r = await udp.probe(udp_ck(port, payload=b"ping", require_reply=b"P@NG"))
+    assert not r.ok and r.reason == "reply mismatch"
 
 
 async def test_udp_silence_and_unreachable() -> None:

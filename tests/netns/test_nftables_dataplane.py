@@ -197,3 +197,30 @@ def test_random_sequences_converge_on_real_nft(ns: str,
             assert diff(t, await dp.dump(), rec.owned) == []
         await dp.delete_table()
     asyncio.run(go())
+
+
+def test_scoped_dump_and_service_list(ns: str) -> None:
+    async def go() -> None:
+        dp = plane(ns, "lvsdscope")
+        rec = Reconciler(dp, sleep=_nosleep)
+        rec.set_desired(SHAPES)
+        assert (await rec.start(run_loop=False)).ok
+        missing = ServiceKey.for_addr("203.0.113.9", 80, Proto.TCP)
+        got = await dp.dump([V4, F6, missing])
+        assert dict(got) == {V4: SHAPES[V4], F6: SHAPES[F6]}  # exactly those, no error
+        assert await dp.dump([]) == {}
+        assert await dp.dump_services() == {k: v.spec for k, v in SHAPES.items()}
+        # fresh, and checked: a hand-broken dispatch chain shows in a scoped read
+        nft(ns, "flush", "chain", "inet", "lvsdscope", f"c_{obj_id(U4)}")
+        assert (await dp.dump([U4]))[U4].spec.scheduler.endswith("!broken")
+        # a change-triggered reconcile reads and rewrites only the changed service
+        changed = dict(SHAPES)
+        changed[V6] = e(V6, ("fd00::1", 443, 7), sched="rr")
+        rec.set_desired(changed)
+        res = await rec.reconcile("change")
+        assert res.ok and {getattr(op, "service", None) for op in res.ops} == {V6}
+        assert rec.status.last_read == "scoped 1"
+        assert (await rec.reconcile("sweep")).repairs == 1  # the broken chain: next sweep
+        assert diff(changed, await dp.dump()) == []
+        await dp.delete_table()
+    asyncio.run(go())

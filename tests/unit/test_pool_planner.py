@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 
 import pytest
 
-from lvsd.checks.health import CheckerVerdict, RealServerHealth, RealServerId
+from lvsd.checks.health import RealServerHealth, RealServerId
+from lvsd.checks.result import ProbeResult
+from lvsd.checks.tracker import CheckTracker, aggregate
 from lvsd.config.model import (
     NOPOS,
     Checker,
@@ -185,18 +188,35 @@ def test_alpha_with_sorry_server_starts_with_quorum_down() -> None:
     assert "Starting with quorum down" in p.actions[0].message
 
 
+def board_health(weight: int, *dynamic: tuple[CheckKind, int]) -> RealServerHealth:
+    """The health the checks layer publishes (tracker.aggregate, as HealthBoard does) for a
+    server of ``weight`` whose checkers are up and report these dynamic weights (MISC_CHECK
+    misc_dynamic: exit status - 2; FILE_CHECK: file value x weight)."""
+    trackers = []
+    for kind, value in dynamic:
+        extra = {"misc_dynamic": True} if kind is CheckKind.MISC_CHECK else {}
+        t = CheckTracker(Checker(kind, NOPOS, "10.0.0.1", 80, **extra),  # type: ignore[arg-type]
+                         0.0, random.Random(0))
+        t.on_result(ProbeResult(True, "ok", weight=value), 1.0)
+        trackers.append(t)
+    h = aggregate(weight, trackers, 1.0, None)
+    assert h is not None
+    return h
+
+
 def test_dynamic_weight_misc_replaces_file_adds() -> None:
     r = rs("10.0.0.1", 10)
-    misc = CheckerVerdict("MISC_CHECK 10.0.0.1:80 /bin/x", True, "", 0.0, dynamic_weight=3)
-    file = CheckerVerdict("FILE_CHECK 10.0.0.1:80 /f", True, "", 0.0, dynamic_weight=5)
-    assert effective_weight(r, RealServerHealth(True, (misc,))) == 3
-    assert effective_weight(r, RealServerHealth(True, (file,))) == 15
-    assert effective_weight(r, RealServerHealth(True, (misc, file))) == 8
-    neg = CheckerVerdict("FILE_CHECK 10.0.0.1:80 /f", True, "", 0.0, dynamic_weight=-50)
-    assert effective_weight(r, RealServerHealth(True, (neg,))) == 0  # real_weight() clamps
+    misc = (CheckKind.MISC_CHECK, 3)
+    file = (CheckKind.FILE_CHECK, 5)
+    assert effective_weight(r, board_health(10, misc)) == 3
+    assert effective_weight(r, board_health(10, file)) == 15
+    assert effective_weight(r, board_health(10, misc, file)) == 8
+    neg = (CheckKind.FILE_CHECK, -50)
+    assert effective_weight(r, board_health(10, neg)) == 0  # real_weight() clamps
     assert effective_weight(r, RealServerHealth(True, dynamic_weight=2)) == 12
+    assert effective_weight(r, board_health(10)) == 10  # no dynamic checker: configured
     v = vs(r)
-    p = Planner(cfg(v)).plan({rid(v, "10.0.0.1"): RealServerHealth(True, (misc,))}, 0.0)
+    p = Planner(cfg(v)).plan({rid(v, "10.0.0.1"): board_health(10, misc)}, 0.0)
     assert weights(p.table) == {"10.0.0.1:80": 3}
     assert p.states[v.ident].live_weight == 3
 

@@ -1,6 +1,10 @@
 """FILE_CHECK: a tracked file's integer decides state and weight (keepalived
 ``check_file.c`` / ``track_file.c``).
 
+The loader has already resolved the checker's ``track_file NAME`` to the block's file
+(``Checker.track_file``) and weight (``file_weight``/``file_reverse``: the checker's own
+``weight N [reverse]``, else the block's).
+
 The file's first bytes are read as an integer (C ``strtol`` base 0: ``12``, ``0x1f``, ``-3``,
 ``010``); a missing, empty or unreadable file counts as 0. With ``weight`` 0 the checker is
 down while the value is non-zero. Otherwise ``value × weight`` (negated with ``reverse``; clamped
@@ -63,7 +67,8 @@ def probe_sync(ck: Checker) -> ProbeResult:
     if ck.track_file is None:
         return ProbeResult(False, "no track_file", 0.0, started=t0)
     value, problem = read_value(ck.track_file)
-    up, offset = judge(value, ck.file_weight if ck.file_weight is not None else 1)
+    up, offset = judge(value, ck.file_weight if ck.file_weight is not None else 1,
+                       ck.file_reverse)
     reason = f"file value {value}{problem}" + (f" (weight {offset:+d})" if offset else "")
     return ProbeResult(up, reason, time.monotonic() - t0, weight=offset, started=t0)
 

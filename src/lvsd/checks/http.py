@@ -11,16 +11,20 @@ The virtual host is the url's, else the checker's, else the real server's / virt
 (passed in by the scheduler). The response is read until the server closes (or Content-Length
 bytes of body arrived); then, in keepalived's order: no data -> "no data received"; status
 not in the url's ``status_code`` set (default 2xx) -> "HTTP 503"; MD5 of the body (at most
-Content-Length bytes) differs from ``digest`` -> "digest mismatch"; ``regex`` -> "regex".
+Content-Length bytes) differs from ``digest`` -> "digest mismatch"; ``regex`` -> "regex"
+(with the url's ``regex_options`` caseless/dotall/extended/multiline as Python ``re`` flags).
 
 Bodies are not de-chunked (keepalived digests the bytes as received, too).
 
 Timing: the whole attempt (connect, TLS handshake, request, response) must finish within
 connect_timeout, so one attempt never exceeds the figure used in the detection bound
 (keepalived applies connect_timeout to the connect and then to each read separately; lvsd is
-stricter so the bound holds). SSL_GET: SNI is the virtual host when ``enable_sni`` (IP literals
-are never sent as SNI); the certificate is verified only when ``verify_cert``, against the
-virtual host name (then sent as SNI too) or else the IP address.
+stricter so the bound holds). SSL_GET: SNI is ``sni_name`` if set, else the virtual host, when
+``enable_sni`` (``sni_name`` implies it; IP literals are never sent as SNI); the certificate is
+verified only when ``verify_cert``, against that name (then sent as SNI too) or else the IP
+address. The connection is dropped after the response without a TLS close_notify (keepalived
+sets quiet shutdown) unless ``tls_compliant`` is set on the checker or the url: then
+close_notify is sent first.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import ssl
 import time
 
 from lvsd.checks.result import ProbeResult, errno_reason, ms, tcp_connect
+from lvsd.config.keywords import regex_flags
 from lvsd.config.model import Checker, CheckKind, HttpUrl
 
 MAX_RESPONSE = 4 * 1024 * 1024  # bytes read at most (keepalived reads until close)
@@ -50,10 +55,11 @@ def request_bytes(ck: Checker, url: HttpUrl, vhost: str | None) -> bytes:
 
 
 def sni_name(ck: Checker, url: HttpUrl, vhost: str | None, force: bool = False) -> str | None:
-    """The TLS server name: the virtual host (not an IP literal) when enable_sni (or force)."""
+    """The TLS server name when enable_sni (or force): ``sni_name`` if set, else the virtual
+    host (keepalived check_ssl.c order); never an IP literal (RFC 6066 §3)."""
     if not (ck.enable_sni or force):
         return None
-    host = url.virtualhost or ck.virtualhost or vhost
+    host = ck.sni_name or url.virtualhost or ck.virtualhost or vhost
     if not host:
         return None
     name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
@@ -129,7 +135,7 @@ def judge(url: HttpUrl, data: bytes) -> tuple[bool, str]:
         lo = url.regex_min_offset or 0
         hi = url.regex_max_offset
         text = body[lo:hi].decode("latin-1")
-        matched = re.search(url.regex, text) is not None
+        matched = re.search(url.regex, text, regex_flags(url.regex_options)) is not None
         if matched == url.regex_no_match:
             return False, "regex did not match" if not matched else "regex matched"
     return True, f"HTTP {status}"
@@ -235,4 +241,9 @@ async def _tls_exchange(ck: Checker, url: HttpUrl, vhost: str | None,
                 break
         return bytes(buf)
     finally:
+        if ck.tls_compliant or url.tls_compliant:
+            # keepalived tls_compliant: a proper SSL_shutdown (close_notify) instead of quiet
+            # shutdown. close() queues close_notify and hands it to the socket at once; abort()
+            # then drops the connection without waiting for the peer's close_notify.
+            writer.close()
         writer.transport.abort()

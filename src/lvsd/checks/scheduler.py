@@ -15,6 +15,10 @@ published to callbacks and to :meth:`Scheduler.events` subscribers as :class:`He
 ``health=None`` means the server was removed. While a new checker of a server is still
 undecided, the server's previous health stays published (keepalived: a new checker starts up).
 
+``log_all_failures`` (checker) or ``checker_log_all_failures`` (global_defs) logs every failed
+attempt of an up checker, retries included (keepalived); otherwise only transitions are
+reported (as health events).
+
 Reload (:meth:`Scheduler.update`): a checker whose identity is unchanged keeps its tracker
 (state, retry count, schedule). A checker whose probe is unchanged but whose timing changed
 inherits the old state and is re-timed. New checkers start like at boot (1 s + warmup, alpha
@@ -31,6 +35,7 @@ import contextlib
 import dataclasses
 import heapq
 import itertools
+import logging
 import math
 import random
 import ssl
@@ -52,6 +57,8 @@ from lvsd.checks.health import RealServerHealth, RealServerId
 from lvsd.checks.result import ProbeResult
 from lvsd.checks.tracker import CheckTracker, HealthBoard
 from lvsd.config.model import NOPOS, Checker, CheckKind, Config, GlobalDefs
+
+_log = logging.getLogger("lvsd.checks")
 
 _TIMING = ("delay_loop", "warmup", "retry", "delay_before_retry", "alpha", "rise",
            "log_all_failures", "fast_recovery")
@@ -196,7 +203,6 @@ class Scheduler:
         self._globals = config.global_defs
         assert self._loop is not None
         now = self._loop.time()
-        track_files = {t.name: t for t in config.vrrp_track_files}
         wanted: dict[ProbeKey, set[RealServerId]] = {}
         servers: dict[RealServerId, tuple[int, list[ProbeKey]]] = {}
         for vs in config.virtual_servers:
@@ -207,11 +213,6 @@ class Scheduler:
                 for ck in rs.checkers:
                     if ck.kind is CheckKind.BFD_CHECK:
                         continue  # not implemented; the config layer warns
-                    tf = track_files.get(ck.track_file or "")
-                    if ck.kind is CheckKind.FILE_CHECK and tf is not None:
-                        # FILE_CHECK names a track_file block: use its file and weight
-                        ck = dataclasses.replace(ck, track_file=tf.file, file_weight=(
-                            ck.file_weight if ck.file_weight is not None else tf.weight))
                     k = key_for(ck, vhost)
                     keys.append(k)
                     wanted.setdefault(k, set()).add(rsid)
@@ -410,6 +411,12 @@ class Scheduler:
         if result.started is not None:
             result = dataclasses.replace(result, started=now - (time.monotonic() - result.started))
         t = e.tracker
+        if not result.ok and t.up and (t.checker.log_all_failures
+                                       or self._globals.checker_log_all_failures):
+            # keepalived log_all_failures / checker_log_all_failures: every failed attempt
+            # of an up checker (retries included), not only the transition
+            _log.info("%s: check failed: %s (attempt %d of %d)", t.checker.label,
+                      result.reason, t.retry_it + 1, t.checker.retry + 1)
         before = (t.up, t.decided, t.weight)
         t.on_result(result, now)
         self._arm(e)

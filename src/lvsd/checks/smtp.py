@@ -1,8 +1,10 @@
 """SMTP_CHECK: connect, read the 220 greeting, ``HELO <helo_name>``, expect 250, ``QUIT``
 (keepalived ``check_smtp.c``). Everything within connect_timeout.
 
-helo_name defaults to the local host name (keepalived). Failures name the stage: "greeting
-421", "HELO answered 501", "timeout after N ms (greeting)", "refused", "reset".
+helo_name: the loader fills keepalived's default ``smtpchecker.keepalived.org``
+(check_smtp.h SMTP_DEFAULT_HELO); a Checker built without one uses the local host name.
+Failures name the stage: "greeting 421", "HELO answered 501", "timeout after N ms (greeting)",
+"refused", "reset".
 """
 
 from __future__ import annotations

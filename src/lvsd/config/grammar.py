@@ -44,6 +44,7 @@ class Spec:
     kind: Kind
     table: str | None = None  # for BLOCK
     supported: bool = True
+    extension: bool = False  # an lvsd keyword keepalived does not know (e.g. checker `rise`)
 
 
 @dataclass(slots=True)

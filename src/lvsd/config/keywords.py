@@ -85,6 +85,7 @@ UL = Spec(Kind.LEAF, supported=False)
 UQ = Spec(Kind.QUOTED, supported=False)
 UV = Spec(Kind.VALUES, supported=False)
 US = Spec(Kind.SKIP, supported=False)
+EXT = Spec(Kind.LEAF, extension=True)  # lvsd-only keyword (keepalived would reject it)
 
 
 def _b(table: str) -> Spec:
@@ -139,7 +140,8 @@ _GLOBAL_SUPPORTED = {
         "vrrp_check_unicast_src vrrp_skip_check_adv_addr vrrp_startup_delay vrrp_priority "
         "lvs_flush lvs_flush_on_stop lvs_flush_onstop lvs_sync_daemon notify_fifo "
         "vrrp_notify_fifo lvs_notify_fifo notification_email_from smtp_server "
-        "smtp_connect_timeout smtp_alert smtp_helo_name smtp_alert_vrrp smtp_alert_checker")
+        "smtp_connect_timeout smtp_alert smtp_helo_name smtp_alert_vrrp smtp_alert_checker "
+        "checker_log_all_failures")
 }
 _GLOBAL_SUPPORTED.update({"notification_email": V, "notify_fifo_script": Q,
                           "vrrp_notify_fifo_script": Q, "lvs_notify_fifo_script": Q})
@@ -151,7 +153,7 @@ _GLOBAL = _table(
     "checker_process_name lvs_process_name bfd_process_name use_symlink_paths "
     "set_supplementary_groups startup_script startup_script_timeout shutdown_script "
     "shutdown_script_timeout max_auto_priority min_auto_priority_delay "
-    "checker_log_all_failures dynamic_interfaces no_email_faults default_interface "
+    "dynamic_interfaces no_email_faults default_interface "
     "disable_local_igmp v3_checksum_as_v2 lvs_timeouts vrrp_down_timer_adverts vrrp_min_garp "
     "vrrp_garp_extra_if vrrp_vmac_garp_intvl vrrp_iptables vrrp_ipsets nftables "
     "nftables_priority nftables_ifindex vrrp_no_swap vrrp_rt_priority vrrp_cpu_affinity "
@@ -254,6 +256,8 @@ _RS = _table(
 _CHECK_COMMON = {w: L for w in _words(
     "connect_ip connect_port bindto bind_port bind_if connect_timeout fwmark retry "
     "delay_before_retry warmup delay_loop alpha log_all_failures")}
+# lvsd extension: `rise N` consecutive successes bring a down checker back up (keepalived: 1)
+_CHECK_COMMON["rise"] = EXT
 
 _TABLES: Tables = {
     "root": _ROOT,
@@ -269,11 +273,11 @@ _TABLES: Tables = {
     "TCP_CHECK": _table(dict(_CHECK_COMMON)),
     "PING_CHECK": _table(dict(_CHECK_COMMON)),
     "HTTP_GET": _table({**_CHECK_COMMON, "url": _b("url"), **{w: L for w in _words(
-        "nb_get_retry virtualhost http_protocol enable_sni sni_name fast_recovery")}},
-        unsupported="tls_compliant"),
+        "nb_get_retry virtualhost http_protocol enable_sni sni_name fast_recovery "
+        "tls_compliant")}}),
     "url": _table({w: L for w in _words(
         "path digest status_code virtualhost regex regex_no_match regex_min_offset "
-        "regex_max_offset")}, unsupported="regex_options regex_stack tls_compliant"),
+        "regex_max_offset tls_compliant regex_options")}, unsupported="regex_stack"),
     "MISC_CHECK": _table({**_CHECK_COMMON, "misc_path": Q, "misc_timeout": L,
                           "misc_dynamic": L, "user": L}),
     "DNS_CHECK": _table({**_CHECK_COMMON, "type": L, "name": L}),
@@ -310,6 +314,66 @@ def true_false(text: str) -> bool | None:
     if text in ("false", "off", "no"):
         return False
     return None
+
+
+# keepalived check_http.c regex_options (PCRE2 compile options) and how lvsd treats them
+REGEX_OPTIONS = {"caseless": re.IGNORECASE, "dotall": re.DOTALL, "extended": re.VERBOSE,
+                 "multiline": re.MULTILINE}
+REGEX_OPTIONS_NOOP = frozenset(_words(
+    "no_auto_possess no_start_optimize no_dotstar_anchor auto_callout no_auto_capture "
+    "never_backslash_c"))
+REGEX_OPTIONS_KEEPALIVED = frozenset(_words(
+    "allow_empty_class alt_bsux dollar_endonly dupnames firstline match_unset_backref never_ucp "
+    "never_utf ucp ungreedy utf alt_circumflex alt_verbnames use_offset_limit"))
+
+
+def regex_flags(options: Iterable[str]) -> re.RegexFlag:
+    """Python ``re`` flags for keepalived regex_options lvsd honours."""
+    flags = re.RegexFlag(0)
+    for o in options:
+        flags |= REGEX_OPTIONS.get(o, re.RegexFlag(0))
+    return flags
+
+
+def read_hex(text: str, wildcards: bool) -> tuple[bytes, bytes | None] | None:
+    """keepalived ``read_hex_str()`` (lib/parser.c): (data, mask) or None when invalid/empty.
+
+    Hex digits, read two per octet; spaces and tabs separate groups, and a group with an odd
+    number of digits ends with a one-digit octet (``1 23`` and ``0123`` are both 01 23).
+    With ``wildcards``, an ``x``/``X`` nibble matches anything: its bits are set in the mask
+    (None when there is no wildcard).
+    """
+    data = bytearray()
+    mask = bytearray()
+    i, n = 0, len(text)
+
+    def nibble(ch: str) -> tuple[int, int] | None:
+        if ch in "xX" and wildcards:
+            return 0, 0x0F
+        v = int(ch, 16) if ch in "0123456789abcdefABCDEF" else -1
+        return (v, 0) if v >= 0 else None
+
+    while True:
+        while i < n and text[i] in " \t":
+            i += 1
+        if i >= n:
+            break
+        first = nibble(text[i])
+        i += 1
+        if first is None:
+            return None
+        val, m = first
+        if i < n and text[i] != " ":
+            second = nibble(text[i])
+            i += 1
+            if second is None:
+                return None
+            val, m = val << 4 | second[0], m << 4 | second[1]
+        data.append(val)
+        mask.append(m)
+    if not data:
+        return None
+    return bytes(data), (bytes(mask) if any(mask) else None)
 
 
 @dataclass
@@ -508,7 +572,7 @@ class Builder:
                     self._global_smtp_alert_checker = fv
             elif kw in ("enable_script_security", "vrrp_strict", "vrrp_check_unicast_src",
                         "vrrp_skip_check_adv_addr", "lvs_flush", "vrrp_lower_prio_no_advert",
-                        "vrrp_higher_prio_send_advert"):
+                        "vrrp_higher_prio_send_advert", "checker_log_all_failures"):
                 fv = c.flag(ch)
                 if fv is not None:
                     upd[kw] = fv
@@ -673,6 +737,7 @@ class Builder:
             return
         path: str | None = None
         weight = 1
+        reverse = False
         init: int | None = None
         for ch in _children(node):
             if ch.keyword == "file":
@@ -681,6 +746,11 @@ class Builder:
                 iv = c.sint(ch, -254, 254)
                 if iv is not None:
                     weight = iv
+                if len(ch.args) > 1:  # track_file.c: `weight N reverse`
+                    if ch.args[1] == "reverse":
+                        reverse = True
+                    else:
+                        c.err(ch.pos, f"track_file {name} unknown weight option {ch.args[1]}")
             elif ch.keyword == "init_file":
                 init = 0
                 if ch.args:
@@ -689,7 +759,14 @@ class Builder:
         if path is None:
             c.err(node.pos, f"No file set for track_file {name} - ignoring")
             return
-        self.track_files.append(VrrpTrackFile(name, path, weight, init, node.pos))
+        self.track_files.append(VrrpTrackFile(name, path, weight, init, node.pos,
+                                              weight_reverse=reverse))
+
+    def _track_file_by_name(self, name: str) -> VrrpTrackFile | None:
+        for t in self.track_files:
+            if t.name == name:
+                return t
+        return None
 
     def _vip(self, line: Line, owner: str) -> VirtualIp | None:
         toks = line.tokens
@@ -1738,12 +1815,24 @@ class Builder:
                     kw["http_protocol"] = "1.0C"
                 elif s is not None:
                     c.err(ch.pos, f"Invalid http_protocol version {s}")
-            elif k in ("enable_sni", "fast_recovery"):
+            elif k in ("enable_sni", "fast_recovery", "tls_compliant"):
                 fv = c.flag(ch)
                 if fv is not None:
                     kw[k] = fv
             elif k == "sni_name":
+                # keepalived check_http.c: `sni_name NAME` sets the name and enables SNI; a bare
+                # `sni_name` enables SNI with the virtual host rule (unless a name was given)
+                if ch.args:
+                    kw["sni_name"] = ch.args[0]
+                elif "sni_name" in kw:
+                    c.err(ch.pos, f"sni_name already specified as {kw['sni_name']} - ignoring "
+                          "setting to default")
+                    continue
                 kw["enable_sni"] = True
+            elif k == "rise":
+                iv = c.uint(ch, 1, 2**32 - 1, " - ignoring")
+                if iv is not None:
+                    kw["rise"] = iv
             elif k == "misc_path":
                 sc = c.script(ch)
                 if sc is not None:
@@ -1781,27 +1870,53 @@ class Builder:
                 s = c.arg(ch)
                 if s is not None:
                     kw["helo_name"] = s
-            elif k in ("payload", "require_reply"):
+            elif k == "payload":
+                if not ch.args:
+                    c.err(ch.pos, "UDP_CHECK payload requires a payload")
+                    continue
+                hx = read_hex(" ".join(ch.args), wildcards=False)
+                if hx is None:
+                    c.err(ch.pos, "Invalid hex string for UDP_CHECK payload")
+                    continue
+                kw["payload"] = hx[0]
+            elif k == "require_reply":
+                # keepalived check_udp.c: a reply is required; with data, the reply must start
+                # with it (x/X nibbles are wildcards); without, any reply will do
+                kw["require_reply"], kw["require_reply_mask"] = b"", None
+                if not ch.args:
+                    continue
+                hx = read_hex(" ".join(ch.args), wildcards=True)
+                if hx is None:
+                    c.err(ch.pos, "Invalid hex string for UDP_CHECK reply")
+                    continue
+                kw["require_reply"], kw["require_reply_mask"] = hx
+            elif k in ("min_reply_length", "max_reply_length"):
+                what = "min" if k.startswith("min") else "max"
+                iv = c.uint(ch, 0, 65535, f" - UDP_CHECK {what} length not valid - must be "
+                            "between 0 & 65535")
+                if iv is not None:
+                    kw[k] = iv
+                    kw[f"_{k}_pos"] = ch.pos
+            elif k == "track_file":
                 s = c.arg(ch)
                 if s is None:
                     continue
-                hexs = s.replace(":", "").replace(" ", "")
-                try:
-                    kw[k] = bytes.fromhex(hexs)
-                except ValueError:
-                    c.err(ch.pos, f"UDP_CHECK {k} '{s}' is not valid hex - ignoring")
-            elif k in ("min_reply_length", "max_reply_length"):
-                iv = c.uint(ch, 0, 65535, " - ignoring")
-                if iv is not None:
-                    kw[k] = iv
-            elif k == "track_file":
-                s = c.arg(ch)
-                if s is not None:
-                    kw["track_file"] = s
+                tf = self._track_file_by_name(s)
+                if tf is None:
+                    c.err(ch.pos, f"track_file {s} not found")
+                    continue
+                kw["track_file"], kw["track_file_name"] = tf.file, tf.name
+                kw["_tf"] = tf
             elif k == "weight":
-                iv = c.sint(ch, -254, 254)
-                if iv is not None:
-                    kw["file_weight"] = iv
+                # check_file.c: weight -65535..65535 [reverse|noreverse], else the block's
+                iv = c.sint(ch, -IPVS_WEIGHT_LIMIT, IPVS_WEIGHT_LIMIT)
+                if iv is None:
+                    continue
+                opt = ch.args[1] if len(ch.args) > 1 else "noreverse"
+                if opt not in ("reverse", "noreverse"):
+                    c.err(ch.pos, f"unknown track file weight option {opt} - ignoring")
+                    continue
+                kw["file_weight"], kw["file_reverse"] = iv, opt == "reverse"
         user = kw.pop("_user", None)
         if user is not None and isinstance(kw.get("misc_path"), Script):
             mp = kw["misc_path"]
@@ -1815,9 +1930,19 @@ class Builder:
         if kind is CheckKind.MISC_CHECK and "misc_path" not in kw:
             c.err(node.pos, "No script path has been specified for MISC_CHECKER - skipping")
             return None
-        if kind is CheckKind.FILE_CHECK and "track_file" not in kw:
-            c.err(node.pos, "FILE_CHECK has no track_file - ignoring")
+        tfile = kw.pop("_tf", None)
+        if kind is CheckKind.FILE_CHECK and not isinstance(tfile, VrrpTrackFile):
+            c.err(node.pos, "FILE_CHECK has no track_file specified - ignoring")
             return None
+        if isinstance(tfile, VrrpTrackFile) and "file_weight" not in kw:
+            kw["file_weight"], kw["file_reverse"] = tfile.weight, tfile.weight_reverse
+        min_pos = kw.pop("_min_reply_length_pos", None)
+        kw.pop("_max_reply_length_pos", None)
+        lo, hi = kw.get("min_reply_length", 0), kw.get("max_reply_length", 255)
+        assert isinstance(lo, int) and isinstance(hi, int)
+        if kind is CheckKind.UDP_CHECK and lo > hi:
+            c.err(min_pos if isinstance(min_pos, Pos) else node.pos,
+                  f"UDP_CHECK min_reply length {lo} > max_reply_length {hi} - will always fail")
         if kind is CheckKind.BFD_CHECK and "bfd_name" not in kw:
             c.err(node.pos, "BFD_CHECK has no name - ignoring")
             return None
@@ -1825,8 +1950,6 @@ class Builder:
             kw["dns_name"] = "."
         if kind is CheckKind.SMTP_CHECK and "helo_name" not in kw:
             kw["helo_name"] = "smtpchecker.keepalived.org"
-        if kind is CheckKind.HTTP_GET and "enable_sni" in kw:
-            pass
         # inheritance: checker -> real_server -> virtual_server -> per-checker default
         default_retry = {CheckKind.DNS_CHECK: 3, CheckKind.MISC_CHECK: 0}.get(kind, 1)
         default_dbr = {CheckKind.HTTP_GET: 3.0, CheckKind.SSL_GET: 3.0,
@@ -1862,6 +1985,7 @@ class Builder:
 
     def _url(self, node: Node) -> HttpUrl | None:
         c = self.ctx
+        regex_pos: Pos | None = node.pos
         kw: dict[str, object] = {}
         codes: list[StatusCodeRange] = []
         for ch in _children(node):
@@ -1898,8 +2022,26 @@ class Builder:
                 s = c.arg(ch)
                 if s is not None:
                     kw["regex"] = s
+                    regex_pos = ch.pos
             elif k == "regex_no_match":
                 kw["regex_no_match"] = True
+            elif k == "regex_options":
+                opts = list(kw.get("regex_options", ()))  # type: ignore[call-overload]
+                for o in ch.args:
+                    if o in REGEX_OPTIONS:
+                        if o not in opts:
+                            opts.append(o)
+                    elif o in REGEX_OPTIONS_NOOP:
+                        pass  # tunes PCRE2's matcher, not what matches
+                    elif o in REGEX_OPTIONS_KEEPALIVED:
+                        c.warn(ch.pos, f"regex option '{o}' is not supported by lvsd - ignored")
+                    else:  # keepalived ignores unknown options silently; lvsd: bad value
+                        c.err(ch.pos, f"unknown regex option '{o}' - ignored")
+                kw["regex_options"] = tuple(opts)
+            elif k == "tls_compliant":
+                fv = c.flag(ch)
+                if fv is not None:
+                    kw["tls_compliant"] = fv
             elif k in ("regex_min_offset", "regex_max_offset"):
                 iv = c.uint(ch, 0, 2**31 - 1, " - ignoring")
                 if iv is not None:
@@ -1907,6 +2049,14 @@ class Builder:
         if "path" not in kw:
             c.err(node.pos, "HTTP/SSL_GET checker url has no path - ignoring")
             return None
+        rx = kw.get("regex")
+        if isinstance(rx, str):
+            opts = kw.get("regex_options", ())
+            try:
+                re.compile(rx, regex_flags(opts))  # type: ignore[arg-type]
+            except re.error as e:  # keepalived check_http.c: the regex is dropped
+                c.err(regex_pos, f"Invalid regex: '{rx}' at offset {e.pos}: {e.msg}")
+                del kw["regex"]
         if not codes:
             codes = [StatusCodeRange(200, 299)]
         return HttpUrl(status_codes=tuple(codes), pos=node.pos, **kw)  # type: ignore[arg-type]

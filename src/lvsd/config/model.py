@@ -139,6 +139,7 @@ class GlobalDefs:
     smtp_connect_timeout: float = 30.0
     ssl: SslGlobal | None = None
     pos: Pos = NOPOS
+    checker_log_all_failures: bool = False  # log every failed check attempt while up
 
 
 # --------------------------------------------------------------------------------- VRRP
@@ -170,6 +171,7 @@ class VrrpTrackFile:
     weight: int = 1
     init_file: int | None = None
     pos: Pos = NOPOS
+    weight_reverse: bool = False  # ``weight N reverse``: the value counts negatively
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +329,9 @@ class HttpUrl:
     regex_min_offset: int | None = None
     regex_max_offset: int | None = None
     pos: Pos = NOPOS
+    tls_compliant: bool = False  # SSL_GET: close with close_notify (keepalived tls_compliant)
+    # keepalived (PCRE2) regex_options lvsd honours: caseless, dotall, extended, multiline
+    regex_options: tuple[str, ...] = ()
 
     def status_ok(self, code: int) -> bool:
         if not self.status_codes:
@@ -363,6 +368,8 @@ class Checker:
     http_protocol: str = "1.0"  # "1.0", "1.1", "1.0C" (1.0 with Connection: close)
     virtualhost: str | None = None
     enable_sni: bool = False  # keepalived: off unless enable_sni or sni_name is given
+    sni_name: str | None = None  # SSL_GET: explicit SNI (else the virtual host rule)
+    tls_compliant: bool = False  # SSL_GET: close with close_notify (keepalived tls_compliant)
     verify_cert: bool = False  # lvsd: SSL_GET verifies only when a CA is configured
     fast_recovery: bool = False
     # MISC_CHECK
@@ -376,12 +383,17 @@ class Checker:
     helo_name: str | None = None  # None: keepalived default (local host name)
     # UDP_CHECK
     payload: bytes | None = None
-    require_reply: bytes | None = None  # exact/hex reply required, or None
+    # None: no reply needed; b"": any reply; else the reply must start with these bytes
+    require_reply: bytes | None = None
+    # wildcard nibbles of require_reply (hex ``x``): a set bit is not compared; None: none
+    require_reply_mask: bytes | None = None
     min_reply_length: int | None = None
     max_reply_length: int | None = None
-    # FILE_CHECK
-    track_file: str | None = None
-    file_weight: int | None = None
+    # FILE_CHECK: resolved by the loader from the named track_file block
+    track_file: str | None = None  # the file's path
+    file_weight: int | None = None  # the checker's weight, else the track_file block's
+    file_reverse: bool = False  # ``weight N reverse`` (checker's, else the block's)
+    track_file_name: str | None = None  # the track_file block's name, for messages
     # BFD_CHECK
     bfd_name: str | None = None
     # lvsd extension: consecutive successes needed to come back up (keepalived: 1)

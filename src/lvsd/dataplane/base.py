@@ -3,11 +3,18 @@
 The reconciler is the only caller. It reads the data plane's actual table with :meth:`dump`,
 computes the minimal operations against the desired table, and applies them one at a time with
 :meth:`apply`. A data plane never decides anything: it only reports and executes.
+
+Scoped reads (additive): ``dump(services)`` reads only the given services, fresh, so a
+change-triggered reconcile costs what changed rather than the whole table; ``dump()`` (None)
+still reads everything. A data plane may also offer :class:`ServiceLister` (the services and
+their settings without destinations, one cheap read) so the reconciler can notice a service
+deleted or edited by hand without reading every destination. An older data plane whose ``dump``
+takes no argument keeps working: the reconciler then always reads everything.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -50,8 +57,13 @@ class DataPlane(Protocol):
         """
         ...
 
-    async def dump(self) -> Table:
-        """A fresh read of everything the data plane holds (including entries lvsd does not own)."""
+    async def dump(self, services: Collection[ServiceKey] | None = None) -> Table:
+        """A fresh read of what the data plane holds (including entries lvsd does not own).
+
+        ``services`` None: everything. Otherwise only those services (each with all its
+        destinations), read fresh; a requested service the data plane does not hold is simply
+        absent from the result, and nothing else is in it.
+        """
         ...
 
     async def apply(self, op: Op) -> None:
@@ -67,3 +79,12 @@ class DataPlane(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ServiceLister(Protocol):
+    """Optional: the services and their settings, without destinations, in one cheap read."""
+
+    async def dump_services(self) -> Mapping[ServiceKey, ServiceSpec]:
+        """Every service the data plane holds (lvsd's or not) -> its settings, read fresh."""
+        ...

@@ -3,7 +3,9 @@
 Theory of operation
 -------------------
 This is a translator, nothing more: :meth:`IPVSDataPlane.dump` reads every service and every
-destination the kernel holds (also those lvsd does not own) into a :data:`Table`, and
+destination the kernel holds (also those lvsd does not own) into a :data:`Table` (or, given
+service keys, only those: one ``IPVS_CMD_GET_SERVICE`` and one destination dump per key;
+:meth:`IPVSDataPlane.dump_services` is the service list alone, one request), and
 :meth:`apply` turns one :data:`Op` into one netlink request (``ipvsadm -A/-E/-D/-a/-e/-d``).
 It decides nothing; the reconciler diffs and chooses the operations.
 
@@ -48,7 +50,7 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from lvsd.dataplane.base import DataPlaneError, DataPlaneUnavailable, DestStats
 from lvsd.pool.table import (
@@ -344,6 +346,28 @@ def decode_service(a: dict[int, memoryview]) -> ServiceSpec:
                        persistence_granularity=gran)
 
 
+SVC_STATS, SVC_STATS64 = 10, 12  # the counters: the only part of a service that moves
+
+
+@functools.lru_cache(maxsize=16384)
+def _decode_service_raw(raw: bytes) -> ServiceSpec:
+    return decode_service(parse_attrs(raw))
+
+
+def service_of(msg: bytes) -> ServiceSpec | None:
+    """The service in a GET_SERVICE answer. A service list is read on every change-triggered
+    reconcile: the settings' attribute bytes (the message without its counters) are cached to
+    their decoded value, so an unchanged service costs one attribute walk and a dict lookup."""
+    top = attr_index(msg, _NLMSGHDR.size + _GENLHDR.size, len(msg))
+    sv = top.get(ATTR_SERVICE)
+    if sv is None:
+        return None
+    inner = attr_index(msg, sv[0], sv[0] + sv[1])
+    raw = b"".join(msg[o - 4:o + ((n + 3) & ~3)] for k, (o, n) in sorted(inner.items())
+                   if k != SVC_STATS and k != SVC_STATS64)
+    return _decode_service_raw(raw)
+
+
 _U16 = struct.Struct("=H").unpack_from
 _U32 = struct.Struct("=I").unpack_from
 _FWDS = {int(f): f for f in Fwd}
@@ -515,12 +539,6 @@ class _GenlSocket:
         return self.request(self.family, cmd, IPVS_GENL_VERSION, payload, dump)
 
 
-def _payload_attrs(msg: bytes, nested: int) -> dict[int, memoryview] | None:
-    top = parse_attrs(msg, _NLMSGHDR.size + _GENLHDR.size)
-    inner = top.get(nested)
-    return parse_attrs(inner) if inner is not None else None
-
-
 class IPVSDataPlane:
     """The kernel IPVS table of one network namespace (the caller's, or ``netns``).
 
@@ -667,45 +685,88 @@ class IPVSDataPlane:
 
     # --- reading ------------------------------------------------------------------------
 
-    def _dump_sync(self, with_stats: bool) -> tuple[
-            dict[ServiceKey, ServiceEntry], dict[tuple[ServiceKey, DestKey], DestStats]]:
+    def _services_sync(self) -> dict[ServiceKey, ServiceSpec]:
+        specs: dict[ServiceKey, ServiceSpec] = {}
+        for msg in self._do("dump services", None, CMD_GET_SERVICE, b"", dump=True):
+            spec = service_of(msg)
+            if spec is not None:
+                specs[spec.key] = spec
+        return specs
+
+    def _service_sync(self, key: ServiceKey) -> ServiceSpec | None:
+        """One service (IPVS_CMD_GET_SERVICE without NLM_F_DUMP); None if the kernel has none."""
+        req = _nla(ATTR_SERVICE, service_key_attrs(key))
+        try:
+            msgs = self._do(f"get service {key}", None, CMD_GET_SERVICE, req)
+        except DataPlaneError as e:
+            if isinstance(e.__cause__, _NetlinkError) and e.__cause__.code == errno.ESRCH:
+                return None
+            raise
+        for msg in msgs:
+            spec = service_of(msg)
+            if spec is not None:
+                return spec
+        return None
+
+    def _dests_sync(self, key: ServiceKey, with_stats: bool,
+                    stats: dict[tuple[ServiceKey, DestKey], DestStats]
+                    ) -> dict[DestKey, DestSpec] | None:
+        """The destinations of one service; None if the service is gone (ESRCH)."""
+        dests: dict[DestKey, DestSpec] = {}
+        req = _nla(ATTR_SERVICE, service_key_attrs(key))
+        try:
+            msgs = self._do(f"dump destinations of {key}", None, CMD_GET_DEST, req, dump=True)
+        except DataPlaneError as e:
+            if isinstance(e.__cause__, _NetlinkError) and e.__cause__.code == errno.ESRCH:
+                return None
+            raise
+        for msg in msgs:
+            fast = None if with_stats else decode_dest_fast(msg)
+            if fast is not None:
+                dests[fast.key] = fast
+                continue
+            a = _dest_index(msg)
+            if a is None:
+                continue
+            d = decode_dest(msg, a, key.af)
+            dests[d.key] = d
+            if with_stats:
+                stats[(key, d.key)] = decode_dest_stats(msg, a)
+        return dests
+
+    def _dump_sync(self, with_stats: bool, keys: Collection[ServiceKey] | None = None
+                   ) -> tuple[dict[ServiceKey, ServiceEntry],
+                              dict[tuple[ServiceKey, DestKey], DestStats]]:
         table: dict[ServiceKey, ServiceEntry] = {}
         stats: dict[tuple[ServiceKey, DestKey], DestStats] = {}
-        specs = []
-        for msg in self._do("dump services", None, CMD_GET_SERVICE, b"", dump=True):
-            sa = _payload_attrs(msg, ATTR_SERVICE)
-            if sa is not None:
-                specs.append(decode_service(sa))
+        specs: list[ServiceSpec] = []
+        if keys is None:
+            specs = list(self._services_sync().values())
+        else:
+            for key in dict.fromkeys(keys):  # each once, in the caller's order
+                one = self._service_sync(key)
+                if one is not None:
+                    specs.append(one)
         # one dump at a time: a second dump on a socket with one in progress gets EBUSY
         for spec in specs:
-            dests: dict[DestKey, DestSpec] = {}
-            req = _nla(ATTR_SERVICE, service_key_attrs(spec.key))
-            try:
-                msgs = self._do(f"dump destinations of {spec.key}", None, CMD_GET_DEST, req,
-                                dump=True)
-            except DataPlaneError as e:
-                if isinstance(e.__cause__, _NetlinkError) and e.__cause__.code == errno.ESRCH:
-                    continue  # deleted since the service dump: it is not in the table
-                raise
-            for msg in msgs:
-                fast = None if with_stats else decode_dest_fast(msg)
-                if fast is not None:
-                    dests[fast.key] = fast
-                    continue
-                a = _dest_index(msg)
-                if a is None:
-                    continue
-                d = decode_dest(msg, a, spec.key.af)
-                dests[d.key] = d
-                if with_stats:
-                    stats[(spec.key, d.key)] = decode_dest_stats(msg, a)
+            dests = self._dests_sync(spec.key, with_stats, stats)
+            if dests is None:
+                continue  # deleted since the service was read: it is not in the table
             table[spec.key] = ServiceEntry(spec, dests)
         return table, stats
 
-    async def dump(self) -> Table:
+    async def dump(self, services: Collection[ServiceKey] | None = None) -> Table:
+        """Everything (``services`` None: one service dump + one destination dump per service),
+        or just ``services``: per key one IPVS_CMD_GET_SERVICE and one destination dump."""
+        keys = None if services is None else list(services)
         async with self._lock:
-            table, _ = await asyncio.to_thread(self._dump_sync, False)
+            table, _ = await asyncio.to_thread(self._dump_sync, False, keys)
         return table
+
+    async def dump_services(self) -> dict[ServiceKey, ServiceSpec]:
+        """Every service and its settings, no destinations: one netlink dump request."""
+        async with self._lock:
+            return await asyncio.to_thread(self._services_sync)
 
     async def stats(self) -> dict[tuple[ServiceKey, DestKey], DestStats]:
         async with self._lock:

@@ -16,7 +16,7 @@ reconciler's back (what ``ipvsadm -d`` / ``-e`` by hand does), and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from lvsd.dataplane.base import DataPlaneError, DestStats
@@ -94,7 +94,12 @@ class _Fault:
 
 
 class MemoryDataPlane:
-    """In-memory IPVS lookalike. ``ops`` records every operation applied (for tests/demos)."""
+    """In-memory IPVS lookalike. ``ops`` records every operation applied (for tests/demos).
+
+    Read counters, for tests: ``dumps`` full dumps, ``scoped_dumps`` scoped ones,
+    ``services_read`` services returned with their destinations by any dump (what a scoped
+    read saves), ``service_lists`` calls of :meth:`dump_services`.
+    """
 
     name = "memory"
 
@@ -102,6 +107,9 @@ class MemoryDataPlane:
         self._table: MutableTable = to_mutable(initial or {})
         self.ops: list[Op] = []
         self.dumps = 0
+        self.scoped_dumps = 0
+        self.services_read = 0
+        self.service_lists = 0
         self._faults: list[_Fault] = []
         self.closed = False
 
@@ -110,10 +118,21 @@ class MemoryDataPlane:
     def refuse(self, spec: ServiceSpec | DestSpec) -> str | None:
         return None
 
-    async def dump(self) -> Table:
+    async def dump(self, services: Collection[ServiceKey] | None = None) -> Table:
         self._maybe_fail(None)
-        self.dumps += 1
-        return freeze(self._table)
+        if services is None:
+            self.dumps += 1
+            out = freeze(self._table)
+        else:
+            self.scoped_dumps += 1
+            out = freeze({k: self._table[k] for k in services if k in self._table})
+        self.services_read += len(out)
+        return out
+
+    async def dump_services(self) -> dict[ServiceKey, ServiceSpec]:
+        self._maybe_fail(None)
+        self.service_lists += 1
+        return {k: spec for k, (spec, _) in self._table.items()}
 
     async def apply(self, op: Op) -> None:
         self._maybe_fail(op)

@@ -63,7 +63,7 @@ import logging
 import math
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from lvsd.dataplane.base import DataPlaneError, DataPlaneUnavailable, DestStats
@@ -279,7 +279,9 @@ class NftablesDataPlane:
     # --- reading ----------------------------------------------------------------------------
 
     @staticmethod
-    def _parse(data: dict[str, Any]) -> dict[ServiceKey, ServiceEntry]:
+    def _parse(data: dict[str, Any], only: Collection[ServiceKey] | None = None
+               ) -> dict[ServiceKey, ServiceEntry]:
+        wanted = None if only is None else {f"w_{obj_id(k)}" for k in only}
         maps: dict[str, dict[str, Any]] = {}
         rules: dict[str, list[dict[str, Any]]] = {}
         for item in data.get("nftables", []):
@@ -297,10 +299,10 @@ class NftablesDataPlane:
                     vjumps.add((vname, json.dumps(key, sort_keys=True) + "->" + target))
         table: dict[ServiceKey, ServiceEntry] = {}
         for name, m in maps.items():
-            if not name.startswith("w_"):
+            if not name.startswith("w_") or (wanted is not None and name not in wanted):
                 continue
             spec = decode_spec(m.get("comment", ""))
-            if spec is None:
+            if spec is None or (only is not None and spec.key not in only):
                 continue
             dests: dict[DestKey, DestSpec] = {}
             for elem in m.get("elem", []):
@@ -341,9 +343,24 @@ class NftablesDataPlane:
         vname, vkey = _vmap_key(spec.key)
         return (vname, json.dumps(vkey, sort_keys=True) + "->" + f"c_{h}") in vjumps
 
-    async def dump(self) -> Table:
+    async def dump(self, services: Collection[ServiceKey] | None = None) -> Table:
+        """The whole table, or only ``services`` (the table is still listed in one ``nft``
+        call, fresh; only the requested services are decoded and checked)."""
         data = await self._ensure()
-        return self._parse(data)
+        return self._parse(data, None if services is None else set(services))
+
+    async def dump_services(self) -> dict[ServiceKey, ServiceSpec]:
+        """Every lvsd service and its settings, from the weight maps' comments (no checks of
+        the dispatch objects: a full or scoped :meth:`dump` does those)."""
+        data = await self._ensure()
+        out: dict[ServiceKey, ServiceSpec] = {}
+        for item in data.get("nftables", []):
+            m = item.get("map")
+            if m is not None and str(m.get("name", "")).startswith("w_"):
+                spec = decode_spec(m.get("comment", ""))
+                if spec is not None:
+                    out[spec.key] = spec
+        return out
 
     # --- writing ----------------------------------------------------------------------------
 

@@ -31,12 +31,10 @@ Real servers
     same table it left behind.
   * A failed server goes to weight 0 when ``inhibit_on_failure`` is set, and leaves the table
     otherwise. A recovered one returns at its *effective weight*.
-  * Effective weight (keepalived ``check_misc.c`` / ``check_file.c``): configured weight plus,
-    per checker verdict carrying a ``dynamic_weight``: for ``MISC_CHECK`` with ``misc_dynamic``
-    the verdict's value is the weight keepalived would set (exit status - 2), contributing
-    ``value - configured``; for ``FILE_CHECK`` the value (file value x weight) is added. The sum
-    is clamped to 0..2**31-1 (``real_weight()``). When no verdict carries one but
-    ``RealServerHealth.dynamic_weight`` is set, that is added.
+  * Effective weight (keepalived ``check_misc.c`` / ``check_file.c``): configured weight plus
+    ``RealServerHealth.dynamic_weight``, the checks layer's sum of keepalived ``cur_weight``
+    (MISC_CHECK ``misc_dynamic``: exit status - 2 - configured; FILE_CHECK: file value x
+    weight; see :mod:`lvsd.checks.tracker`), clamped to 0..2**31-1 (``real_weight()``).
   * A server whose verdict disappears from the mapping after one was seen keeps its last
     state (a checker being restarted must not flap a failed server back in).
   * notify_up / notify_down run on each transition of a server's alive state. Being added before
@@ -72,7 +70,6 @@ from typing import Literal
 
 from lvsd.checks.health import RealServerHealth, RealServerId
 from lvsd.config.model import (
-    CheckKind,
     Config,
     LbKind,
     Protocol,
@@ -159,21 +156,10 @@ def real_weight(weight: int) -> int:
 
 
 def effective_weight(rs: RealServer, health: RealServerHealth | None) -> int:
-    """Configured weight combined with dynamic weights, as keepalived combines them."""
-    weight = rs.weight
-    if health is None:
-        return real_weight(weight)
-    dynamic = [v for v in health.verdicts if v.dynamic_weight is not None]
-    if dynamic:
-        for v in dynamic:
-            assert v.dynamic_weight is not None
-            if v.checker.startswith(CheckKind.MISC_CHECK.value):
-                weight += v.dynamic_weight - rs.weight
-            else:
-                weight += v.dynamic_weight
-    elif health.dynamic_weight is not None:
-        weight += health.dynamic_weight
-    return real_weight(weight)
+    """Configured weight plus the checks layer's Σ cur_weight (keepalived effective_weight)."""
+    if health is None or health.dynamic_weight is None:
+        return real_weight(rs.weight)
+    return real_weight(rs.weight + health.dynamic_weight)
 
 
 def tunnel_fields(opts: TunnelOptions | None) -> tuple[int, int, int]:

@@ -17,11 +17,26 @@ the second equal the first, for the services lvsd owns, and does nothing else.
 * Comparison ignores what a data plane cannot show differently: the persistence granularity of
   a non-persistent service, the default granularity (/32, /128) spelled or not, tunnel fields of
   a non-tunnel destination, scheduler name case.
-* :class:`Reconciler` is the async shell. Every reconcile takes a fresh :meth:`DataPlane.dump`,
-  diffs, applies. It runs on every change (:meth:`Reconciler.set_desired` wakes it) and on a
-  periodic sweep, so an entry changed by hand (``ipvsadm -d`` / ``-e``) is repaired within one
-  sweep. A diff found while the desired table has not changed since it was last reached is
-  drift: each op is logged as a repair and counted.
+* :class:`Reconciler` is the async shell. Every reconcile diffs against a *fresh* read of the
+  data plane, then applies. It runs on every change (:meth:`Reconciler.set_desired` wakes it)
+  and on a periodic sweep, so an entry changed by hand (``ipvsadm -d`` / ``-e``) is repaired
+  within one sweep. An operation on a service whose desired entry has not changed since the
+  desired table was last reached is drift: it is logged as a repair and counted.
+* What is read. The start, every sweep, any reconcile after a failure, and a data plane whose
+  ``dump`` takes no ``services`` read *everything* (``dump()``). Any other (change-triggered)
+  reconcile reads fresh only the services whose desired entry differs from the table last
+  reached (entries are frozen values and the planner reuses unchanged ones, so this is an
+  identity/equality test per service), plus the owned services awaiting deletion, plus, when
+  the data plane is a :class:`~lvsd.dataplane.base.ServiceLister`, every owned service whose
+  settings in the cheap service list differ from the desired ones or that vanished (a service
+  deleted or edited by hand is repaired at the next change, not only at the next sweep). It
+  diffs and applies on those services only. When that scope is more than half of the table a
+  full read is cheaper and is taken instead. Drift in the destinations of a service that did
+  not change is repaired by the next sweep, as before (keepalived re-reads nothing at all).
+* The reconciler keeps its view of the table (:attr:`ReconcilerStatus.actual`): the last full
+  read, with every scoped read and every applied operation folded in, so the status page needs
+  no read of its own. It is exact after a full read and may miss a hand edit of an unchanged
+  service until the next sweep.
 * Ownership: the services of the current desired table, plus services of earlier desired tables
   until they have been deleted (a reload that drops a virtual server deletes its services).
   After a restart only the current config's services are owned: a service dropped from the
@@ -44,14 +59,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from lvsd.dataplane.base import DataPlane, DataPlaneError
+from lvsd.dataplane.base import DataPlane, DataPlaneError, ServiceLister
 from lvsd.pool.table import (
     AddDest,
     AddService,
@@ -73,6 +90,8 @@ from lvsd.pool.table import (
 log = logging.getLogger("lvsd.pool.reconciler")
 
 FLUSH_ON_STOP = ("no", "all", "vs")
+#: reconcile reasons that always read the whole data plane
+FULL_REASONS = frozenset({"start", "sweep"})
 
 
 # ------------------------------------------------------------------------------ pure diff
@@ -105,16 +124,20 @@ def _entry_ops(key: ServiceKey, want: ServiceEntry, have: ServiceEntry | None) -
         return ops
     if want.spec != have.spec and norm_service(want.spec) != norm_service(have.spec):
         ops.append(EditService(want.spec))
-    for k in sorted(want.dests):
-        d = want.dests[k]
-        cur = have.dests.get(k)
+    # sort only what changed (a service may have thousands of destinations, few of them moved)
+    dest_ops: list[AddDest | EditDest] = []
+    have_dests = have.dests
+    for k, d in want.dests.items():
+        cur = have_dests.get(k)
         if cur is None:
-            ops.append(AddDest(key, d))
+            dest_ops.append(AddDest(key, d))
         elif cur != d and norm_dest(cur) != norm_dest(d):
-            ops.append(EditDest(key, d))
-    for k in sorted(have.dests):
-        if k not in want.dests:
-            dels.append(DelDest(key, k))
+            dest_ops.append(EditDest(key, d))
+    dest_ops.sort(key=lambda op: op.dest.key)
+    ops.extend(dest_ops)
+    present = len(want.dests) - sum(isinstance(op, AddDest) for op in dest_ops)
+    if len(have_dests) > present:  # some destinations are not wanted
+        dels.extend(DelDest(key, k) for k in sorted(k for k in have_dests if k not in want.dests))
     return ops + dels
 
 
@@ -190,10 +213,34 @@ class ReconcilerStatus:
     alarms: tuple[Alarm, ...]
     owned: int
     in_sync: bool
+    #: the reconciler's view of the data plane: last full read + later scoped reads + applied
+    #: operations (read-only; replaced, never mutated, by each reconcile)
+    actual: Mapping[ServiceKey, ServiceEntry] = field(default_factory=dict)
+    actual_full_read_at: float | None = None  # clock of the last full read
+    full_reads: int = 0
+    scoped_reads: int = 0
+    service_lists: int = 0
+    last_read: str = ""  # "full", "none", or "scoped N" (N services) for the last reconcile
 
 
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DataPlaneError) and exc.transient
+
+
+def _takes_services(dataplane: DataPlane) -> bool:
+    """Whether ``dataplane.dump`` accepts the (additive) ``services`` argument."""
+    try:
+        return "services" in inspect.signature(dataplane.dump).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+
+
+def _op_service(op: Op) -> ServiceKey:
+    if isinstance(op, AddService | EditService):
+        return op.spec.key
+    if isinstance(op, DelService):
+        return op.key
+    return op.service
 
 
 class Reconciler:
@@ -240,6 +287,18 @@ class Reconciler:
         self._ops_applied = 0
         self._repairs = 0
         self._in_sync = False
+        self._scoped = _takes_services(dataplane)
+        self._lister: ServiceLister | None = (
+            dataplane if isinstance(dataplane, ServiceLister) else None)
+        # the desired table last reached, what the next change-triggered reconcile diffs from
+        self._reached: Mapping[ServiceKey, ServiceEntry] | None = None
+        self._actual: Mapping[ServiceKey, ServiceEntry] = MappingProxyType({})
+        self._actual_ok = False  # _actual is a full read plus what followed it
+        self._actual_full_at: float | None = None
+        self._full_reads = 0
+        self._scoped_reads = 0
+        self._service_lists = 0
+        self._last_read = ""
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -273,6 +332,12 @@ class Reconciler:
             alarms=tuple(self._alarms.values()),
             owned=len(self._owned),
             in_sync=self._in_sync,
+            actual=self._actual,
+            actual_full_read_at=self._actual_full_at,
+            full_reads=self._full_reads,
+            scoped_reads=self._scoped_reads,
+            service_lists=self._service_lists,
+            last_read=self._last_read,
         )
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -325,11 +390,87 @@ class Reconciler:
             reraise=True,
         )
 
-    async def _dump(self) -> Table:
+    async def _read(self, scope: Collection[ServiceKey] | None) -> Table:
+        """One fresh read: everything (``scope`` None) or just ``scope``."""
+        if scope is None:
+            table = await self.dataplane.dump()
+            self._full_reads += 1
+        else:
+            table = await self.dataplane.dump(scope)
+            self._scoped_reads += 1
+        return table
+
+    async def _dump(self, scope: Collection[ServiceKey] | None = None) -> Table:
         async for attempt in self._retrying():
             with attempt:
-                return await self.dataplane.dump()
+                return await self._read(scope)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _list_services(self, lister: ServiceLister) -> Mapping[ServiceKey, ServiceSpec]:
+        async for attempt in self._retrying():
+            with attempt:
+                specs = await lister.dump_services()
+                self._service_lists += 1
+                return specs
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _changed(self, desired: Mapping[ServiceKey, ServiceEntry]) -> set[ServiceKey]:
+        """Services whose desired entry differs from the table last reached (cheap: the
+        planner reuses the entries of unchanged virtual servers, so most are the same object).
+        Before anything was reached, every desired service."""
+        reached = self._reached
+        if reached is None:
+            return set(desired)
+        out = {k for k in reached if k not in desired}
+        for k, want in desired.items():
+            was = reached.get(k)
+            if was is not want and was != want:
+                out.add(k)
+        return out
+
+    async def _scope(self, reason: str, full: bool | None,
+                     desired: Mapping[ServiceKey, ServiceEntry],
+                     owned: set[ServiceKey], changed: set[ServiceKey]) -> set[ServiceKey] | None:
+        """The services a reconcile must read and diff; None for all of them."""
+        reached = self._reached
+        if (full or (full is None and reason in FULL_REASONS) or not self._scoped
+                or reached is None or not self._in_sync or not self._actual_ok):
+            return None
+        scope = changed | {k for k in owned if k not in desired}
+        if self._lister is not None:
+            specs = await self._list_services(self._lister)
+            for k, want in desired.items():
+                have = specs.get(k)
+                if have is None or (have != want.spec
+                                    and norm_service(have) != norm_service(want.spec)):
+                    scope.add(k)
+            scope.update(k for k in owned if k not in desired and k in specs)
+        if 2 * len(scope) > max(len(self._actual), len(desired)):
+            return None  # most of the table: one full read is cheaper
+        return scope
+
+    def _remember(self, scope: set[ServiceKey] | None, actual: Table, applied: Sequence[Op],
+                  now: float) -> None:
+        """Fold a fresh read and the operations applied after it into the kept view."""
+        if scope is None:
+            view = dict(actual)
+            self._actual_full_at = now
+        else:
+            view = dict(self._actual)
+            for k in scope:
+                view.pop(k, None)
+            view.update(actual)
+        touched = {_op_service(op) for op in applied}
+        try:
+            after = apply_ops({k: view[k] for k in touched if k in view}, applied)
+        except KeyError:  # an op we think applied does not fit the read: trust the next full
+            self._actual_ok = False
+        else:
+            for k in touched:
+                view.pop(k, None)
+            view.update(after)
+            self._actual_ok = True
+        self._actual = MappingProxyType(view)
 
     async def _apply_one(self, op: Op) -> None:
         async for attempt in self._retrying():
@@ -345,11 +486,15 @@ class Reconciler:
         log.error("data plane %s: %s failed: %s", self.status.dataplane, what, exc)
         return alarm
 
-    async def reconcile(self, reason: str = "change") -> ReconcileResult:
+    async def reconcile(self, reason: str = "change", *, full: bool | None = None
+                        ) -> ReconcileResult:
+        """Read, diff, apply. ``full`` forces (True) or forbids (False) a full read; by default
+        the start, sweeps and any reconcile after a failure read everything, others only
+        what changed (see the module docstring)."""
         async with self._lock:
-            return await self._reconcile(reason)
+            return await self._reconcile(reason, full)
 
-    async def _reconcile(self, reason: str) -> ReconcileResult:
+    async def _reconcile(self, reason: str, full: bool | None = None) -> ReconcileResult:
         now = self._clock()
         self._reconciles += 1
         self._last_reconcile = now
@@ -357,22 +502,32 @@ class Reconciler:
         generation = self._generation
         desired = self._desired
         owned = set(self._owned)
-        drift = generation == self._converged_generation
+        changed = self._changed(desired)
         try:
-            actual = await self._dump()
+            scope = await self._scope(reason, full, desired, owned, changed)
+            if scope is not None and not scope:
+                self._last_read = "none"
+                self._finish(generation, desired, owned, failed=False)
+                return ReconcileResult(reason, (), 0, ())
+            actual = await self._dump(scope)
         except DataPlaneError as exc:
             self._in_sync = False
             return ReconcileResult(reason, (), 0, (self._alarm("dump", exc, now),))
-        ops = diff(desired, actual, owned)
+        self._last_read = "full" if scope is None else f"scoped {len(scope)}"
+        want, own = desired, owned  # what this reconcile diffs: everything or the scope
+        if scope is not None:
+            want = {k: desired[k] for k in sorted(scope) if k in desired}
+            own = owned & scope
+        ops = diff(want, actual, own)
         if not ops:
+            self._remember(scope, actual, (), now)
             self._finish(generation, desired, owned, failed=False)
             return ReconcileResult(reason, (), 0, ())
-        if drift:
-            for op in ops:
-                log.warning("repair (drift found by %s): %s", reason, describe(op))
-        else:
-            for op in ops:
+        for op in ops:
+            if _op_service(op) in changed:
                 log.info("%s: %s", reason, describe(op))
+            else:
+                log.warning("repair (drift found by %s): %s", reason, describe(op))
         applied: list[Op] = []
         failed: list[Alarm] = []
         try:
@@ -380,8 +535,8 @@ class Reconciler:
                 with attempt:
                     if attempt.retry_state.attempt_number > 1:
                         # a retry: the batch may have been partly applied
-                        actual = await self.dataplane.dump()
-                        ops = diff(desired, actual, owned)
+                        actual = await self._read(scope)
+                        ops = diff(want, actual, own)
                     applied = ops
                     if ops:
                         await self.dataplane.apply_many(ops)
@@ -389,15 +544,15 @@ class Reconciler:
             log.warning("batch of %d ops failed (%s); applying one by one", len(ops), exc)
             applied = []
             try:
-                actual = await self._dump()
+                actual = await self._dump(scope)
             except DataPlaneError as dexc:
                 self._in_sync = False
+                self._actual_ok = False
                 return ReconcileResult(reason, (), 0, (self._alarm("dump", dexc, now),))
-            ops = diff(desired, actual, owned)
+            ops = diff(want, actual, own)
             dead: set[ServiceKey] = set()
             for op in ops:
-                svc = op.spec.key if isinstance(op, AddService | EditService) else (
-                    op.key if isinstance(op, DelService) else op.service)
+                svc = _op_service(op)
                 if svc in dead and not isinstance(op, AddService):
                     failed.append(self._alarm(describe(op), DataPlaneError(
                         "skipped: its service could not be added"), now))
@@ -409,8 +564,9 @@ class Reconciler:
                     failed.append(self._alarm(describe(op), oexc, now))
                     if isinstance(op, AddService):
                         dead.add(svc)
+        self._remember(scope, actual, applied, now)
         self._ops_applied += len(applied)
-        repairs = len(applied) if drift else 0
+        repairs = sum(_op_service(op) not in changed for op in applied)
         self._repairs += repairs
         if failed:  # alarms of ops that went through this time are over
             self._alarms = {a.op: self._alarms[a.op] for a in failed}
@@ -425,6 +581,7 @@ class Reconciler:
         self._alarms.clear()
         self._in_sync = True
         self._converged_generation = generation
+        self._reached = desired
         # owned services that were not desired have just been deleted: stop owning them
         # (unless a newer desired table, set meanwhile, wants them again)
         self._owned = (self._owned - (owned - set(desired))) | set(self._desired)
@@ -437,6 +594,7 @@ class Reconciler:
             except DataPlaneError as exc:
                 self._alarm("dump", exc, now)
                 return
+            self._actual_ok = False  # the next reconcile reads everything again
             keys = sorted(actual) if all_services else sorted(k for k in actual
                                                               if k in self._owned)
             for key in keys:

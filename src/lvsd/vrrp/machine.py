@@ -11,6 +11,7 @@ returns ``list[Action]`` to execute in order:
 * ``m.interface(name, up, now)``                tracked interface state (send before start too)
 * ``m.script(name, ok, now)``                   one raw vrrp_script result (rise/fall applied here)
 * ``m.shutdown(now)``                           priority-0 advert if master, then STOPPED
+* ``m.update(params, now)``                     new parameters in place (reload), same state
 * ``m.handle(event, now)``                      the same, with the ``Event`` dataclasses
 * ``m.next_deadline``                           when to call ``tick`` next (None: nothing pending)
 * ``m.state``, ``m.effective_priority``, ``m.counters``, ``m.status()``
@@ -79,6 +80,27 @@ Deliberate difference: keepalived restarts a master's advert timer after every p
 (even one it discards), so a flood of bad packets delays its adverts; here Adver_Timer restarts
 only when an advert is actually sent.
 
+Reload (``update``, keepalived ``clear_diff_vrrp``/``restore_vrrp_state``): new parameters with
+the same identity keep the state, counters, learned master and tracker results. Identity is
+(virtual_router_id, version, family) here plus the interface, which the shell checks
+(keepalived's ``vrrp_exist`` matches vrid, family, interface and unicast source; lvsd also
+restarts on a version change because the advert format changes); ``update`` refuses another
+identity with ``ValueError`` (the shell restarts the instance). A master keeps MASTER whatever
+its new priority (if a peer now wins, it takes over by the normal RFC 5798 §6.4.3 rules), sends
+an advert at once when the advert's content changed (keepalived ``reload_master`` sends at
+once) and restarts Adver_Timer at the new ``advert_int``; it removes dropped VIPs, adds new
+ones and sends ``garp_master_repeat`` GARPs (+ the delayed burst) for the new ones only;
+``garp_master_refresh`` is re-armed if it changed. A backup only remembers the VIPs; its
+running Master_Down_Timer keeps the time already elapsed and moves by the change of
+Master_Down_Interval (or of Skew_Time after a priority-0 advert), like a tracking change;
+a running preempt_delay moves by the change of ``preempt_delay`` (cleared by 0 or nopreempt).
+A backup whose new priority beats the master does not jump: with preemption it discards the
+master's next (now lower) advert and takes over when its down timer fires (RFC 5798 §6.4.2).
+v2 uses the new ``advert_int`` as Master_Adver_Interval at once (RFC 3768 §7.1: peers must
+agree); a v3 backup keeps the interval it learned from the master (RFC 5798 §6.4.2). Tracked
+objects keep their last known state by name (new ones start up/unknown, the shell feeds real
+states); the new effective priority may enter or leave FAULT exactly as a tracking change does.
+
 Not implemented (documented keepalived features): the "rogue address owner" back-off when two
 routers both claim priority 255 (here the RFC tie-break by address applies), IPsec-AH,
 ``vrrp_startup_delay`` (the shell can delay ``start``), notify_priority_changes.
@@ -89,7 +111,7 @@ from __future__ import annotations
 import enum
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
@@ -106,6 +128,7 @@ __all__ = [
     "Counters",
     "Event",
     "InterfaceChanged",
+    "Reconfigure",
     "RemoveVips",
     "RunNotify",
     "ScriptResult",
@@ -168,7 +191,14 @@ class Shutdown:
     pass
 
 
-Event = Start | AdvertReceived | Timer | InterfaceChanged | ScriptResult | Shutdown
+@dataclass(frozen=True, slots=True)
+class Reconfigure:
+    """Reload: new parameters for the same instance (``VrrpMachine.update``)."""
+
+    params: VrrpParams
+
+
+Event = Start | AdvertReceived | Timer | InterfaceChanged | ScriptResult | Shutdown | Reconfigure
 
 
 # ----------------------------------------------------------------------------------- actions
@@ -309,6 +339,17 @@ class _ScriptTrack:
     def ok(self) -> bool | None:
         return (self.result >= self.rise) if self.known else None
 
+    def retune(self, rise: int, fall: int) -> None:
+        """New rise/fall on reload: a known result keeps its OK/KO verdict (saturated)."""
+        if (rise, fall) == (self.rise, self.fall):
+            return
+        ok = self.ok
+        self.rise, self.fall = rise, fall
+        if ok is None:
+            self.result = min(self.result, rise - 1)
+        else:
+            self.result = rise + fall - 1 if ok else 0
+
     def feed(self, success: bool) -> None:
         top = self.rise + self.fall - 1
         if success:
@@ -400,6 +441,8 @@ class VrrpMachine:
                 return self.script(name, ok, now)
             case Shutdown():
                 return self.shutdown(now)
+            case Reconfigure(params):
+                return self.update(params, now)
         raise TypeError(f"not a VRRP event: {event!r}")  # pragma: no cover
 
     def set_primary_address(self, address: IPAddress | str | None) -> None:
@@ -427,6 +470,105 @@ class VrrpMachine:
         self._record(now, State.STOPPED, "shutdown")
         self._clear_timers()
         acts.append(RunNotify("STOP", prio))
+        return acts
+
+    def rename(self, name: str) -> None:
+        """A reload matched this instance under another name (the shell re-keys it first)."""
+        if name != self.params.name:
+            self.params = replace(self.params, name=name)
+
+    def update(self, params: VrrpParams, now: float) -> list[Action]:
+        """Take new parameters in place (reload) without leaving the state; see the docstring.
+
+        Raises ``ValueError`` if the identity (vrid, version, family) changed.
+        """
+        old = self.params
+        if (params.vrid, params.version, params.family) != (old.vrid, old.version, old.family):
+            raise ValueError(
+                f"vrrp_instance {old.name}: identity changed (vrid {old.vrid}->{params.vrid}, "
+                f"version {old.version}->{params.version}, family IPv{old.family}->"
+                f"IPv{params.family}): restart the instance instead"
+            )
+        old_prio = self.effective_priority
+        old_mdi = old.master_down_interval(old_prio, self.master_adver_int)
+        old_skew = old.skew_time(old_prio, self.master_adver_int)
+        self.params = params
+        if params.primary_address is not None:
+            self.primary_address = params.primary_address
+        if params.transitions_kept != old.transitions_kept:
+            self.counters.transitions = deque(
+                self.counters.transitions, maxlen=params.transitions_kept)
+        self._iface_up = {t.name: self._iface_up.get(t.name, True)
+                          for t in params.track_interfaces}
+        scripts: dict[str, _ScriptTrack] = {}
+        for t in params.track_scripts:
+            tr = self._scripts.get(t.name)
+            if tr is None:
+                tr = _ScriptTrack(t.rise, t.fall, t.init_fail)
+            else:
+                tr.retune(t.rise, t.fall)
+            scripts[t.name] = tr
+        self._scripts = scripts
+        self.effective_priority = self._compute_priority()
+        if not self._started or self._stopped:
+            self.master_adver_int = params.advert_int
+            return []
+        if params.version == 2 or self.state in (State.INIT, State.FAULT, State.MASTER):
+            self.master_adver_int = params.advert_int
+        if self.state == State.INIT:
+            return self._leave_init(now)
+        added = tuple(a for a in params.addresses if a not in old.addresses)
+        dropped = tuple(a for a in old.addresses if a not in params.addresses)
+        reasons = self.fault_reasons()
+        if reasons and self.state != State.FAULT:
+            held = self.state == State.MASTER
+            self.wantstate = State.FAULT
+            faulted = self._enter_fault(now, "reload: " + ", ".join(reasons))
+            return [RemoveVips(dropped), *faulted] if held and dropped else faulted
+        if self.state == State.FAULT:
+            if reasons or (self.fault_hold is not None and self.fault_hold()):
+                return []
+            if params.is_owner and params.initial_state != "BACKUP":
+                return self._become_master(now, "reload: fault cleared, address owner")
+            return self._enter_backup(now, "reload: fault cleared")
+        if self.state == State.BACKUP:
+            if self._down_at is not None:
+                if self._down_reason == _DOWN_REASON:
+                    self._down_at += self._mdi() - old_mdi
+                else:  # counting Skew_Time after a priority-0 advert
+                    self._down_at += self._skew() - old_skew
+            if not params.preempt or params.preempt_delay <= 0:
+                self._preempt_at = None
+            elif self._preempt_at is not None:
+                self._preempt_at += params.preempt_delay - old.preempt_delay
+            return []
+        # MASTER: keep it; the peers decide by the RFC rules from our next advert.
+        acts: list[Action] = []
+        self.master_priority = self.effective_priority
+        content = (self.effective_priority != old_prio or params.addresses != old.addresses
+                   or params.advert_int != old.advert_int or params.auth_type != old.auth_type
+                   or params.auth_pass != old.auth_pass)
+        if content:
+            acts.append(self._advert(self.effective_priority))
+            self._adver_at = now + params.advert_int
+        if dropped:
+            acts.append(RemoveVips(dropped))
+        if added:
+            acts.append(AddVips(added))
+        if not params.addresses:
+            self._garp.clear()
+        if added and params.garp_master_repeat > 0:
+            acts.append(SendGratuitous(added, params.garp_master_repeat, "reload: new addresses"))
+            if params.garp_master_delay > 0:
+                self._garp.append((now + params.garp_master_delay, params.garp_master_repeat,
+                                   "delayed"))
+        refresh = (params.garp_master_refresh, params.garp_master_refresh_repeat)
+        if refresh != (old.garp_master_refresh, old.garp_master_refresh_repeat):
+            self._garp = [g for g in self._garp if g[2] != "refresh"]
+            if params.garp_master_refresh > 0 and params.garp_master_refresh_repeat > 0 \
+                    and params.addresses:
+                self._garp.append((now + params.garp_master_refresh,
+                                   params.garp_master_refresh_repeat, "refresh"))
         return acts
 
     def tick(self, now: float) -> list[Action]:

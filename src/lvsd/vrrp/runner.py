@@ -29,6 +29,20 @@ destination: v3 checksums cover the destination address), ``AddVips``/``RemoveVi
 ``RunNotify`` (``notify.Notifier``: scheduled, never awaited) and the ``Become*`` records
 (passed to ``on_event``).
 
+``update(specs)`` is the reload (keepalived ``clear_diff_vrrp``): new specs are matched to the
+running members by identity (interface, virtual_router_id, version, family — keepalived's
+``vrrp_exist`` matches vrid, family and interface; lvsd adds the version, whose advert format
+differs), first match wins, so a renamed instance keeps its state. A matched member keeps its
+machine (``VrrpMachine.update``: same state, counters, learned master), its VIP set gets the new
+addresses (a master deletes the dropped ones — whole ``Vip`` entries, options included — and
+adds the new ones; a backup only remembers them), a changed transport (kind, peers, source,
+group, port) is opened first and swapped in, the notify scripts / FIFOs, the ``vrrp_script``
+loops and the link watcher follow the new config. Members without a match are stopped like
+``stop()`` (priority 0 if master, VIPs removed, notify STOP) and new specs are started, so an
+identity change is a stop + start of that member. The sync group is rebuilt around the members.
+Every new socket is opened before anything changes: if one fails, ``update`` raises and the
+old configuration keeps running untouched.
+
 ``stop()`` is the graceful shutdown (SIGTERM): the machine's ``shutdown`` sends priority 0 if
 master (RFC 5798 §6.4.3: a backup then takes over after Skew_Time) and removes the VIPs;
 notify STOP runs; then sockets close.
@@ -58,6 +72,7 @@ from lvsd.vrrp.machine import (
     BecomeMaster,
     Event,
     InterfaceChanged,
+    Reconfigure,
     RemoveVips,
     RunNotify,
     ScriptResult,
@@ -74,7 +89,7 @@ from lvsd.vrrp.params import VrrpParams
 from lvsd.vrrp.transport import UDP_PORT, Packet, Transport, make_transport
 from lvsd.vrrp.vips import Vip, VipSet
 
-__all__ = ["CheckScript", "InstanceSpec", "VrrpRunner"]
+__all__ = ["CheckScript", "InstanceSpec", "VrrpRunner", "identity"]
 
 log = logging.getLogger("lvsd.vrrp")
 
@@ -154,13 +169,45 @@ class InstanceSpec:
             peers=tuple(p.address for p in inst.unicast_peers),
             src_ip=inst.unicast_src_ip or inst.mcast_src_ip,
             check_unicast_src=inst.check_unicast_src or g.vrrp_check_unicast_src,
-            mcast_group=g.vrrp_mcast_group4 if fam == 4 else g.vrrp_mcast_group6,
+            mcast_group=getattr(inst, "mcast_group", None) or (
+                g.vrrp_mcast_group4 if fam == 4 else g.vrrp_mcast_group6),
             vips=tuple(vip_from_model(v) for v in inst.virtual_ipaddresses),
             excluded=tuple(vip_from_model(v) for v in inst.virtual_ipaddresses_excluded),
             notifier=notifier,
             scripts=tuple(checks),
             garp_interval=g.vrrp_garp_interval if fam == 4 else g.vrrp_gna_interval,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _VipChange:
+    """Reload of a master: delete ``remove`` then add ``add`` (whole ``Vip`` entries)."""
+
+    remove: tuple[Vip, ...]
+    add: tuple[Vip, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    """A member left on reload: close its netlink and GARP sockets after its VIP work."""
+
+
+def identity(spec: InstanceSpec) -> tuple[str, int, int, int]:
+    """What makes two specs the same VRRP instance across a reload (see the docstring)."""
+    p = spec.params
+    return (spec.interface, p.vrid, p.version, p.family)
+
+
+def _transport_key(spec: InstanceSpec) -> tuple[Any, ...]:
+    tr: Any = spec.transport if isinstance(spec.transport, str) else id(spec.transport)
+    return (tr, spec.peers, spec.src_ip, spec.check_unicast_src, spec.mcast_group,
+            spec.udp_port)
+
+
+def _vips_of(spec: InstanceSpec) -> tuple[Vip, ...]:
+    p = spec.params
+    return spec.vips if spec.vips is not None else tuple(
+        Vip(str(a), 32 if a.version == 4 else 128) for a in p.addresses)
 
 
 @dataclass
@@ -173,6 +220,7 @@ class _Member:
     expect: codec.Expect
     other_vrid: int = 0
     vip_errors: Counter[str] = field(default_factory=Counter)
+    script_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -201,8 +249,13 @@ class VrrpRunner:
         self.group: SyncGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._queue: asyncio.Queue[tuple[_Member, Action] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[_Member, Action | _VipChange | _Close] | None] = (
+            asyncio.Queue())
         self._tasks: list[asyncio.Task[None]] = []
+        self._link_task: asyncio.Task[None] | None = None
+        self._tracked: set[str] = set()
+        self._update_lock = asyncio.Lock()
+        self.reloads = 0
         self._worker: asyncio.Task[None] | None = None
         self._group_state: State | None = None
         self._due = 0.0
@@ -217,16 +270,7 @@ class VrrpRunner:
         self._started = True
         self._loop = asyncio.get_running_loop()
         for spec in self.specs:
-            p = spec.params
-            tr = spec.transport
-            if isinstance(tr, str):
-                tr = make_transport(tr, spec.interface, p.family, peers=spec.peers,
-                                    src_ip=spec.src_ip, check_unicast_src=spec.check_unicast_src,
-                                    group=spec.mcast_group, port=spec.udp_port)
-            vips = spec.vips if spec.vips is not None else tuple(
-                Vip(str(a), 32 if a.version == 4 else 128) for a in p.addresses)
-            m = _Member(spec, VrrpMachine(p), tr, VipSet(spec.interface, vips, spec.excluded),
-                        Garp(spec.interface), p.expect())
+            m = self._new_member(spec)
             self.members[m.name] = m
         for m in self.members.values():
             try:
@@ -240,16 +284,14 @@ class VrrpRunner:
                                    [m.machine for m in self.members.values()])
         self._worker = self._loop.create_task(self._work())
         # Interface states before start, so a down link starts in FAULT.
-        tracked = {t.name for m in self.members.values()
-                   for t in m.spec.params.track_interfaces}
+        tracked = self._tracked_names()
         if tracked:
             for name, up in (await self._link_states(tracked)).items():
                 for m in self.members.values():
                     self._feed(m, InterfaceChanged(name, up))
-            self._tasks.append(self._loop.create_task(self._watch_links(tracked)))
+        self._watch(tracked)
         for m in self.members.values():
-            for cs in m.spec.scripts:
-                self._tasks.append(self._loop.create_task(self._run_script(m, cs)))
+            self._start_scripts(m)
         now = self.clock()
         if self.group is not None:
             self._execute(self.group.start(now))
@@ -267,7 +309,11 @@ class VrrpRunner:
             self._timer.cancel()
         for t in self._tasks:
             t.cancel()
+        if self._link_task is not None:
+            self._link_task.cancel()
         for m in self.members.values():
+            for t in m.script_tasks:
+                t.cancel()
             self._feed(m, Shutdown(), rearm=False)
         self._queue.put_nowait(None)
         if self._worker is not None:
@@ -286,6 +332,210 @@ class VrrpRunner:
             m.vipset.close()
         self.stopped.set()
 
+    # ------------------------------------------------------------------ reload
+    def _new_member(self, spec: InstanceSpec) -> _Member:
+        p = spec.params
+        tr = spec.transport
+        if isinstance(tr, str):
+            tr = make_transport(tr, spec.interface, p.family, peers=spec.peers,
+                                src_ip=spec.src_ip, check_unicast_src=spec.check_unicast_src,
+                                group=spec.mcast_group, port=spec.udp_port)
+        return _Member(spec, VrrpMachine(p), tr,
+                       VipSet(spec.interface, _vips_of(spec), spec.excluded),
+                       Garp(spec.interface), p.expect())
+
+    def _tracked_names(self) -> set[str]:
+        return {t.name for m in self.members.values() for t in m.spec.params.track_interfaces}
+
+    def _watch(self, tracked: set[str]) -> None:
+        assert self._loop is not None
+        if self._link_task is not None:
+            self._link_task.cancel()
+            self._link_task = None
+        self._tracked = tracked
+        if tracked:
+            self._link_task = self._loop.create_task(self._watch_links(tracked))
+
+    def _start_scripts(self, m: _Member) -> None:
+        assert self._loop is not None
+        for t in m.script_tasks:
+            t.cancel()
+        m.script_tasks = [self._loop.create_task(self._run_script(m, cs))
+                          for cs in m.spec.scripts]
+
+    async def update(self, specs: Sequence[InstanceSpec], *,
+                     group_notifier: Notifier | None = None) -> dict[str, list[str]]:
+        """Reload to ``specs`` (see the module docstring). Returns the member names per
+        outcome: {"updated": [...], "started": [...], "stopped": [...]} (an identity change
+        shows as stopped + started). Raises (changing nothing) if a new socket cannot open.
+        """
+        async with self._update_lock:
+            return await self._update(list(specs), group_notifier)
+
+    async def _update(self, specs: list[InstanceSpec],
+                      group_notifier: Notifier | None) -> dict[str, list[str]]:
+        if not specs:
+            raise ValueError("a VRRP runner needs at least one instance")
+        names = [s.params.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate vrrp_instance names: {names}")
+        if not self._started or self._stopped:
+            self.specs = specs
+            if group_notifier is not None:
+                self.group_notifier = group_notifier
+            return {"updated": [], "started": [], "stopped": []}
+        loop = self._loop
+        assert loop is not None
+        # 1. match by identity
+        free = list(self.members.values())
+        matched: list[tuple[InstanceSpec, _Member | None]] = []
+        for spec in specs:
+            old = next((m for m in free if identity(m.spec) == identity(spec)), None)
+            if old is not None:
+                free.remove(old)
+            matched.append((spec, old))
+        # 2. open every new socket first: a failure leaves the old config running
+        fresh: dict[int, _Member] = {}
+        swaps: dict[int, Transport] = {}
+        try:
+            for i, (spec, old) in enumerate(matched):
+                if old is None:
+                    m = self._new_member(spec)
+                    fresh[i] = m
+                    await m.transport.open(functools.partial(self._on_packet, m))
+                    m.machine.set_primary_address(m.transport.source)
+                elif _transport_key(spec) != _transport_key(old.spec):
+                    tr = spec.transport
+                    if isinstance(tr, str):
+                        p = spec.params
+                        tr = make_transport(
+                            tr, spec.interface, p.family, peers=spec.peers, src_ip=spec.src_ip,
+                            check_unicast_src=spec.check_unicast_src, group=spec.mcast_group,
+                            port=spec.udp_port)
+                    swaps[i] = tr
+                    await tr.open(functools.partial(self._on_packet, old))
+            tracked = {t.name for s in specs for t in s.params.track_interfaces}
+            links = await self._link_states(tracked) if tracked else {}
+        except Exception:
+            for m in fresh.values():
+                with contextlib.suppress(Exception):
+                    m.transport.close()
+                m.garp.close()
+            for tr in swaps.values():
+                with contextlib.suppress(Exception):
+                    tr.close()
+            raise
+        if self._stopped:  # stopped while we were opening sockets
+            for m in fresh.values():
+                with contextlib.suppress(Exception):
+                    m.transport.close()
+            for tr in swaps.values():
+                with contextlib.suppress(Exception):
+                    tr.close()
+            return {"updated": [], "started": [], "stopped": []}
+        # 3. from here on: no await, the machines see one consistent change
+        now = self.clock()
+        self.reloads += 1
+        outcome: dict[str, list[str]] = {"updated": [], "started": [], "stopped": []}
+        for m in free:  # gone, or identity changed: stop like stop() does
+            for t in m.script_tasks:
+                t.cancel()
+            for act in m.machine.shutdown(now):
+                self._do(m, act)
+            with contextlib.suppress(Exception):
+                m.transport.close()
+            self._queue.put_nowait((m, _Close()))
+            if m.spec.notifier is not None:
+                m.spec.notifier.close()
+            outcome["stopped"].append(m.name)
+            log.info("VRRP_Instance(%s) removed on reload", m.name)
+        members: dict[str, _Member] = {}
+        kept: list[tuple[_Member, InstanceSpec]] = []
+        for i, (spec, old) in enumerate(matched):
+            if old is None:
+                members[spec.params.name] = fresh[i]
+                continue
+            if i in swaps:
+                with contextlib.suppress(Exception):
+                    old.transport.close()
+                old.transport = swaps[i]
+                old.machine.set_primary_address(old.transport.source)
+            old.machine.rename(spec.params.name)
+            members[spec.params.name] = old
+            kept.append((old, spec))
+        self.members = members
+        self.specs = specs
+        self.group = (SyncGroup(self.sync_group_name or "group",
+                                [m.machine for m in members.values()])
+                      if len(members) > 1 or self.sync_group_name else None)
+        if group_notifier is not None:
+            if self.group_notifier is not None:
+                self._retune_notifier(self.group_notifier, group_notifier)
+            else:
+                self.group_notifier = group_notifier
+        for m, spec in kept:
+            self._reconfigure(m, spec, now)
+            outcome["updated"].append(m.name)
+        for name, up in links.items():
+            for m in self.members.values():
+                self._feed(m, InterfaceChanged(name, up), rearm=False)
+        if tracked != self._tracked:
+            self._watch(tracked)
+        for m in fresh.values():
+            self._start_scripts(m)
+            outcome["started"].append(m.name)
+            log.info("VRRP_Instance(%s) added on reload", m.name)
+        if fresh and self.group is not None:
+            self._execute(self.group.start(now))  # started members return nothing
+        elif fresh:
+            for m in fresh.values():
+                self._execute([(m.name, a) for a in m.machine.start(now)])
+        self._rearm()
+        return outcome
+
+    def _reconfigure(self, m: _Member, spec: InstanceSpec, now: float) -> None:
+        old_spec = m.spec
+        old_vips = m.vipset.all
+        was_master = m.machine.state == State.MASTER
+        m.spec = spec
+        if old_spec.notifier is not None and spec.notifier is not None:
+            self._retune_notifier(old_spec.notifier, spec.notifier)
+            spec.notifier = old_spec.notifier  # keeps the order of scripts already queued
+        elif old_spec.notifier is not None:
+            old_spec.notifier.close()
+        m.vipset.vips = _vips_of(spec)
+        m.vipset.excluded = spec.excluded
+        m.expect = spec.params.expect()
+        if spec.scripts != old_spec.scripts:
+            self._start_scripts(m)
+        if self.group is not None:
+            pairs = self.group.handle(m.name, Reconfigure(spec.params), now)
+        else:
+            pairs = [(m.name, a) for a in m.machine.update(spec.params, now)]
+        still = m.machine.state == State.MASTER
+        new_vips = m.vipset.all
+        gone = tuple(v for v in old_vips if v not in new_vips)
+        if was_master and gone:
+            self._queue.put_nowait((m, _VipChange(gone, ())))
+        if was_master and still:
+            # the machine's address-level AddVips/RemoveVips are replaced by the diff of whole
+            # Vip entries (prefix, device, label...): dropped ones were queued above
+            pairs = [(n, a) for n, a in pairs
+                     if n != m.name or not isinstance(a, AddVips | RemoveVips)]
+            added = tuple(v for v in new_vips if v not in old_vips)
+            if added:
+                self._queue.put_nowait((m, _VipChange((), added)))
+        self._execute(pairs)
+
+    @staticmethod
+    def _retune_notifier(old: Notifier, new: Notifier) -> None:
+        old.scripts = new.scripts
+        old.timeout = new.timeout
+        old.default_user, old.default_group = new.default_user, new.default_group
+        if old.fifos != new.fifos:
+            old.close()
+            old.fifos = new.fifos
+
     def _close_transports(self) -> None:
         for m in self.members.values():
             with contextlib.suppress(Exception):
@@ -293,8 +543,8 @@ class VrrpRunner:
 
     # ------------------------------------------------------------------ events in
     def _on_packet(self, m: _Member, pkt: Packet) -> None:
-        if self._stopped:
-            return
+        if self._stopped or self.members.get(m.name) is not m:
+            return  # a member being added or removed by ``update``
         if codec.peek_vrid(pkt.payload) != m.spec.params.vrid:
             m.other_vrid += 1
             return
@@ -411,21 +661,23 @@ class VrrpRunner:
     # ------------------------------------------------------------------ actions out
     def _execute(self, pairs: Sequence[tuple[str, Action]]) -> None:
         for name, act in pairs:
-            m = self.members[name]
-            if isinstance(act, SendAdvert):
-                self._send(m, act)  # at once: adverts are timing-critical and never block
-            elif isinstance(act, BecomeMaster | BecomeBackup | BecomeFault):
-                self._state_event(m, act)
-            elif isinstance(act, RunNotify):
-                if m.spec.notifier is not None:
-                    m.spec.notifier.notify(act.state, act.priority)
-            else:
-                self._queue.put_nowait((m, act))
+            self._do(self.members[name], act)
         if self.group is not None and self.group_notifier is not None:
             st = self.group.state
             if st != self._group_state and st != State.INIT:
                 self.group_notifier.notify(st.value, None)
             self._group_state = st
+
+    def _do(self, m: _Member, act: Action) -> None:
+        if isinstance(act, SendAdvert):
+            self._send(m, act)  # at once: adverts are timing-critical and never block
+        elif isinstance(act, BecomeMaster | BecomeBackup | BecomeFault):
+            self._state_event(m, act)
+        elif isinstance(act, RunNotify):
+            if m.spec.notifier is not None:
+                m.spec.notifier.notify(act.state, act.priority)
+        else:
+            self._queue.put_nowait((m, act))
 
     def _send(self, m: _Member, act: SendAdvert) -> None:
         tr = m.transport
@@ -480,6 +732,19 @@ class VrrpRunner:
                         self._error(m.name, why)
                 elif isinstance(act, SendGratuitous):
                     await self._garp(m, act)
+                elif isinstance(act, _VipChange):
+                    results = []
+                    if act.remove:
+                        results.append(await m.vipset.remove(act.remove))
+                    if act.add:
+                        results.append(await m.vipset.add(act.add))
+                    for res in results:
+                        for cidr, why in res.failed.items():
+                            m.vip_errors[cidr] += 1
+                            self._error(m.name, why)
+                elif isinstance(act, _Close):
+                    m.garp.close()
+                    m.vipset.close()
             except Exception as exc:  # never let one failure stop the worker
                 self._error(m.name, f"{type(act).__name__} failed: {exc}")
 

@@ -182,6 +182,14 @@ class VipSet:
     async def remove_all(self) -> VipResult:
         return await self._apply("del", self.all)
 
+    async def add(self, vips: Iterable[Vip]) -> VipResult:
+        """Add these entries (reload: the ones a master gained)."""
+        return await self._apply("add", vips)
+
+    async def remove(self, vips: Iterable[Vip]) -> VipResult:
+        """Delete these entries (reload: the ones a master dropped)."""
+        return await self._apply("del", vips)
+
     async def present(self) -> set[str]:
         """CIDRs of our VIPs currently on their devices (for tests and status)."""
         from pyroute2 import AsyncIPRoute
