@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # module path -> imported lazily so `lvsd check-config` never pays for aiohttp/pyroute2
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(func(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `lvsd status | head`: the reader left; say nothing more (and no traceback at exit)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
