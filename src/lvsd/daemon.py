@@ -538,6 +538,11 @@ class Daemon:
         result = await self.reconciler.start(run_loop=False)
         self._record_reconcile(result)
         await self._read_back()
+        # config, plan and table live for the whole run: take them out of the cyclic GC's scans
+        # (a 37,000-server planner pass spent ~15% of its time in gen-2 collections of them)
+        import gc
+
+        gc.freeze()
         self._pool_task = asyncio.create_task(self._pool_loop(), name="lvsd-pool")
 
     # ---- health -> plan -> reconcile

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import os
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,10 +88,16 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestRun]:
     env = {"PYTHONDONTWRITEBYTECODE": "1"}
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]  # the guest's env starts empty
+    t0 = time.monotonic()
     res = ipvsvm.run(argv, out=out, cwd=REPO, env=env, timeout=420)
     run = GuestRun(res.returncode, res.output, res.stderr)
     if junit.is_file():
         run.cases = _parse_junit(junit)
+    # figures guest tests leave in *.report files (e.g. failed requests per event): shown
+    # with -s, so a run of this layer also measures it
+    print(f"\n[kernel] VM boot + guest suite: {time.monotonic() - t0:.1f} s")
+    for rep in sorted(out.glob("*.report")):
+        print(f"[kernel] {rep.name}:\n{rep.read_text()}")
     yield run
 
 
