@@ -38,7 +38,9 @@ weights; if someone edited them by hand the service is reported with a scheduler
 (``"wrr!broken"``), so the reconciler issues an ``EditService`` that rewrites it. If the whole
 table is missing (first start, or deleted by hand) :meth:`dump` creates the empty skeleton, so
 the next reconcile re-adds every owned service. Objects without lvsd's comment are not
-services of this data plane and are ignored.
+services of this data plane and are ignored. ``dump(services)`` still lists the table in one
+``nft`` call (nft has no cheaper fresh read) but decodes and checks only those services;
+``dump_services()`` is the settings from the weight maps' comments.
 
 What it can do, and what it refuses (at config load, via :meth:`refuse`)
   * Forwarding: NAT only. DR and TUN are refused ("nftables data plane does NAT only").

@@ -444,7 +444,6 @@ class Reconciler:
                 if have is None or (have != want.spec
                                     and norm_service(have) != norm_service(want.spec)):
                     scope.add(k)
-            scope.update(k for k in owned if k not in desired and k in specs)
         if 2 * len(scope) > max(len(self._actual), len(desired)):
             return None  # most of the table: one full read is cheaper
         return scope

@@ -412,20 +412,27 @@ def test_master_sigterm_hands_over_and_restart_adopts_keeping_established(
 
 
 def test_master_sigkill_fails_over(lab: VMLab) -> None:
+    """A crash of the master's lvsd (no priority-0 advert): d2 takes over after the master
+    down interval. The killed process leaves its kernel table (and VIPs) behind; a restart
+    would adopt it as the SIGTERM test shows (not repeated here: each lvsd start costs ~20 s
+    of emulated CPU)."""
     _ensure(lab)
     t0 = time.time()
+    before = table(lab, "d1")
+    c2_before = counters(lab, "d2")
     lab.signal_director("d1", signal.SIGKILL)
     lab.wait_director_exit("d1", 10)
-    assert wait_for(lambda: lab.vrrp_state("d2") == "MASTER", 20), _logs(lab)
+    assert wait_for(lambda: lab.vrrp_state("d2") == "MASTER", 20, 0.25), _logs(lab)
+    assert lab.holds_vip("d2")
     assert lab.wait_requests(20, 30)
     n, failed = _report("master d1 SIGKILL -> d2", lab, t0)
     assert failed <= max(40, n // 3)
+    assert table(lab, "d1") == before
     t1 = time.time()
-    off = log_len(lab, "d1")
-    lab.start_director("d1")  # cleans the VIPs the killed process left behind, pre-empts
-    assert wait_for(lambda: lab.vrrp_state("d1") == "MASTER", 30), _logs(lab)
-    assert wait_for(lambda: not lab.holds_vip("d2"), 20)
-    assert ops_since(lab, "d1", off) == []  # the killed process's table is adopted as is
-    assert lab.wait_requests(20, 30)
-    n, failed = _report("d1 restarted after SIGKILL", lab, t1)
-    assert failed <= max(40, n // 3)
+    assert lab.wait_requests(30, 30)
+    _, _, per = lab.stats(t1)
+    assert set(per) == {"rs1", "rs2", "rs4"}, per
+    # the new master's kernel table carries the traffic now
+    c2 = counters(lab, "d2")
+    assert all(c2[a][0] > c2_before[a][0] for a in ("10.0.0.11", "10.0.0.12", "10.0.0.14")), \
+        (c2_before, c2)
