@@ -204,10 +204,6 @@ def _strip_pos(obj: Any) -> Any:
     return obj
 
 
-def vrrp_identity(inst: VrrpInstance) -> tuple[Any, ...]:
-    return (inst.virtual_router_id, inst.interface, inst.version, inst.family)
-
-
 def config_errors(cfg: Config) -> list[str]:
     return [str(d) for d in cfg.diagnostics if d.severity is not Severity.WARNING]
 
@@ -283,7 +279,6 @@ class Daemon:
         self.pool = _PoolState()
         self.runners: dict[str, Any] = {}  # key: sync group name or instance name
         self.runner_models: dict[str, tuple[Any, ...]] = {}  # key -> stripped models
-        self._identities: dict[str, list[tuple[Any, ...]]] = {}
         self.secrets: set[str] = set()
         self._pid_written = False
         self._hup_pending = False
@@ -709,7 +704,6 @@ class Daemon:
                     out = await self.runners[k].update(fresh.specs,
                                                        group_notifier=fresh.group_notifier)
                     self.runner_models[k] = models[k]
-                    self._identities[k] = [vrrp_identity(i) for i in members]
                     log.info("VRRP %s updated in place (%s)", k, out)
                 else:
                     to_stop.append(k)
@@ -727,16 +721,11 @@ class Daemon:
                 raise StartupError(f"VRRP {k}: cannot start: {exc}") from None
             self.runners[k] = runner
             self.runner_models[k] = models[k]
-            self._identities[k] = [vrrp_identity(i) for i in members]
             log.info("VRRP %s started", k)
-
-    def _same_identity(self, key: str, members: list[VrrpInstance]) -> bool:
-        return self._identities.get(key) == [vrrp_identity(i) for i in members]
 
     async def _stop_runner(self, key: str) -> None:
         runner = self.runners.pop(key)
         self.runner_models.pop(key, None)
-        self._identities.pop(key, None)
         try:
             await runner.stop(timeout=min(5.0, self.opts.stop_timeout / 2))
         except Exception as exc:
