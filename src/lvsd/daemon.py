@@ -252,6 +252,7 @@ class _PoolState:
     last_error: str | None = None
     actual: Mapping[Any, Any] = field(default_factory=dict)  # last dump, for status
     stats: Mapping[Any, Any] = field(default_factory=dict)
+    stats_at: float | None = None  # time.monotonic() of the stats read (drains may end early)
 
 
 class Daemon:
@@ -291,6 +292,7 @@ class Daemon:
         self._lvs_notifier: Any = None
         self._checker_up: dict[tuple[str, str], bool | None] = {}
         self._vs_states: dict[str, tuple[bool, bool]] = {}
+        self._draining: Mapping[Any, float] = {}  # lvs_drain_on_remove: server -> drain end
 
     # ---- modes
     @property
@@ -555,8 +557,16 @@ class Daemon:
 
     def _plan(self, reason: str) -> None:
         assert self.planner is not None and self.scheduler is not None
-        plan = self.planner.plan(self.scheduler.health, time.monotonic())
+        plan = self.planner.plan(self.scheduler.health, time.monotonic(), self.pool.stats,
+                                 self.pool.stats_at)
         self.plan = plan
+        for rid, end in plan.draining.items():
+            if rid not in self._draining:
+                log.info("real server %s removed by reload: draining at weight 0 for %.0f s",
+                         rid, max(0.0, end - time.monotonic()))
+        for rid in set(self._draining) - set(plan.draining):
+            log.info("real server %s drained: removed", rid)
+        self._draining = plan.draining
         for p in plan.problems:
             log.error("pool: %s", p)
         for act in plan.actions:
@@ -613,16 +623,21 @@ class Daemon:
             return
         try:
             self.pool.stats = await self.dataplane.stats()
+            self.pool.stats_at = time.monotonic()
         except DataPlaneError:
-            self.pool.stats = {}
+            self.pool.stats, self.pool.stats_at = {}, None
 
     async def _pool_loop(self) -> None:
         while True:
+            timeout, reason = self.opts.sweep_interval, "sweep"
+            deadline = self.plan.next_deadline if self.plan is not None else None
+            if deadline is not None and deadline - time.monotonic() < timeout:
+                timeout, reason = max(0.0, deadline - time.monotonic()), "drain end"
             try:
-                await asyncio.wait_for(self._wake.wait(), self.opts.sweep_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout)
                 reason = "change"
             except TimeoutError:
-                reason = "sweep"
+                pass
             self._wake.clear()
             try:
                 self._plan(reason)

@@ -145,6 +145,9 @@ _GLOBAL_SUPPORTED = {
 }
 _GLOBAL_SUPPORTED.update({"notification_email": V, "notify_fifo_script": Q,
                           "vrrp_notify_fifo_script": Q, "lvs_notify_fifo_script": Q})
+# lvsd extension: `lvs_drain_on_remove SECONDS` keeps a real server removed by a reload at
+# weight 0 for that long before deleting it (keepalived: 0, deleted at once)
+_GLOBAL_SUPPORTED["lvs_drain_on_remove"] = EXT
 
 _GLOBAL = _table(
     _GLOBAL_SUPPORTED,
@@ -237,6 +240,7 @@ _VS = _table(
         "quorum_up": Q,
         "quorum_down": Q,
         "real_server": _b("real_server"),
+        "lvs_drain_on_remove": EXT,  # lvsd extension, overrides the global_defs value
     },
     unsupported="hashed flag-1 flag-2 flag-3 persistence_engine snmp_name",
 )
@@ -298,6 +302,7 @@ IPVS_WEIGHT_LIMIT = 65535
 IPVS_FWMARK_MAX = 0xFFFFFFFF
 LVS_SCHEDULERS = frozenset(_words("rr wrr lc wlc lblc sh mh dh fo ovf lblcr sed nq twos"))
 TIMER_MAX = 4294.967295 * 1000  # keepalived's TIMER_MAXIMUM, generous
+DRAIN_MAX = 7 * 86400.0  # lvs_drain_on_remove: a week at most (a longer one is a typo)
 _DECIMAL_RE = re.compile(r"^[0-9]+(\.[0-9]{0,6})?$|^\.[0-9]{1,6}$")
 
 
@@ -629,6 +634,10 @@ class Builder:
                 sc = c.script(ch)
                 if sc is not None:
                     upd[kw] = sc
+            elif kw == "lvs_drain_on_remove":
+                tv = c.timer(ch, 0.0, DRAIN_MAX)
+                if tv is not None:
+                    upd[kw] = tv
             elif kw == "smtp_connect_timeout":
                 iv = c.uint(ch, 1, 2**31 - 1, " - ignoring")
                 if iv is not None:
@@ -1444,6 +1453,10 @@ class Builder:
                 sc = c.script(ch)
                 if sc is not None:
                     vs[k] = sc
+            elif k == "lvs_drain_on_remove":
+                tv = c.timer(ch, 0.0, DRAIN_MAX)
+                if tv is not None:
+                    vs[k] = tv
             elif k in ("quorum", "hysteresis"):
                 iv = c.uint(ch, 1 if k == "quorum" else 0, 2**32 - 1, " - ignoring")
                 if iv is not None:

@@ -140,6 +140,9 @@ class GlobalDefs:
     ssl: SslGlobal | None = None
     pos: Pos = NOPOS
     checker_log_all_failures: bool = False  # log every failed check attempt while up
+    # lvsd extension: seconds a real server removed by a reload stays at weight 0 before it is
+    # deleted (0: keepalived, deleted at once); virtual_server may override it
+    lvs_drain_on_remove: float = 0.0
 
 
 # --------------------------------------------------------------------------------- VRRP
@@ -527,6 +530,7 @@ class VirtualServer:
     real_servers: tuple[RealServer, ...] = ()
     smtp_alert: bool = False
     unsupported: tuple[Unsupported, ...] = ()
+    lvs_drain_on_remove: float | None = None  # lvsd extension; None: global_defs' value
 
     @property
     def ident(self) -> str:

@@ -57,6 +57,28 @@ Quorum (keepalived ``update_quorum_state``)
     health event, matching keepalived's per-event evaluation).
   * On reload, a virtual server with the same :attr:`VirtualServer.ident` keeps its quorum
     state and its servers keep their alive state.
+
+Drain on removal (lvsd extension ``lvs_drain_on_remove SECONDS``, global_defs or per
+virtual_server, the virtual server's value winning)
+  * keepalived deletes a real server removed by a reload at once (``clear_diff_rs``); with the
+    kernel default ``net.ipv4.vs.expire_nodest_conn=0`` IPVS then silently drops the packets
+    of that server's established connections until they time out. With a drain of N > 0
+    seconds, a real server that was in the last plan's table *and alive* when
+    :meth:`Planner.reload` removed it stays in the desired table at weight 0 (IPVS sends it no
+    new connection, its established ones keep flowing) and is dropped at the first plan with
+    ``now >= start + N``, ``start`` being the ``now`` of the first plan after the reload. A
+    failed server (dead, or at weight 0 through ``inhibit_on_failure``) is not drained.
+  * Early end: when :meth:`Planner.plan` is given the data plane's per-destination counters
+    (``stats``) read at ``stats_at > start`` (so after the weight 0 was programmed), a server
+    whose every destination shows 0 active connections (and 0 inactive ones unless the
+    service is TCP: IPVS counts UDP/SCTP/fwmark flows as inactive) is dropped at once.
+  * A virtual server removed by a reload drains its real servers the same way (its own
+    ``lvs_drain_on_remove``, else the new config's global one); its services stay in the
+    table with only the draining destinations and leave with the last of them.
+  * A server re-added by a reload during its drain returns to normal at once, with the alive
+    state it had (no notify, no alpha wait). The same destination claimed by the new config
+    (e.g. a DR server whose configured port changed) is the new config's.
+  * :attr:`Plan.next_deadline` is the earliest drain end: the caller must plan again then.
 """
 
 from __future__ import annotations
@@ -78,6 +100,7 @@ from lvsd.config.model import (
     TunnelOptions,
     VirtualServer,
 )
+from lvsd.dataplane.base import DestStats
 from lvsd.pool.table import (
     DestKey,
     DestSpec,
@@ -144,6 +167,10 @@ class Plan:
     states: dict[str, VsState]
     actions: tuple[Action, ...] = ()
     problems: tuple[str, ...] = ()  # e.g. two virtual servers claiming one service
+    # lvsd drain on removal: the earliest drain end (plan again then), and every server still
+    # draining -> its drain end
+    next_deadline: float | None = None
+    draining: Mapping[RealServerId, float] = field(default_factory=dict)
 
     @property
     def owned(self) -> frozenset[ServiceKey]:
@@ -233,6 +260,16 @@ class _VsMemory:
 
 
 @dataclass(slots=True)
+class _Drain:
+    """A real server removed by a reload, kept at weight 0 until ``start + seconds``."""
+
+    seconds: float
+    dests: list[tuple[ServiceKey, ServiceSpec, DestSpec]]  # at weight 0
+    memory: _RsMemory  # given back if a reload re-adds the server during the drain
+    start: float | None = None  # `now` of the first plan after the reload
+
+
+@dataclass(slots=True)
 class _CompiledRs:
     rs: RealServer
     rid: RealServerId
@@ -317,20 +354,94 @@ class Planner:
         self._compiled: dict[str, _Compiled] = {}
         self._cache: dict[str, tuple[_Compiled, tuple[object, ...],
                                      dict[ServiceKey, ServiceEntry]]] = {}
+        self._draining: dict[RealServerId, _Drain] = {}
 
     @property
     def config(self) -> Config:
         return self._config
 
     def reload(self, config: Config) -> None:
-        """Take a new config; state of virtual/real servers with the same identity is kept."""
+        """Take a new config; state of virtual/real servers with the same identity is kept.
+
+        Real servers the new config removes start draining if ``lvs_drain_on_remove`` says so
+        (see the module docstring); those it re-adds while draining come back at once."""
+        new_vs = {vs.ident: vs for vs in config.virtual_servers}
+        kept = {self.rs_id(vs, rs) for vs in config.virtual_servers for rs in vs.real_servers}
+        for rid in [r for r in self._draining if r in kept]:
+            back = self._draining.pop(rid)
+            vmem = self._vs.get(rid.vs)
+            if vmem is not None and rid.vs in new_vs:
+                vmem.rs[rid] = back.memory
+        self._start_drains(config, new_vs, kept)
         self._config = config
-        idents = {vs.ident for vs in config.virtual_servers}
+        idents = set(new_vs)
         for gone in set(self._vs) - idents:
             del self._vs[gone]
         for gone in set(self._compiled) - idents:
             del self._compiled[gone]
             self._cache.pop(gone, None)
+
+    def _start_drains(self, config: Config, new_vs: Mapping[str, VirtualServer],
+                      kept: set[RealServerId]) -> None:
+        g_drain = config.global_defs.lvs_drain_on_remove
+        for ident, comp in self._compiled.items():
+            cached, vmem = self._cache.get(ident), self._vs.get(ident)
+            if cached is None or vmem is None or cached[0] is not comp:
+                continue  # never planned with this config: nothing of it is in the table
+            src = new_vs.get(ident, comp.vs)
+            seconds = (src.lvs_drain_on_remove if src.lvs_drain_on_remove is not None
+                       else g_drain)
+            if seconds <= 0:
+                continue  # keepalived: removed at once
+            entries = cached[2]
+            for c in comp.rs:
+                rmem = vmem.rs.get(c.rid)
+                if c.rid in kept or rmem is None or not rmem.alive or c.rid in self._draining:
+                    continue  # kept, failed (nothing to drain) or already draining
+                dests = []
+                for i, (key, _port) in enumerate(comp.keys):
+                    entry = entries.get(key)
+                    d = entry.dests.get(c.dests[i].key) if entry is not None else None
+                    if entry is not None and d is not None:
+                        dests.append((key, entry.spec, _with_weight(d, 0)))
+                if dests:
+                    self._draining[c.rid] = _Drain(seconds, dests, rmem)
+
+    @staticmethod
+    def _drained(d: _Drain, stats: Mapping[tuple[ServiceKey, DestKey], DestStats] | None,
+                 stats_at: float | None) -> bool:
+        """The data plane, read after the weight 0 was programmed, shows no connection left."""
+        if stats is None or stats_at is None or d.start is None or stats_at <= d.start:
+            return False
+        for key, _spec, dest in d.dests:
+            st = stats.get((key, dest.key))
+            if st is None or st.active_conns:
+                return False
+            if key.protocol != int(Proto.TCP) and st.inactive_conns:
+                return False
+        return True
+
+    def _apply_drains(self, table: dict[ServiceKey, ServiceEntry], now: float,
+                      stats: Mapping[tuple[ServiceKey, DestKey], DestStats] | None,
+                      stats_at: float | None) -> tuple[float | None, dict[RealServerId, float]]:
+        deadline: float | None = None
+        draining: dict[RealServerId, float] = {}
+        for rid, d in list(self._draining.items()):
+            if d.start is None:
+                d.start = now
+            end = d.start + d.seconds
+            if now >= end or self._drained(d, stats, stats_at):
+                del self._draining[rid]
+                continue
+            draining[rid] = end
+            deadline = end if deadline is None else min(deadline, end)
+            for key, spec, dest in d.dests:
+                entry = table.get(key)
+                if entry is None:  # its virtual server is gone: the service stays for the drain
+                    table[key] = ServiceEntry(spec, {dest.key: dest})
+                elif dest.key not in entry.dests:  # copy: entries are cached between plans
+                    table[key] = ServiceEntry(entry.spec, {**entry.dests, dest.key: dest})
+        return deadline, draining
 
     @staticmethod
     def rs_id(vs: VirtualServer, rs: RealServer) -> RealServerId:
@@ -346,7 +457,11 @@ class Planner:
             self._compiled[vs.ident] = c
         return c
 
-    def plan(self, health: Mapping[RealServerId, RealServerHealth], now: float) -> Plan:
+    def plan(self, health: Mapping[RealServerId, RealServerHealth], now: float,
+             stats: Mapping[tuple[ServiceKey, DestKey], DestStats] | None = None,
+             stats_at: float | None = None) -> Plan:
+        """The desired table for ``health`` at ``now``. ``stats`` (the data plane's counters,
+        read at ``stats_at`` on the same clock as ``now``) only let a drain end early."""
         table: dict[ServiceKey, ServiceEntry] = {}
         claimed: dict[ServiceKey, str] = {}
         states: dict[str, VsState] = {}
@@ -368,7 +483,9 @@ class Planner:
                     continue
                 claimed[key] = vs.ident
                 table[key] = entry
-        return Plan(table, states, tuple(actions), tuple(problems))
+        deadline, draining = (self._apply_drains(table, now, stats, stats_at)
+                              if self._draining else (None, {}))
+        return Plan(table, states, tuple(actions), tuple(problems), deadline, draining)
 
     # ------------------------------------------------------------------------------------
 
