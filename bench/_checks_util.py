@@ -3,6 +3,7 @@ config with many real servers across 127.0.0.0/8, and the figures a run prints."
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import os
@@ -11,6 +12,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lvsd.checks.health import RealServerHealth, RealServerId
@@ -202,3 +204,30 @@ async def run_load(name: str, cfg: Config, n: int, seconds: float, delay_loop: f
     print(f"  max in flight      : {sched.stats.max_in_flight}")
     print(f"  servers decided    : {len(health)}  down: {len(down)}"
           + (f"  e.g. {down[0].reason}" if down else ""))
+
+
+def bench_main(doc: str, kind: CheckKind, mode: str, servers: int,
+               peer: Callable[[list[int]], None] | None = None) -> None:
+    """The command line of a check benchmark: start the listeners, print the ``peer`` figure
+    (if any) against the same listeners, then run the load."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--servers", type=int, default=servers)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--delay-loop", type=float, default=1.0)
+    ap.add_argument("--ports", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=4096)
+    ap.add_argument("--no-gc-freeze", action="store_true", help="leave the GC as it is")
+    a = ap.parse_args()
+    raise_nofile()
+    ports = free_ports(a.ports)
+    procs = start_server(mode, ports, procs=2)
+    try:
+        if peer is not None:
+            peer(ports)
+        cfg = make_config(a.servers, kind, ports, a.delay_loop, 5.0)
+        asyncio.run(run_load(kind.value, cfg, a.servers, a.seconds, a.delay_loop,
+                             a.concurrency, not a.no_gc_freeze))
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

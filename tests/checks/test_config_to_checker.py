@@ -158,7 +158,7 @@ async def tls_web(tmp_path: Path) -> AsyncIterator[HttpServer]:
     await srv.stop()
 
 
-def ssl_get(port: int, extra: str) -> str:
+def ssl_get(port: int, extra: str, head: str = "") -> str:
     return one_vs(f"""
     virtualhost www.example.test
     real_server 127.0.0.1 {port} {{
@@ -168,7 +168,7 @@ def ssl_get(port: int, extra: str) -> str:
             warmup 0
 {extra}
         }}
-    }}""")
+    }}""", head)
 
 
 async def test_sni_name_is_sent_through_the_scheduler(tls_web: HttpServer) -> None:
@@ -183,6 +183,36 @@ async def test_sni_name_is_sent_through_the_scheduler(tls_web: HttpServer) -> No
     # keepalived check_ssl.c: sni_name first; the Host header keeps the virtual host
     assert tls_web.sni and set(tls_web.sni) == {"svc.example.test"}
     assert b"Host: www.example.test\r\n" in tls_web.requests[-1]
+
+
+async def test_reload_applies_a_new_ssl_client_certificate(tmp_path: Path) -> None:
+    # a server that accepts only client certificates issued by "good"
+    srv_cert, srv_key = make_cert(tmp_path, ["www.example.test"])
+    good, good_key = make_cert(tmp_path, ["good.client.test"])
+    bad, bad_key = make_cert(tmp_path, ["bad.client.test"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(srv_cert, srv_key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(good))
+    srv = HttpServer()
+    await srv.start(ssl_ctx=ctx)
+
+    def cfg(cert: Path, key: Path) -> Config:
+        return loads(ssl_get(srv.port, "            retry 0\n            delay_before_retry 0",
+                             head=f"SSL {{\n    certificate {cert}\n    key {key}\n}}"))
+
+    q: asyncio.Queue[HealthEvent] = asyncio.Queue()
+    try:
+        first = cfg(bad, bad_key)
+        assert first.ok and first.global_defs.ssl is not None, first.diagnostics
+        async with Scheduler(first, rng=random.Random(1), on_change=q.put_nowait) as sched:
+            ev = await wait_for(q, lambda e: e.health is not None)
+            assert ev.health is not None and not ev.health.alive, ev.health
+            # same checker (its tracker is kept), new SSL block: the new certificate is used
+            sched.update(cfg(good, good_key))
+            ev = await wait_for(q, lambda e: e.health is not None and e.health.alive)
+    finally:
+        await srv.stop()
 
 
 async def test_bare_sni_name_and_enable_sni_use_the_virtual_host(tls_web: HttpServer) -> None:

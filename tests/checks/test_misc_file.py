@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from conftest import require
 from lvsd.checks import file as file_check
 from lvsd.checks import misc
 from lvsd.config.model import NOPOS, Checker, CheckKind, Script
@@ -91,8 +92,8 @@ async def test_shell_only_when_needed(tmp_path: Path) -> None:
     assert not r.ok and r.reason.startswith("cannot run script")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="running as another user needs root")
 async def test_runs_as_script_user() -> None:
+    require("running as another user needs root" if os.geteuid() != 0 else None)
     with tempfile.TemporaryDirectory(prefix="lvsd-misc-") as d:
         os.chmod(d, 0o755)  # readable by nobody
         await _as_user(Path(d))

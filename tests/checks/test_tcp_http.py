@@ -22,6 +22,7 @@ from checkservers import (
     start_resetter,
 )
 
+from conftest import require
 from lvsd.checks import http, tcp
 from lvsd.checks.http import client_context
 from lvsd.config.model import NOPOS, Checker, CheckKind, HttpUrl, StatusCodeRange
@@ -230,7 +231,8 @@ async def test_ipv6_tcp_and_http_host_header() -> None:
     try:
         await srv.start(host="::1")
     except OSError as e:  # pragma: no cover - IPv6 disabled on this machine
-        pytest.skip(f"no IPv6 loopback: {e}")
+        require(f"no IPv6 loopback: {e}")
+        raise
     try:
         ck = Checker(CheckKind.TCP_CHECK, NOPOS, "::1", srv.port, connect_timeout=1.0)
         assert (await tcp.probe(ck)).ok

@@ -71,7 +71,3 @@ def probe_sync(ck: Checker) -> ProbeResult:
                        ck.file_reverse)
     reason = f"file value {value}{problem}" + (f" (weight {offset:+d})" if offset else "")
     return ProbeResult(up, reason, time.monotonic() - t0, weight=offset, started=t0)
-
-
-async def probe(ck: Checker) -> ProbeResult:
-    return probe_sync(ck)

@@ -35,6 +35,8 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 from lvsd.checks.result import ProbeResult, errno_reason, ms, tcp_connect
 from lvsd.config.keywords import regex_flags
@@ -166,7 +168,7 @@ async def probe(ck: Checker, url_index: int = 0, vhost: str | None = None,
                 loop = asyncio.get_running_loop()
                 await loop.sock_sendall(sock, req)
                 phase[0] = "waiting for response"
-                data = await _read_plain(loop, sock)
+                data = await _read_response(partial(loop.sock_recv, sock, 65536))
     except TimeoutError:
         return ProbeResult(False, f"timeout after {ms(ck.connect_timeout)} ({phase[0]})",
                            time.monotonic() - t0, started=t0)
@@ -181,11 +183,20 @@ async def probe(ck: Checker, url_index: int = 0, vhost: str | None = None,
     return ProbeResult(ok, reason, time.monotonic() - t0, started=t0)
 
 
-async def _read_plain(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+async def _read_response(recv: Callable[[], Awaitable[bytes]]) -> bytes:
+    """Read until the peer closes, Content-Length bytes of body arrived or MAX_RESPONSE.
+
+    A TLS error after some data (peer closed without close_notify) ends the read: keepalived
+    accepts the data."""
     buf = bytearray()
     need: int | None = None
     while len(buf) < MAX_RESPONSE:
-        chunk = await loop.sock_recv(sock, 65536)
+        try:
+            chunk = await recv()
+        except ssl.SSLError:
+            if buf:
+                break
+            raise
         if not chunk:
             break
         buf += chunk
@@ -220,26 +231,7 @@ async def _tls_exchange(ck: Checker, url: HttpUrl, vhost: str | None,
         writer.write(req)
         await writer.drain()
         phase[0] = "waiting for response"
-        buf = bytearray()
-        need: int | None = None
-        while len(buf) < MAX_RESPONSE:
-            try:
-                chunk = await reader.read(65536)
-            except ssl.SSLError:
-                if buf:
-                    break  # peer closed without close_notify: keepalived accepts the data
-                raise
-            if not chunk:
-                break
-            buf += chunk
-            if need is None:
-                sep = buf.find(b"\r\n\r\n")
-                if sep >= 0:
-                    _, clen = parse_head(bytes(buf[:sep]))
-                    need = sep + 4 + clen if clen is not None else -1
-            if need is not None and need >= 0 and len(buf) >= need:
-                break
-        return bytes(buf)
+        return await _read_response(partial(reader.read, 65536))
     finally:
         if ck.tls_compliant or url.tls_compliant:
             # keepalived tls_compliant: a proper SSL_shutdown (close_notify) instead of quiet

@@ -31,24 +31,26 @@ def ms(seconds: float) -> str:
     return f"{round(seconds * 1000)} ms"
 
 
+_NAMED = {
+    errno.ECONNREFUSED: "refused",
+    errno.ECONNRESET: "reset",
+    errno.EPIPE: "reset",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ETIMEDOUT: "timeout",
+    errno.EADDRNOTAVAIL: "address not available",
+    errno.EADDRINUSE: "bind address in use",
+    errno.ENODEV: "no such device (bind_if)",
+    errno.EPERM: "not permitted",
+    errno.EACCES: "permission denied",
+}
+
+
 def errno_reason(err: BaseException | int) -> str:
     """A short human reason for a socket error."""
     code = err if isinstance(err, int) else getattr(err, "errno", None)
-    named = {
-        errno.ECONNREFUSED: "refused",
-        errno.ECONNRESET: "reset",
-        errno.EPIPE: "reset",
-        errno.ENETUNREACH: "network unreachable",
-        errno.EHOSTUNREACH: "host unreachable",
-        errno.ETIMEDOUT: "timeout",
-        errno.EADDRNOTAVAIL: "address not available",
-        errno.EADDRINUSE: "bind address in use",
-        errno.ENODEV: "no such device (bind_if)",
-        errno.EPERM: "not permitted",
-        errno.EACCES: "permission denied",
-    }
-    if isinstance(code, int) and code in named:
-        return named[code]
+    if isinstance(code, int) and code in _NAMED:
+        return _NAMED[code]
     if isinstance(code, int) and code:
         return errno.errorcode.get(code, str(code)).lower()
     return str(err) or type(err).__name__

@@ -22,7 +22,8 @@ reported (as health events).
 Reload (:meth:`Scheduler.update`): a checker whose identity is unchanged keeps its tracker
 (state, retry count, schedule). A checker whose probe is unchanged but whose timing changed
 inherits the old state and is re-timed. New checkers start like at boot (1 s + warmup, alpha
-respected); removed ones are cancelled, in-flight probes included.
+respected); removed ones are cancelled, in-flight probes included. The TLS client contexts
+of SSL_GET (global ``SSL`` block: ca, certificate, key) are rebuilt after every reload.
 
 :meth:`Scheduler.status` exposes per-checker state for the status page. Shutdown
 (:meth:`Scheduler.close`) cancels timers and in-flight probes and waits for them.
@@ -62,6 +63,8 @@ _log = logging.getLogger("lvsd.checks")
 
 _TIMING = ("delay_loop", "warmup", "retry", "delay_before_retry", "alpha", "rise",
            "log_all_failures", "fast_recovery")
+_TIMING_DEFAULTS = {k: getattr(Checker(CheckKind.TCP_CHECK, NOPOS, "0.0.0.0", 0), k)
+                    for k in _TIMING}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +100,7 @@ class ProbeKey:
 
     @property
     def probe_only(self) -> ProbeKey:
-        base = {k: getattr(Checker(CheckKind.TCP_CHECK, NOPOS, "0.0.0.0", 0), k)
-                for k in _TIMING}
-        return ProbeKey(dataclasses.replace(self.checker, **base), self.vhost)
+        return ProbeKey(dataclasses.replace(self.checker, **_TIMING_DEFAULTS), self.vhost)
 
 
 def key_for(ck: Checker, vhost: str | None) -> ProbeKey:
@@ -121,7 +122,6 @@ class _Entry:
     task: asyncio.Task[None] | None = None
     cancel: Callable[[], None] | None = None  # callback-based probe in flight
     launch: int = 0  # id of that probe: late callbacks of a stopped one are ignored
-    queued: bool = False
     removed: bool = False
 
 
@@ -131,8 +131,6 @@ class SchedulerStats:
     completed: int = 0
     lateness: list[float] | None = None  # filled when collect_lateness
     max_in_flight: int = 0
-
-
 
 
 class Scheduler:
@@ -201,6 +199,9 @@ class Scheduler:
             self._bind_loop()
         self._config = config
         self._globals = config.global_defs
+        # SSL_GET contexts hold the SSL block's files as read then: a reload (new paths, or
+        # certificates rotated in place) rebuilds them on the next probe
+        self._ssl.clear()
         assert self._loop is not None
         now = self._loop.time()
         wanted: dict[ProbeKey, set[RealServerId]] = {}
@@ -354,7 +355,6 @@ class Scheduler:
         if e.removed or self._closed:
             return
         if self._in_flight >= self._concurrency:
-            e.queued = True
             self._pending.append(e)
             return
         self._launch(e)
@@ -429,7 +429,6 @@ class Scheduler:
     def _drain(self) -> None:
         while self._pending and self._in_flight < self._concurrency and not self._closed:
             nxt = self._pending.popleft()
-            nxt.queued = False
             if not nxt.removed:
                 self._launch(nxt)
 

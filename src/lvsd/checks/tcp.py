@@ -8,12 +8,12 @@ The established connection is closed with RST (SO_LINGER 0), as HAProxy does for
 no TIME_WAIT is left on the director, whose ephemeral ports would otherwise run short at
 thousands of checks per second (keepalived closes with FIN).
 
-:func:`start` is callback-based (no task, no future); :func:`probe` is the awaitable form.
-:class:`TcpEngine` is the scheduler's fast path for thousands of checks per second: pending
-connects sit in one epoll set of its own (one reader on the event loop, one ``epoll.poll`` for
-all completions) and timeouts in FIFO queues per connect_timeout value served by one timer, so a
-check costs no asyncio handle, future or task. Timeouts stay exact (the timer fires at the
-earliest deadline).
+:class:`TcpEngine` is callback-based (no task, no future), the scheduler's fast path for
+thousands of checks per second: pending connects sit in one epoll set of its own (one reader
+on the event loop, one ``epoll.poll`` for all completions) and timeouts in FIFO queues per
+connect_timeout value served by one timer, so a check costs no asyncio handle, future or task.
+Timeouts stay exact (the timer fires at the earliest deadline). :func:`probe` is the awaitable
+form of one attempt, on an engine of its own.
 """
 
 from __future__ import annotations
@@ -34,80 +34,26 @@ _LINGER0 = struct.pack("ii", 1, 0)
 _IN_PROGRESS = (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EALREADY)
 
 
-def start(ck: Checker, loop: asyncio.AbstractEventLoop,
-          done: Callable[[ProbeResult], None]) -> Callable[[], None]:
-    """Start one attempt; ``done`` is called exactly once unless the returned cancel function
-    is called first."""
-    t0 = time.monotonic()
-    try:
-        s = make_socket(ck, socket.SOCK_STREAM)
-        rc = s.connect_ex(sockaddr(ck.connect_ip, ck.connect_port))
-    except OSError as e:
-        loop.call_soon(done, ProbeResult(False, errno_reason(e), time.monotonic() - t0,
-                                         started=t0))
-        return lambda: None
-    if rc == 0:
-        _finish_ok(s)
-        loop.call_soon(done, ProbeResult(True, "connected", time.monotonic() - t0, started=t0))
-        return lambda: None
-    if rc not in _IN_PROGRESS:
-        s.close()
-        loop.call_soon(done, ProbeResult(False, errno_reason(rc), time.monotonic() - t0,
-                                         started=t0))
-        return lambda: None
-    fd = s.fileno()
-    timer: asyncio.TimerHandle | None = None
-
-    def cleanup() -> None:
-        loop.remove_writer(fd)
-        if timer is not None:
-            timer.cancel()
-
-    def writable() -> None:
-        cleanup()
-        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        lat = time.monotonic() - t0
-        if err == 0:
-            _finish_ok(s)
-            done(ProbeResult(True, "connected", lat, started=t0))
-        else:
-            s.close()
-            done(ProbeResult(False, errno_reason(err), lat, started=t0))
-
-    def expired() -> None:
-        loop.remove_writer(fd)
-        s.close()
-        done(ProbeResult(False, f"timeout after {ms(ck.connect_timeout)}",
-                         time.monotonic() - t0, started=t0))
-
-    def cancel() -> None:
-        cleanup()
-        s.close()
-
-    loop.add_writer(fd, writable)
-    timer = loop.call_at(loop.time() + ck.connect_timeout - (time.monotonic() - t0), expired)
-    return cancel
-
-
 def _finish_ok(s: socket.socket) -> None:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
     s.close()
 
 
 async def probe(ck: Checker) -> ProbeResult:
+    """One attempt, awaitable; runs on a :class:`TcpEngine` of its own (the scheduler's path)."""
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[ProbeResult] = loop.create_future()
+    engine = TcpEngine(loop)
 
     def done(r: ProbeResult) -> None:
-        if not fut.done():
+        if not fut.done():  # an immediate verdict is delivered by call_soon, maybe after cancel
             fut.set_result(r)
 
-    cancel = start(ck, loop, done)
     try:
+        engine.start(ck, done)
         return await fut
-    except asyncio.CancelledError:
-        cancel()
-        raise
+    finally:
+        engine.close()  # cancelled: aborts the attempt, no callback
 
 
 class _Conn:

@@ -65,7 +65,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from lvsd.checks.health import CheckerVerdict, RealServerHealth, RealServerId
-from lvsd.checks.result import ProbeResult, ms
+from lvsd.checks.result import ProbeResult
 from lvsd.config.model import Checker, CheckKind
 
 BOOTSTRAP_DELAY = 1.0  # keepalived check_api.h BOOTSTRAP_DELAY (TIMER_HZ)
@@ -232,17 +232,6 @@ class CheckTracker:
         self.reason, self.since = reason, now
         return Transition(up, reason, now, first)
 
-    # ------------------------------------------------------------------ reload
-
-    def adopt(self, checker: Checker) -> None:
-        """Keep state across a reload where only non-probe details (e.g. pos) changed."""
-        self.checker = checker
-
-
-def describe_timeout(seconds: float, what: str = "") -> str:
-    return f"timeout after {ms(seconds)}" + (f" ({what})" if what else "")
-
-
 class HealthBoard:
     """Aggregates tracker verdicts into :class:`RealServerHealth` per real server."""
 
@@ -271,8 +260,8 @@ class HealthBoard:
         if entry is None:
             return None
         weight, trackers = entry
-        new = aggregate(weight, trackers, now, self._health.get(rsid))
         old = self._health.get(rsid)
+        new = aggregate(weight, trackers, now, old)
         if new is None or new == old:
             return None
         self._health[rsid] = new
@@ -308,4 +297,4 @@ def aggregate(weight: int, trackers: Sequence[CheckTracker], now: float,
         since = max(v.since for v in known)
     else:
         since = now
-    return RealServerHealth(alive, tuple(v for v in known), dyn, reason, since)
+    return RealServerHealth(alive, tuple(known), dyn, reason, since)

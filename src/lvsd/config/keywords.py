@@ -41,6 +41,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from lvsd.config.grammar import Kind, Node, Spec, Tables
 from lvsd.config.lexer import Line, split_quoted
@@ -479,6 +480,34 @@ class Ctx:
 # ------------------------------------------------------------------------------ builders
 
 
+_T = TypeVar("_T")
+
+
+def _put(into: dict[str, object], key: str, value: object | None) -> None:
+    """Store a value read from the config; None (bad or missing, already reported) is skipped."""
+    if value is not None:
+        into[key] = value
+
+
+def _or(value: _T | None, current: _T) -> _T:
+    """A value read from the config, or the current one when it was bad (already reported)."""
+    return current if value is None else value
+
+
+def _addr_port(args: list[str]) -> tuple[str, int] | None:
+    """``IP [PORT]`` (port 0 when absent) of a virtual, real or sorry server; None if invalid."""
+    ip = norm_ip(args[0]) if args else None
+    if ip is None:
+        return None
+    if len(args) < 2:
+        return ip, 0
+    try:
+        port = int(args[1])
+    except ValueError:
+        return None
+    return (ip, port) if 0 <= port <= 65535 else None
+
+
 def _children(node: Node) -> list[Node]:
     return node.children or []
 
@@ -578,13 +607,9 @@ class Builder:
             elif kw in ("enable_script_security", "vrrp_strict", "vrrp_check_unicast_src",
                         "vrrp_skip_check_adv_addr", "lvs_flush", "vrrp_lower_prio_no_advert",
                         "vrrp_higher_prio_send_advert", "checker_log_all_failures"):
-                fv = c.flag(ch)
-                if fv is not None:
-                    upd[kw] = fv
+                _put(upd, kw, c.flag(ch))
             elif kw == "vrrp_version":
-                iv = c.uint(ch, 2, 3, " - ignoring")
-                if iv is not None:
-                    upd[kw] = iv
+                _put(upd, kw, c.uint(ch, 2, 3, " - ignoring"))
             elif kw in ("vrrp_mcast_group4", "vrrp_mcast_group6"):
                 v = c.arg(ch)
                 if v is None:
@@ -599,9 +624,7 @@ class Builder:
                 upd[kw] = ip
             elif kw in ("vrrp_garp_master_delay", "vrrp_garp_master_refresh",
                         "vrrp_garp_lower_prio_delay", "vrrp_startup_delay"):
-                tv = c.timer(ch)
-                if tv is not None:
-                    upd[kw] = tv
+                _put(upd, kw, c.timer(ch))
             elif kw in ("vrrp_garp_interval", "vrrp_gna_interval"):
                 tv = c.timer(ch, 0.000001, 4294.967295, f" - {kw} '{ch.args[0] if ch.args else ''}'"
                              " is invalid")
@@ -609,13 +632,9 @@ class Builder:
                     upd[kw] = tv
             elif kw in ("vrrp_garp_master_repeat", "vrrp_garp_master_refresh_repeat",
                         "vrrp_garp_lower_prio_repeat"):
-                iv = c.uint(ch, 0, 2**31 - 1, " - ignoring")
-                if iv is not None:
-                    upd[kw] = iv
+                _put(upd, kw, c.uint(ch, 0, 2**31 - 1, " - ignoring"))
             elif kw == "vrrp_priority":
-                iv = c.sint(ch, -20, 19)
-                if iv is not None:
-                    upd[kw] = iv
+                _put(upd, kw, c.sint(ch, -20, 19))
             elif kw in ("lvs_flush_on_stop", "lvs_flush_onstop"):
                 if not ch.args:
                     upd["lvs_flush_on_stop"] = "all"
@@ -626,18 +645,12 @@ class Builder:
                 else:
                     c.err(ch.pos, f"Invalid lvs_flush_on_stop parameter {ch.args[0]} - ignoring")
             elif kw == "lvs_sync_daemon":
-                sd = self._lvs_sync_daemon(ch)
-                if sd is not None:
-                    upd[kw] = sd
+                _put(upd, kw, self._lvs_sync_daemon(ch))
             elif kw in ("notify_fifo_script", "vrrp_notify_fifo_script",
                         "lvs_notify_fifo_script"):
-                sc = c.script(ch)
-                if sc is not None:
-                    upd[kw] = sc
+                _put(upd, kw, c.script(ch))
             elif kw == "lvs_drain_on_remove":
-                tv = c.timer(ch, 0.0, DRAIN_MAX)
-                if tv is not None:
-                    upd[kw] = tv
+                _put(upd, kw, c.timer(ch, 0.0, DRAIN_MAX))
             elif kw == "smtp_connect_timeout":
                 iv = c.uint(ch, 1, 2**31 - 1, " - ignoring")
                 if iv is not None:
@@ -709,13 +722,9 @@ class Builder:
             if k == "script":
                 script = c.script(ch)
             elif k == "interval":
-                tv = c.timer(ch, 0.001, 2**32 / 1000)
-                if tv is not None:
-                    kw["interval"] = tv
+                _put(kw, "interval", c.timer(ch, 0.001, 2**32 / 1000))
             elif k == "timeout":
-                tv = c.timer(ch, 0.001, 2**32 / 1000)
-                if tv is not None:
-                    kw["timeout"] = tv
+                _put(kw, "timeout", c.timer(ch, 0.001, 2**32 / 1000))
             elif k == "weight":
                 iv = c.sint(ch, -253, 253)
                 if iv is not None:
@@ -723,9 +732,7 @@ class Builder:
                     if len(ch.args) > 1 and ch.args[1] == "reverse":
                         kw["weight_reverse"] = True
             elif k in ("rise", "fall"):
-                iv = c.uint(ch, 1, 2**31 - 1, " - ignoring")
-                if iv is not None:
-                    kw[k] = iv
+                _put(kw, k, c.uint(ch, 1, 2**31 - 1, " - ignoring"))
             elif k == "user":
                 if ch.args:
                     kw["user"] = ch.args[0]
@@ -874,48 +881,35 @@ class Builder:
                     c.err(ch.pos, f"({name}) unknown state '{s}', defaulting to BACKUP")
                     state = VrrpState.BACKUP
             elif k == "interface":
-                v = c.arg(ch)
-                if v is not None:
-                    kw["interface"] = v
+                _put(kw, "interface", c.arg(ch))
             elif k == "virtual_router_id":
-                iv = c.uint(ch, 1, 255, f" - ({name}): VRID not valid - must be between 1 & 255")
-                if iv is not None:
-                    vrid = iv
+                vrid = _or(c.uint(ch, 1, 255, f" - ({name}): VRID not valid - must be between "
+                                  "1 & 255"), vrid)
             elif k == "priority":
                 iv = c.uint(ch, 1, 255, f" - ({name}) Priority not valid! must be between 1 & "
                             "255. Using default 100")
                 priority = iv if iv is not None else 100
             elif k == "advert_int":
-                tv = c.timer(ch, 0.01, 255.0, f" - ({name}) Advert interval not valid! - ignoring")
-                if tv is not None:
-                    kw["advert_int"] = tv
+                _put(kw, "advert_int", c.timer(ch, 0.01, 255.0, f" - ({name}) Advert interval "
+                                               "not valid! - ignoring"))
             elif k == "version":
-                iv = c.uint(ch, 2, 3, f" - ({name}): Version must be either 2 or 3")
-                if iv is not None:
-                    version = iv
+                version = _or(c.uint(ch, 2, 3, f" - ({name}): Version must be either 2 or 3"),
+                              version)
             elif k in ("native_ipv6", "nopreempt", "dont_track_primary"):
                 kw[k] = True  # keepalived ignores anything after these keywords
             elif k in ("check_unicast_src", "lower_prio_no_advert", "higher_prio_send_advert",
                        "smtp_alert"):
-                fv = c.flag(ch)
-                if fv is not None:
-                    kw[k] = fv
+                _put(kw, k, c.flag(ch))
             elif k == "preempt":
                 kw["nopreempt"] = False
             elif k in ("accept", "no_accept"):
                 kw["accept"] = k == "accept"
             elif k == "strict_mode":
-                fv = c.flag(ch)
-                if fv is not None:
-                    kw["strict_mode"] = fv
+                _put(kw, "strict_mode", c.flag(ch))
             elif k == "preempt_delay":
-                tv = c.timer(ch, 0, 1000)
-                if tv is not None:
-                    kw["preempt_delay"] = tv
+                _put(kw, "preempt_delay", c.timer(ch, 0, 1000))
             elif k == "down_timer_adverts":
-                iv = c.uint(ch, 1, 100, " - ignoring")
-                if iv is not None:
-                    kw[k] = iv
+                _put(kw, k, c.uint(ch, 1, 100, " - ignoring"))
             elif k in ("mcast_src_ip", "unicast_src_ip"):
                 v = c.arg(ch)
                 if v is None:
@@ -937,14 +931,10 @@ class Builder:
                 kw["use_vmac"] = ch.args[0] if ch.args else f"vrrp.{vrid or 0}"
                 unsupported.append(c.unsupported_kw(ch, ctxname))
             elif k in ("garp_master_delay", "garp_master_refresh", "garp_lower_prio_delay"):
-                tv = c.timer(ch)
-                if tv is not None:
-                    kw[k] = tv
+                _put(kw, k, c.timer(ch))
             elif k in ("garp_master_repeat", "garp_master_refresh_repeat",
                        "garp_lower_prio_repeat"):
-                iv = c.uint(ch, 0, 2**31 - 1, " - ignoring")
-                if iv is not None:
-                    kw[k] = iv
+                _put(kw, k, c.uint(ch, 0, 2**31 - 1, " - ignoring"))
             elif k in _NOTIFY:
                 sc = c.script(ch)
                 if sc is not None and k in kw:
@@ -1099,13 +1089,9 @@ class Builder:
                 kw[k + "s" if k != "track_interface" else "track_interfaces"] = \
                     self._track_refs(ch, name)
             elif k in ("notify_backup", "notify_master", "notify_fault", "notify_stop", "notify"):
-                sc = c.script(ch)
-                if sc is not None:
-                    kw[k] = sc
+                _put(kw, k, c.script(ch))
             elif k in ("smtp_alert", "global_tracking", "sync_group_tracking_weight"):
-                fv = c.flag(ch)
-                if fv is not None:
-                    kw[k] = fv
+                _put(kw, k, c.flag(ch))
         if not members:
             c.err(node.pos, f"Sync group {name} has no virtual router(s) - removing")
             return
@@ -1309,19 +1295,12 @@ class Builder:
             vs["fwmark"] = fm
             grp = None
         else:
-            ip = norm_ip(a[0])
-            port = 0
-            ok = ip is not None
-            if ok and len(a) > 1:
-                try:
-                    port = int(a[1])
-                    ok = 0 <= port <= 65535
-                except ValueError:
-                    ok = False
-            if not ok or ip is None:
+            ap = _addr_port(a)
+            if ap is None:
                 c.err(node.pos, f"Invalid virtual server IP address/port {' '.join(a[:2])} - "
                       "skipping")
                 return
+            ip, port = ap
             vs["address"], vs["port"] = ip, port
             family = 6 if ":" in ip else 4
             grp = None
@@ -1371,21 +1350,13 @@ class Builder:
                 if tv is not None:
                     connect_timeout = tv
             elif k == "delay_loop":
-                tv = c.timer(ch, 0.000001)
-                if tv is not None:
-                    delay_loop = tv
+                delay_loop = _or(c.timer(ch, 0.000001), delay_loop)
             elif k == "delay_before_retry":
-                tv = c.timer(ch)
-                if tv is not None:
-                    dbr = tv
+                dbr = _or(c.timer(ch), dbr)
             elif k == "warmup":
-                tv = c.timer(ch)
-                if tv is not None:
-                    warmup = tv
+                warmup = _or(c.timer(ch), warmup)
             elif k == "retry":
-                iv = c.uint(ch, 1, 2**32 - 1, " - retry value invalid")
-                if iv is not None:
-                    retry = iv
+                retry = _or(c.uint(ch, 1, 2**32 - 1, " - retry value invalid"), retry)
             elif k in ("lb_algo", "lvs_sched"):
                 s = c.arg(ch)
                 if s is not None and s in LVS_SCHEDULERS:
@@ -1406,9 +1377,8 @@ class Builder:
                 if not ch.args:
                     persistence = IPVS_SVC_PERSISTENT_TIMEOUT
                 else:
-                    iv = c.uint(ch, 1, LVS_MAX_TIMEOUT, " - persistence_timeout invalid")
-                    if iv is not None:
-                        persistence = iv
+                    persistence = _or(c.uint(ch, 1, LVS_MAX_TIMEOUT,
+                                             " - persistence_timeout invalid"), persistence)
             elif k == "persistence_granularity":
                 s = c.arg(ch)
                 if s is None:
@@ -1450,36 +1420,20 @@ class Builder:
                 else:
                     vs["omega"] = fv
             elif k in ("quorum_up", "quorum_down"):
-                sc = c.script(ch)
-                if sc is not None:
-                    vs[k] = sc
+                _put(vs, k, c.script(ch))
             elif k == "lvs_drain_on_remove":
-                tv = c.timer(ch, 0.0, DRAIN_MAX)
-                if tv is not None:
-                    vs[k] = tv
+                _put(vs, k, c.timer(ch, 0.0, DRAIN_MAX))
             elif k in ("quorum", "hysteresis"):
-                iv = c.uint(ch, 1 if k == "quorum" else 0, 2**32 - 1, " - ignoring")
-                if iv is not None:
-                    vs[k] = iv
+                _put(vs, k, c.uint(ch, 1 if k == "quorum" else 0, 2**32 - 1, " - ignoring"))
             elif k == "weight":
-                iv = c.uint(ch, 0, IPVS_WEIGHT_LIMIT, " - ignoring")
-                if iv is not None:
-                    weight = iv
+                weight = _or(c.uint(ch, 0, IPVS_WEIGHT_LIMIT, " - ignoring"), weight)
             elif k == "sorry_server":
-                s_ip = norm_ip(ch.args[0]) if ch.args else None
-                s_port = 0
-                if len(ch.args) > 1:
-                    try:
-                        s_port = int(ch.args[1])
-                        if not 0 <= s_port <= 65535:
-                            raise ValueError
-                    except ValueError:
-                        s_ip = None
-                if s_ip is None:
+                ap = _addr_port(ch.args)
+                if ap is None:
                     c.err(ch.pos, f"Invalid sorry server IP address {' '.join(ch.args)} - "
                           "skipping")
                     continue
-                sorry = SorryServer(s_ip, s_port, None, ch.pos)
+                sorry = SorryServer(ap[0], ap[1], None, ch.pos)
             elif k == "sorry_server_inhibit":
                 if sorry is None:
                     c.err(ch.pos, "Ignoring sorry_server inhibit used before or without "
@@ -1631,18 +1585,11 @@ class Builder:
     def _real_server(self, node: Node, d: _VsDefaults, vsname: str) -> RealServer | None:
         c = self.ctx
         a = node.args
-        ip = norm_ip(a[0]) if a else None
-        port = 0
-        if ip is not None and len(a) > 1:
-            try:
-                port = int(a[1])
-                if not 0 <= port <= 65535:
-                    raise ValueError
-            except ValueError:
-                ip = None
-        if ip is None:
+        ap = _addr_port(a)
+        if ap is None:
             c.err(node.pos, f"Invalid real server ip address/port {' '.join(a[:2])} - skipping")
             return None
+        ip, port = ap
         ctxname = f"{vsname} real_server {' '.join(a[:2])}"
         kw: dict[str, object] = {}
         unsupported: list[Unsupported] = []
@@ -1668,9 +1615,7 @@ class Builder:
                     lb_kind, tunnel = fw
                     node.extra["own_kind"] = True
             elif k in ("uthreshold", "lthreshold"):
-                iv = c.uint(ch, 0, 65535, " - ignoring")
-                if iv is not None:
-                    kw[k] = iv
+                _put(kw, k, c.uint(ch, 0, 65535, " - ignoring"))
             elif k in ("inhibit_on_failure", "alpha", "smtp_alert"):
                 fv = c.flag(ch)
                 if fv is None:
@@ -1682,29 +1627,17 @@ class Builder:
                 else:
                     kw["smtp_alert"] = fv
             elif k in ("notify_up", "notify_down"):
-                sc = c.script(ch)
-                if sc is not None:
-                    kw[k] = sc
+                _put(kw, k, c.script(ch))
             elif k == "retry":
-                iv = c.uint(ch, 1, 2**32 - 1, " - retry value invalid")
-                if iv is not None:
-                    retry = iv
+                retry = _or(c.uint(ch, 1, 2**32 - 1, " - retry value invalid"), retry)
             elif k == "connect_timeout":
-                tv = c.timer(ch, 0.000001)
-                if tv is not None:
-                    ct = tv
+                ct = _or(c.timer(ch, 0.000001), ct)
             elif k == "delay_loop":
-                tv = c.timer(ch, 0.000001)
-                if tv is not None:
-                    dl = tv
+                dl = _or(c.timer(ch, 0.000001), dl)
             elif k == "warmup":
-                tv = c.timer(ch)
-                if tv is not None:
-                    wu = tv
+                wu = _or(c.timer(ch), wu)
             elif k == "delay_before_retry":
-                tv = c.timer(ch)
-                if tv is not None:
-                    dbr = tv
+                dbr = _or(c.timer(ch), dbr)
             elif k == "virtualhost":
                 s = c.arg(ch)
                 if s is not None:
@@ -1765,9 +1698,8 @@ class Builder:
                 else:
                     connect_ip = ip
             elif k == "connect_port":
-                iv = c.uint(ch, 0, 65535, " - Invalid checker connect_port - ignoring")
-                if iv is not None:
-                    connect_port = iv
+                connect_port = _or(c.uint(ch, 0, 65535, " - Invalid checker connect_port - "
+                                          "ignoring"), connect_port)
             elif k == "bindto":
                 ip = norm_ip(ch.args[0]) if ch.args else None
                 if ip is None:
@@ -1775,43 +1707,27 @@ class Builder:
                 else:
                     kw["bindto"] = ip
             elif k == "bind_port":
-                iv = c.uint(ch, 1, 65535, " - ignoring")
-                if iv is not None:
-                    kw["bind_port"] = iv
+                _put(kw, "bind_port", c.uint(ch, 1, 65535, " - ignoring"))
             elif k == "bind_if":
-                s = c.arg(ch)
-                if s is not None:
-                    kw["bind_if"] = s
+                _put(kw, "bind_if", c.arg(ch))
             elif k == "fwmark":
-                iv = c.uint(ch, 0, IPVS_FWMARK_MAX, " - ignoring")
-                if iv is not None:
-                    kw["fwmark"] = iv
+                _put(kw, "fwmark", c.uint(ch, 0, IPVS_FWMARK_MAX, " - ignoring"))
             elif k == "connect_timeout":
-                ct = c.timer(ch, 0.000001) or ct
+                ct = _or(c.timer(ch, 0.000001), ct)
             elif k in ("retry", "nb_get_retry"):
                 if k == "nb_get_retry":
                     c.err(ch.pos, "nb_get_retry is deprecated - please use 'retry'")
-                iv = c.uint(ch, 0, 2**32 - 1, " - retry value invalid")
-                if iv is not None:
-                    retry = iv
+                retry = _or(c.uint(ch, 0, 2**32 - 1, " - retry value invalid"), retry)
             elif k == "delay_before_retry":
-                tv = c.timer(ch)
-                if tv is not None:
-                    dbr = tv
+                dbr = _or(c.timer(ch), dbr)
             elif k == "delay_loop":
-                tv = c.timer(ch, 0.000001)
-                if tv is not None:
-                    dl = tv
+                dl = _or(c.timer(ch, 0.000001), dl)
             elif k == "warmup":
-                tv = c.timer(ch)
-                if tv is not None:
-                    wu = tv
+                wu = _or(c.timer(ch), wu)
             elif k == "alpha":
                 alpha = c.flag(ch)
             elif k == "log_all_failures":
-                fv = c.flag(ch)
-                if fv is not None:
-                    kw["log_all_failures"] = fv
+                _put(kw, "log_all_failures", c.flag(ch))
             elif k == "url":
                 u = self._url(ch)
                 if u is not None:
@@ -1829,9 +1745,7 @@ class Builder:
                 elif s is not None:
                     c.err(ch.pos, f"Invalid http_protocol version {s}")
             elif k in ("enable_sni", "fast_recovery", "tls_compliant"):
-                fv = c.flag(ch)
-                if fv is not None:
-                    kw[k] = fv
+                _put(kw, k, c.flag(ch))
             elif k == "sni_name":
                 # keepalived check_http.c: `sni_name NAME` sets the name and enables SNI; a bare
                 # `sni_name` enables SNI with the virtual host rule (unless a name was given)
@@ -1843,9 +1757,7 @@ class Builder:
                     continue
                 kw["enable_sni"] = True
             elif k == "rise":
-                iv = c.uint(ch, 1, 2**32 - 1, " - ignoring")
-                if iv is not None:
-                    kw["rise"] = iv
+                _put(kw, "rise", c.uint(ch, 1, 2**32 - 1, " - ignoring"))
             elif k == "misc_path":
                 sc = c.script(ch)
                 if sc is not None:
@@ -1855,9 +1767,7 @@ class Builder:
                 if iv is not None:
                     kw["misc_timeout"] = float(iv)
             elif k == "misc_dynamic":
-                fv = c.flag(ch)
-                if fv is not None:
-                    kw["misc_dynamic"] = fv
+                _put(kw, "misc_dynamic", c.flag(ch))
             elif k == "user":
                 if ch.args and "misc_path" in kw:
                     mp = kw["misc_path"]
@@ -1880,9 +1790,7 @@ class Builder:
                     else:
                         kw["dns_name"] = s
             elif k == "helo_name":
-                s = c.arg(ch)
-                if s is not None:
-                    kw["helo_name"] = s
+                _put(kw, "helo_name", c.arg(ch))
             elif k == "payload":
                 if not ch.args:
                     c.err(ch.pos, "UDP_CHECK payload requires a payload")
@@ -2007,9 +1915,7 @@ class Builder:
                 c.unsupported_kw(ch, "url")
                 continue
             if k == "path":
-                s = c.arg(ch)
-                if s is not None:
-                    kw["path"] = s
+                _put(kw, "path", c.arg(ch))
             elif k == "digest":
                 s = c.arg(ch)
                 if s is None:
@@ -2052,13 +1958,9 @@ class Builder:
                         c.err(ch.pos, f"unknown regex option '{o}' - ignored")
                 kw["regex_options"] = tuple(opts)
             elif k == "tls_compliant":
-                fv = c.flag(ch)
-                if fv is not None:
-                    kw["tls_compliant"] = fv
+                _put(kw, "tls_compliant", c.flag(ch))
             elif k in ("regex_min_offset", "regex_max_offset"):
-                iv = c.uint(ch, 0, 2**31 - 1, " - ignoring")
-                if iv is not None:
-                    kw[k] = iv
+                _put(kw, k, c.uint(ch, 0, 2**31 - 1, " - ignoring"))
         if "path" not in kw:
             c.err(node.pos, "HTTP/SSL_GET checker url has no path - ignoring")
             return None
