@@ -533,7 +533,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, old)
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "demo", help="failover and server failure live, in network namespaces (root)",
         description="Build two directors, three real servers and a client in network "

@@ -12,7 +12,6 @@ The tests run in file order and share one lab; each starts by checking the state
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from conftest import require
 from lvsd.demo import REAL_SERVERS, STATUS, Lab, wait_for
 from lvsd.lab.netns import have_netns
 
@@ -29,15 +29,10 @@ pytestmark = pytest.mark.netns
 REPORT: list[str] = []
 
 
-def _need() -> None:
-    why = have_netns()
-    if why and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
-        pytest.skip(why)
-
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    _need()
+    require(have_netns())  # skip locally, fail in CI
     lab = Lab(tag="lt-e2e")
     try:
         lab.build()

@@ -3,7 +3,6 @@ at a normal end or on Ctrl-C (SIGINT) in the middle."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -12,15 +11,11 @@ import time
 
 import pytest
 
+from conftest import require
 from lvsd.lab.netns import cleanup_stale, have_netns
 
 pytestmark = pytest.mark.netns
 
-
-def _need() -> None:
-    why = have_netns()
-    if why and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
-        pytest.skip(why)
 
 
 def _namespaces(prefix: str) -> list[str]:
@@ -36,7 +31,7 @@ def _prefix(output: str) -> str:
 
 
 def test_demo_runs_its_scenario_and_cleans_up() -> None:
-    _need()
+    require(have_netns())  # skip locally, fail in CI
     p = subprocess.run([sys.executable, "-m", "lvsd.cli", "demo", "--duration", "1"],
                        capture_output=True, text=True, timeout=150, check=False)
     prefix = _prefix(p.stdout)
@@ -53,7 +48,7 @@ def test_demo_runs_its_scenario_and_cleans_up() -> None:
 
 
 def test_demo_ctrl_c_cleans_up() -> None:
-    _need()
+    require(have_netns())  # skip locally, fail in CI
     proc = subprocess.Popen([sys.executable, "-u", "-m", "lvsd.cli", "demo", "--scenario",
                              "steady", "--duration", "1", "--keep"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -26,6 +26,7 @@ class FakeProvider:
         self.state = "MASTER"
         self.ready = True
         self.rs2_alive: bool | None = False
+        self.draining: tuple[RealServerStatus, ...] = ()  # removed by a reload, draining
         self.calls = 0
 
     def secrets(self) -> list[str]:
@@ -44,7 +45,7 @@ class FakeProvider:
         vs = VirtualServerStatus(
             "192.0.2.100:80/TCP", ("TCP 192.0.2.100:80",), "TCP", "wlc", "NAT", quorum=1,
             quorum_up=True, alive=1, live_weight=4, sorry_server="10.0.0.99:80",
-            sorry_active=False, real_servers=(rs1, rs2, rs3))
+            sorry_active=False, real_servers=(rs1, rs2, rs3, *self.draining))
         inst = InstanceStatus(
             "VI_1", 51, "eth0", 3, 4, self.state, base_priority=150, effective_priority=140,
             master="192.0.2.1", master_priority=140, advert_int=0.5, vips=("192.0.2.100/32",),

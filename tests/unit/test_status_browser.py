@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from _status_sample import SECRET, FakeProvider
 
 from lvsd.status.app import StatusServer, create_app
 from lvsd.status.events import EventBus
+from lvsd.status.model import RealServerStatus
 
 pytestmark = pytest.mark.unit
 
@@ -96,10 +98,15 @@ async def test_page_shows_live_state_in_chromium(tmp_path: Path) -> None:
         # the page follows changes: a new state shows up on the next load/poll
         provider.state = "BACKUP"
         provider.rs2_alive = True
+        provider.draining = (RealServerStatus(
+            "10.0.0.14", 80, None, True, 0, 0, reason="removed by reload: draining at weight 0",
+            draining=True, draining_until=time.time() + 300),)
         cells = _Cells()
         cells.feed(await _dump_dom(url))
         assert cells.rows["VI_1"][3] == "BACKUP"
         assert cells.rows["10.0.0.12:80"][1] == "UP"
+        assert cells.rows["10.0.0.14:80"][1] == "draining"
+        assert "removed by reload: draining at weight 0 until " in cells.rows["10.0.0.14:80"][5]
         assert provider.calls >= 2
 
         # transitions published while the page is open appear in its event list (/events)

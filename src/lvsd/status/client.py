@@ -19,6 +19,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from lvsd.status.model import hostport
+
 DEFAULT_LISTEN = "127.0.0.1:9330"
 DEFAULT_PID_FILE = "/run/lvsd.pid"
 
@@ -56,12 +58,12 @@ def fetch_status(listen: str, token: str | None = None, timeout: float = 5.0) ->
     return body
 
 
-def _host(addr: str, port: int) -> str:
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-
-
 def _health(alive: bool | None) -> str:
     return "UP" if alive else ("pending" if alive is None else "DOWN")
+
+
+def _rs_health(rs: dict[str, Any]) -> str:
+    return "draining" if rs.get("draining") else _health(rs["alive"])
 
 
 def format_status(s: dict[str, Any]) -> str:
@@ -111,8 +113,11 @@ def format_status(s: dict[str, Any]) -> str:
                 missing = [c for c in rs["failed_checkers"] if c not in why]
                 if missing:
                     why = f"{', '.join(missing)}: {why}"
-                out.append(f"  -> {_host(rs['address'], rs['port']):<28} {fwd:<7} {w:>6} "
-                           f"{ac:>10} {ic:>9}  {_health(rs['alive']):<7} {why}".rstrip())
+                if rs.get("draining_until") is not None:
+                    until = time.strftime("%H:%M:%S", time.localtime(rs["draining_until"]))
+                    why = f"{why} until {until}"
+                out.append(f"  -> {hostport(rs['address'], rs['port']):<28} {fwd:<7} {w:>6} "
+                           f"{ac:>10} {ic:>9}  {_rs_health(rs):<7} {why}".rstrip())
     out.append("")
     alarms = "; ".join(rec["alarms"]) or "none"
     out.append(f"reconciler: {rec['runs_total']} runs, {rec['ops_total']} ops, "
@@ -199,7 +204,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-file", metavar="FILE", help="bearer token for the status endpoint")
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("status", help="show a running lvsd's state",
                               description="Show VRRP instances and the pool with health.")
     _common(p)

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lvsd.status.model import InstanceStatus, Snapshot
+from lvsd.status.model import InstanceStatus, Snapshot, hostport
 
 DATA_FILE = "keepalived.data"
 CHECK_DATA_FILE = "keepalived_check.data"
@@ -119,8 +119,7 @@ def render_check_data(s: Snapshot) -> str:
             out.append(f"   sorry server = {vs.sorry_server}"
                        f"{' (active)' if vs.sorry_active else ''}")
         for rs in vs.real_servers:
-            host = f"[{rs.address}]" if ":" in rs.address else rs.address
-            out += [f"   RS = {host}:{rs.port}",
+            out += [f"   RS = {hostport(rs.address, rs.port)}",
                     f"     weight = {rs.configured_weight}",
                     f"     alive = {'yes' if rs.alive else 'no'}",
                     f"     set = {'yes' if rs.in_dataplane else 'no'}"]

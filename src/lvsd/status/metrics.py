@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from lvsd.status.model import Snapshot
+from lvsd.status.model import Snapshot, hostport
 
 VRRP_STATES = ("INIT", "BACKUP", "MASTER", "FAULT", "STOPPED")
 
@@ -129,21 +129,26 @@ class SnapshotCollector:
                                 labels=rl)
         rac = GaugeMetricFamily("lvsd_real_server_active_connections",
                                 "Active connections (data plane)", labels=rl)
+        rdr = GaugeMetricFamily("lvsd_real_server_draining_until_timestamp_seconds",
+                                "Removed by a reload, draining at weight 0 until (Unix seconds)",
+                                labels=rl)
         for vs in s.virtual_servers:
             q.add_metric([vs.ident], _b(vs.quorum_up))
             sorry.add_metric([vs.ident], _b(vs.sorry_active))
             lw.add_metric([vs.ident], vs.live_weight)
             alive.add_metric([vs.ident], vs.alive)
             for rs in vs.real_servers:
-                host = f"[{rs.address}]" if ":" in rs.address else rs.address
-                lab = [vs.ident, f"{host}:{rs.port}"]
-                rup.add_metric(lab, _b(rs.alive))
+                lab = [vs.ident, hostport(rs.address, rs.port)]
+                if rs.draining:  # no checker any more: no up/down verdict
+                    rdr.add_metric(lab, rs.draining_until or 0.0)
+                else:
+                    rup.add_metric(lab, _b(rs.alive))
                 rin.add_metric(lab, _b(rs.in_dataplane))
                 rw.add_metric(lab, rs.dataplane_weight or 0)
                 rcw.add_metric(lab, rs.configured_weight)
                 if rs.active_conns is not None:
                     rac.add_metric(lab, rs.active_conns)
-        yield from (q, sorry, lw, alive, rup, rin, rw, rcw, rac)
+        yield from (q, sorry, lw, alive, rup, rin, rw, rcw, rac, rdr)
 
         # ---- checkers
         cl = ["virtual_server", "real_server", "checker"]

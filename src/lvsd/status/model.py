@@ -100,6 +100,9 @@ class RealServerStatus:
     reason: str = ""  # why the last transition happened
     active_conns: int | None = None
     inactive_conns: int | None = None
+    # removed by a reload, kept at weight 0 until its connections end (lvs_drain_on_remove)
+    draining: bool = False
+    draining_until: float | None = None  # when the drain ends at the latest (Unix s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +168,11 @@ class Snapshot:
     checkers: tuple[CheckerStatus, ...] = ()
     reconciler: ReconcilerStatus = field(default_factory=lambda: ReconcilerStatus("none"))
     schema: int = SCHEMA_VERSION
+
+
+def hostport(addr: str, port: int) -> str:
+    """``addr:port``, an IPv6 address in brackets (``[fd00::1]:80``)."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 def redact(obj: Any, secrets: Iterable[str] = ()) -> Any:

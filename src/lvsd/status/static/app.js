@@ -62,11 +62,12 @@
       for (const rs of vs.real_servers) {
         const host = rs.address.includes(":") ? "[" + rs.address + "]" : rs.address;
         t.append(el("tr", { "data-rs": host + ":" + rs.port },
-          el("td", {}, host + ":" + rs.port), el("td", { class: "health" }, updown(rs.alive)),
+          el("td", {}, host + ":" + rs.port), el("td", { class: "health" },
+            rs.draining ? el("span", { class: "draining" }, "draining") : updown(rs.alive)),
           el("td", {}, (rs.dataplane_weight == null ? "–" : rs.dataplane_weight) + "/" +
             rs.configured_weight + "/" + (rs.dynamic_weight == null ? "–" : rs.dynamic_weight)),
           el("td", {}, rs.failed_checkers.join(", ")), el("td", {}, when(rs.since)),
-          el("td", {}, rs.reason),
+          el("td", {}, rs.reason + (rs.draining_until == null ? "" : " until " + when(rs.draining_until))),
           el("td", {}, rs.active_conns == null ? "" : rs.active_conns + "/" + rs.inactive_conns)));
       }
       vsDiv.append(t);

@@ -1,0 +1,67 @@
+"""``lvsd run -f FILE``: one asyncio process running VRRP, the health checks and the pool.
+
+Theory of operation
+-------------------
+Data flows one way::
+
+    config --> check scheduler --(health)--> planner --(desired table)--> reconciler --> data plane
+       \\--> VRRP runners (VIPs, adverts, notify)
+    status app <-- read-only snapshots of all of the above
+
+Like keepalived, every director runs its checkers and programs its pool whatever its VRRP
+state; only the VRRP master holds the VIPs, so only the master receives traffic (a backup's
+table is ready the moment it takes over).
+
+* The *pool task* is the only writer of the data plane (through the reconciler): it wakes on
+  every health change, on reload, and every ``--sweep`` seconds; it plans (planner), runs the
+  plan's quorum/notify scripts, sets the reconciler's desired table and reconciles. The status
+  page's table is the reconciler's own view (its last full read plus what it read and applied
+  since), so a pass reads the data plane once, not twice; the connection counters (``stats``,
+  a full read with counters) are refreshed at start and on every sweep only.
+* Startup: load + validate the config (errors: exit 1 with ``file:line`` messages), open the
+  data plane (a kernel without IPVS: one line telling to use ``--dataplane nftables``), start
+  the status endpoint, the checks, the first full reconcile, then the VRRP runners; then
+  ``READY=1`` to systemd (``Type=notify``).
+* SIGHUP: ``RELOADING=1``; load and validate the new file *completely* first (config
+  diagnostics, VRRP instance specs, a trial plan, what the data plane refuses). Any error: the
+  old config keeps running untouched; the errors go to the log, ``/status`` (``config``) and a
+  ``reload`` event. Otherwise apply the difference: ``Scheduler.update`` (unchanged checkers
+  keep state and retry counts, new ones start like at boot, alpha respected), ``Planner.reload``
+  (same virtual servers keep quorum state), VRRP: an instance (or sync group) whose
+  configuration is unchanged keeps its runner, and so its state, counters and VIPs. A changed
+  one goes to ``VrrpRunner.update``: members whose identity (interface, vrid, version, family)
+  is unchanged keep their state and take the new parameters in place (priority, advert_int,
+  preempt, auth, tracking, VIPs, garp, notify); one whose identity changed is stopped
+  (priority 0, VIPs removed) and started again. An instance moving into or out of a sync
+  group, or renamed outside one, is a new runner (stopped + started). Removed instances are
+  stopped (notify_stop), new ones started. Then ``READY=1``.
+* SIGTERM/SIGINT: the VRRP runners stop first (a master sends priority 0 and removes its VIPs:
+  RFC 5798 §6.4.3, the backup takes over after Skew_Time; notify_stop runs), then the checks
+  stop, virtual servers with ``omega`` run their quorum_down/notify_down scripts (keepalived),
+  the reconciler stops (the table stays unless ``lvs_flush_on_stop``), the status endpoint
+  closes. The whole shutdown is bounded (``--stop-timeout``); the process then exits.
+* SIGUSR1 / SIGUSR2 / SIGRTMIN+2: keepalived's dump files (data / stats / JSON) in
+  ``--dump-dir`` (default /tmp), see :mod:`lvsd.status.dumps`.
+"""
+
+from lvsd.daemon.command import cmd_run, options_from_args, register
+from lvsd.daemon.configinfo import config_errors, config_secrets, config_warnings
+from lvsd.daemon.core import Daemon
+from lvsd.daemon.logsetup import SECRET_FILTER, JsonFormatter, SecretFilter, setup_logging
+from lvsd.daemon.options import (
+    DEFAULT_CONFIG,
+    DEFAULT_PID_FILE,
+    DEFAULT_STATUS_LISTEN,
+    MODES,
+    Options,
+    StartupError,
+)
+from lvsd.daemon.sdnotify import sd_notify
+from lvsd.daemon.snapshot import TRANSITIONS_KEPT
+
+__all__ = [
+    "DEFAULT_CONFIG", "DEFAULT_PID_FILE", "DEFAULT_STATUS_LISTEN", "MODES", "SECRET_FILTER",
+    "TRANSITIONS_KEPT", "Daemon", "JsonFormatter", "Options", "SecretFilter", "StartupError",
+    "cmd_run", "config_errors", "config_secrets", "config_warnings", "options_from_args",
+    "register", "sd_notify", "setup_logging",
+]

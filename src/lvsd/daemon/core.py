@@ -1,0 +1,629 @@
+"""The :class:`Daemon`: wires config, checks, planner, reconciler, VRRP runners and the status
+endpoint into one asyncio process (theory of operation: :mod:`lvsd.daemon`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lvsd.config.model import Config, VrrpInstance
+from lvsd.daemon import snapshot as snap
+from lvsd.daemon.configinfo import config_errors, config_secrets, config_warnings
+from lvsd.daemon.logsetup import SECRET_FILTER
+from lvsd.daemon.options import MODES, Options, StartupError
+from lvsd.daemon.reload import ConfigState, reload
+from lvsd.daemon.sdnotify import sd_notify
+from lvsd.daemon.vrrpset import make_runner, runner_model, vrrp_groups
+from lvsd.status import model as m
+
+if TYPE_CHECKING:
+    from lvsd.checks.health import RealServerId
+    from lvsd.checks.scheduler import HealthEvent, Scheduler
+    from lvsd.dataplane.base import DataPlane, DestStats
+    from lvsd.pool.planner import Action, Plan, Planner
+    from lvsd.pool.reconciler import Reconciler, ReconcileResult
+    from lvsd.pool.table import DestKey, ServiceKey
+    from lvsd.status.app import StatusServer
+    from lvsd.vrrp.notify import Notifier
+    from lvsd.vrrp.runner import VrrpRunner
+
+log = logging.getLogger("lvsd")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("lvsd")
+    except Exception:  # pragma: no cover - not installed
+        return "0+unknown"
+
+
+@dataclass
+class _PoolState:
+    last_ops: tuple[str, ...] = ()
+    errors_total: int = 0
+    last_error: str | None = None
+    stats: Mapping[tuple[ServiceKey, DestKey], DestStats] = field(default_factory=dict)
+    stats_at: float | None = None  # time.monotonic() of the stats read (drains may end early)
+
+
+class Daemon:
+    """One lvsd process. ``await Daemon(opts).run()`` returns the exit status."""
+
+    def __init__(self, opts: Options) -> None:
+        if opts.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.opts = opts
+        self.version = _version()
+        self.started_at = time.time()
+        self._mono_offset = self.started_at - time.monotonic()
+        self.config: Config | None = None
+        self.cfg_state = ConfigState(loaded_at=time.time())
+        self.ready = False
+        self.stopping = False
+        from lvsd.status.events import EventBus
+
+        self.bus = EventBus()
+        self.scheduler: Scheduler | None = None
+        self.planner: Planner | None = None
+        self.reconciler: Reconciler | None = None
+        self.dataplane: DataPlane | None = None
+        self.plan: Plan | None = None
+        self.pool = _PoolState()
+        self.runners: dict[str, VrrpRunner] = {}  # key: "group NAME" or instance name
+        self.runner_models: dict[str, tuple[object, ...]] = {}  # key -> stripped models
+        self.secrets: set[str] = set()
+        self.reload_lock = asyncio.Lock()
+        self._pid_written = False
+        self._hup_pending = False
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._pool_task: asyncio.Task[None] | None = None
+        self._bg: set[asyncio.Task[Any]] = set()
+        self._status_server: StatusServer | None = None
+        self._lvs_notifier: Notifier | None = None
+        self._vs_states: dict[str, tuple[bool, bool]] = {}  # quorum_up, sorry_active
+        self._draining: Mapping[RealServerId, float] = {}  # lvs_drain_on_remove: drain end
+
+    # ---- modes
+    @property
+    def run_vrrp(self) -> bool:
+        return self.opts.mode in ("full", "vrrp-only")
+
+    @property
+    def run_checks(self) -> bool:
+        return self.opts.mode in ("full", "check-only")
+
+    # ---- config
+    def load(self) -> Config:
+        from lvsd.config.loader import load
+
+        cfg = load(self.opts.config_file, config_id=self.opts.config_id)
+        assert isinstance(cfg, Config)
+        # secrets of every config ever read, rejected ones included (their errors are shown)
+        self.secrets.update(config_secrets(cfg))
+        SECRET_FILTER.secrets.update(self.secrets)
+        return cfg
+
+    def validate(self, cfg: Config) -> list[str]:
+        """Every reason not to run ``cfg`` (empty: good). Never raises."""
+        errors = config_errors(cfg)
+        if cfg.fatal:
+            return errors
+        if self.run_vrrp:
+            from lvsd.vrrp.runner import InstanceSpec
+
+            names = {i.name for i in cfg.vrrp_instances}
+            for sg in cfg.vrrp_sync_groups:
+                for n in sg.group:
+                    if n not in names:
+                        errors.append(f"{sg.pos}: vrrp_sync_group {sg.name}: unknown "
+                                      f"vrrp_instance {n}")
+            for inst in cfg.vrrp_instances:
+                try:
+                    InstanceSpec.from_config(inst, cfg, transport=self.opts.vrrp_transport)
+                except (ValueError, KeyError) as exc:
+                    errors.append(f"{inst.pos}: vrrp_instance {inst.name}: {exc}")
+        if self.run_checks:
+            errors += self._validate_pool(cfg)
+        return errors
+
+    def _validate_pool(self, cfg: Config) -> list[str]:
+        """A trial plan's problems, and what the data plane refuses of every service, real
+        server and sorry server whatever its health (``planner.refusals``): a sorry server the
+        data plane cannot carry is refused at load, not when quorum is lost."""
+        from lvsd.checks.health import RealServerHealth
+        from lvsd.pool.planner import Planner, refusals
+
+        trial = Planner(cfg)
+        alive = {Planner.rs_id(vs, rs): RealServerHealth(alive=True)
+                 for vs in cfg.virtual_servers for rs in vs.real_servers}
+        try:
+            plan = trial.plan(alive, time.monotonic())
+        except Exception as exc:  # a planner bug must not take the daemon down
+            return [f"cannot plan the pool: {type(exc).__name__}: {exc}"]
+        errors = list(plan.problems)
+        if self.dataplane is not None:
+            errors += refusals(cfg, self.dataplane.refuse)
+        return errors
+
+    # ---- data plane
+    async def open_dataplane(self) -> None:
+        from lvsd.dataplane.base import DataPlaneError
+
+        name = self.opts.dataplane
+        try:
+            if name == "memory":
+                from lvsd.dataplane.memory import MemoryDataPlane
+
+                self.dataplane = MemoryDataPlane()
+            elif name == "nftables":
+                from lvsd.dataplane.nftables import NftablesDataPlane
+
+                nft = NftablesDataPlane(self.opts.nft_table)
+                await nft.dump()  # fails now if nft is missing / not permitted
+                self.dataplane = nft
+            elif name == "ipvs":
+                from lvsd.dataplane.ipvs import IPVSDataPlane
+
+                ipvs = IPVSDataPlane()
+                await ipvs.open()
+                self.dataplane = ipvs
+            else:
+                raise StartupError(f"unknown data plane {name!r} (ipvs, nftables or memory)")
+        except DataPlaneError as exc:
+            raise StartupError(f"{name} data plane unavailable: {exc}") from None
+
+    # ---- lifecycle
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        # handlers first: a HUP during startup must not kill the process (default action)
+        handlers: dict[int, Callable[[], object]] = {
+            signal.SIGHUP: self._on_hup, signal.SIGTERM: self._stop.set,
+            signal.SIGINT: self._stop.set,
+            signal.SIGUSR1: functools.partial(self._dump, "data"),
+            signal.SIGUSR2: functools.partial(self._dump, "stats"),
+            signal.SIGRTMIN + 2: functools.partial(self._dump, "json")}
+        for sig, fn in handlers.items():
+            loop.add_signal_handler(sig, fn)
+        try:
+            try:
+                await self._startup()
+            except StartupError as exc:
+                if self.opts.log_format == "json":
+                    log.error("%s", exc)
+                else:  # one line, not a log record twice
+                    print(f"lvsd: {exc}", file=sys.stderr)
+                await self._shutdown()
+                return 1
+            if self._hup_pending and not self._stop.is_set():
+                self._on_hup()
+            await self._stop.wait()
+            log.info("stopping (signal)")
+            sd_notify("STOPPING=1")
+            try:
+                await asyncio.wait_for(self._shutdown(), self.opts.stop_timeout)
+            except TimeoutError:
+                log.error("shutdown did not finish within %.0f s; exiting anyway",
+                          self.opts.stop_timeout)
+            log.info("stopped")
+            return 0
+        finally:
+            for sig in handlers:
+                loop.remove_signal_handler(sig)
+
+    async def _startup(self) -> None:
+        cfg = self.load()
+        for w in config_warnings(cfg):
+            log.warning("config: %s", w)
+        if self.run_checks:
+            await self.open_dataplane()
+        errors = self.validate(cfg)
+        if errors:
+            for e in errors:
+                log.error("config: %s", e)
+            raise StartupError(f"{self.opts.config_file}: {len(errors)} configuration "
+                               f"error(s), not starting: {errors[0]}"
+                               + (" (see log for the rest)" if len(errors) > 1 else ""))
+        self.config = cfg
+        self.cfg_state = ConfigState(loaded_at=time.time())
+        self._write_pid()
+        await self._start_status()
+        if self.run_checks:
+            await self._start_pool(cfg)
+        if self.run_vrrp:
+            await self.apply_vrrp(cfg)
+        self.ready = True
+        self.bus.publish("lifecycle", {"what": "ready", "config_id": cfg.config_id,
+                                       "mode": self.opts.mode})
+        log.info("ready: %d VRRP instance(s), %d virtual server(s), %s data plane, mode %s",
+                 len(cfg.vrrp_instances) if self.run_vrrp else 0,
+                 len(cfg.virtual_servers) if self.run_checks else 0,
+                 self.opts.dataplane if self.run_checks else "no", self.opts.mode)
+        sd_notify(f"READY=1\nSTATUS=running config {cfg.config_id}\nMAINPID={os.getpid()}")
+
+    def _write_pid(self) -> None:
+        if not self.opts.pid_file:
+            return
+        try:
+            with open(self.opts.pid_file, encoding="ascii") as fh:
+                other = int(fh.read().strip() or "0")
+        except (OSError, ValueError):
+            other = 0
+        if other and other != os.getpid():
+            try:
+                os.kill(other, 0)
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            except PermissionError:
+                alive = True
+            if alive:
+                raise StartupError(f"already running: pid {other} (pid file "
+                                   f"{self.opts.pid_file}); stop it or use another --pid-file")
+        try:
+            tmp = f"{self.opts.pid_file}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(f"{os.getpid()}\n")
+            os.replace(tmp, self.opts.pid_file)
+            self._pid_written = True
+        except OSError as exc:
+            raise StartupError(f"pid file {self.opts.pid_file}: {exc.strerror or exc}") from None
+
+    async def _start_status(self) -> None:
+        if not self.opts.status_listen:
+            return
+        from lvsd.status.app import (
+            StatusServer,
+            TokenError,
+            create_app,
+            parse_listen,
+            read_token_file,
+        )
+
+        try:
+            host, port = parse_listen(self.opts.status_listen)
+        except ValueError as exc:
+            raise StartupError(f"--status-listen: {exc}") from None
+        token = None
+        if self.opts.status_token_file:
+            try:
+                token = read_token_file(self.opts.status_token_file)
+            except TokenError as exc:
+                raise StartupError(str(exc)) from None
+        app = create_app(self.snapshot, self.bus, token=token,
+                         secrets=lambda: sorted(self.secrets),
+                         health=lambda: (self.ready, self.stopping))
+        srv = StatusServer(app, host, port)
+        try:
+            await srv.start()
+        except OSError as exc:
+            raise StartupError(f"status endpoint {host}:{port}: {exc.strerror or exc}") from None
+        self._status_server = srv
+        log.info("status endpoint on http://%s:%d/", host if ":" not in host else f"[{host}]",
+                 srv.port)
+
+    async def _start_pool(self, cfg: Config) -> None:
+        from lvsd.checks.scheduler import Scheduler
+        from lvsd.pool.planner import Planner
+        from lvsd.pool.reconciler import Reconciler
+        from lvsd.vrrp.notify import Notifier
+
+        assert self.dataplane is not None
+        g = cfg.global_defs
+        self._lvs_notifier = Notifier("LVS", "lvsd", {}, (), default_user=g.script_user,
+                                      default_group=g.script_group,
+                                      on_error=lambda m: log.warning("script: %s", m))
+        self.planner = Planner(cfg)
+        self.reconciler = Reconciler(self.dataplane, sweep_interval=self.opts.sweep_interval,
+                                     flush_on_start=g.lvs_flush,
+                                     flush_on_stop=g.lvs_flush_on_stop)
+        self.scheduler = Scheduler(cfg, on_change=self._on_health)
+        await self.scheduler.start()
+        # first full reconcile (adopts what the data plane holds, or flushes with lvs_flush)
+        self._plan()
+        result = await self.reconciler.start(run_loop=False)
+        self._record_reconcile(result)
+        await self._read_counters()
+        # config, plan and table live for the whole run: take them out of the cyclic GC's scans
+        # (a 37,000-server planner pass spent ~15% of its time in gen-2 collections of them)
+        import gc
+
+        gc.freeze()
+        self._pool_task = asyncio.create_task(self._pool_loop(), name="lvsd-pool")
+
+    def reload_pool(self, cfg: Config) -> None:
+        """Reload: checkers and planner take ``cfg`` (state kept by identity); a pass follows."""
+        assert self.scheduler is not None and self.planner is not None
+        assert self.reconciler is not None
+        self.scheduler.update(cfg)
+        self.planner.reload(cfg)
+        self.reconciler.flush_on_stop = cfg.global_defs.lvs_flush_on_stop
+        self._wake.set()
+
+    # ---- health -> plan -> reconcile
+    def _on_health(self, ev: HealthEvent) -> None:
+        rsid, h = ev.rsid, ev.health
+        self.bus.publish("realserver", {
+            "vs": rsid.vs, "rs": m.hostport(rsid.addr, rsid.port),
+            "alive": None if h is None else h.alive,
+            "reason": "" if h is None else h.reason,
+            "failed_checkers": [] if h is None else list(h.failed_checkers)})
+        if h is not None:
+            log.info("real server %s %s (%s)", rsid, "UP" if h.alive else "DOWN", h.reason)
+        self._wake.set()
+
+    def _plan(self) -> None:
+        assert self.planner is not None and self.scheduler is not None
+        assert self.reconciler is not None
+        now = time.monotonic()
+        plan = self.planner.plan(self.scheduler.health, now, self.pool.stats,
+                                 self.pool.stats_at)
+        self.plan = plan
+        for rid, end in plan.draining.items():
+            if rid not in self._draining:
+                log.info("real server %s removed by reload: draining at weight 0 for %.0f s",
+                         rid, max(0.0, end - now))
+        for rid in set(self._draining) - set(plan.draining):
+            log.info("real server %s drained: removed", rid)
+        self._draining = plan.draining
+        for p in plan.problems:
+            log.error("pool: %s", p)
+        for act in plan.actions:
+            self._run_action(act)
+        for ident, st in plan.states.items():
+            prev = self._vs_states.get(ident)
+            cur = (st.quorum_up, st.sorry_active)
+            if prev != cur:
+                self.bus.publish("quorum", {"vs": ident, "quorum_up": st.quorum_up,
+                                            "sorry_active": st.sorry_active,
+                                            "live_weight": st.live_weight, "alive": st.alive})
+                if prev is not None:
+                    log.info("virtual server %s quorum %s%s", ident,
+                             "up" if st.quorum_up else "DOWN",
+                             " (sorry server active)" if st.sorry_active else "")
+            self._vs_states[ident] = cur
+        for gone in set(self._vs_states) - set(plan.states):
+            del self._vs_states[gone]
+        self.reconciler.set_desired(plan.table)
+
+    def _run_action(self, act: Action) -> None:
+        from lvsd.vrrp.notify import ScriptSpec
+
+        self.bus.publish("action", {"kind": act.kind, "vs": act.vs,
+                                    "rs": str(act.rs) if act.rs else None,
+                                    "message": act.message})
+        if act.script is None or self._lvs_notifier is None:
+            return
+        sc = act.script
+        self._background(self._lvs_notifier.run_one(ScriptSpec(sc.command, sc.user, sc.group)))
+
+    def _background(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    def _record_reconcile(self, result: ReconcileResult) -> None:
+        from lvsd.pool.table import describe
+
+        if result.ops:
+            self.pool.last_ops = tuple(describe(op) for op in result.ops)
+            self.bus.publish("reconcile", {"reason": result.reason, "ops": list(self.pool.last_ops),
+                                           "repairs": result.repairs})
+        if result.failed:
+            self.pool.errors_total += len(result.failed)
+            self.pool.last_error = f"{result.failed[0].op}: {result.failed[0].error}"
+            self.bus.publish("alarm", {"alarms": [f"{a.op}: {a.error}" for a in result.failed]})
+
+    async def _read_counters(self) -> None:
+        """The connection counters (one full read of the data plane): status and drain ends.
+        The table itself is the reconciler's view (``Reconciler.status.actual``), not read here."""
+        from lvsd.dataplane.base import DataPlaneError
+
+        assert self.dataplane is not None
+        try:
+            self.pool.stats = await self.dataplane.stats()
+            self.pool.stats_at = time.monotonic()
+        except DataPlaneError:
+            self.pool.stats, self.pool.stats_at = {}, None
+
+    async def _pool_loop(self) -> None:
+        reconciler = self.reconciler
+        assert reconciler is not None
+        while True:
+            timeout, reason = self.opts.sweep_interval, "sweep"
+            deadline = self.plan.next_deadline if self.plan is not None else None
+            if deadline is not None and deadline - time.monotonic() < timeout:
+                timeout, reason = max(0.0, deadline - time.monotonic()), "drain end"
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+                reason = "change"
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                self._plan()
+                result = await reconciler.reconcile(reason)
+                self._record_reconcile(result)
+                if reason == "sweep":
+                    await self._read_counters()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the loop must survive anything: log, next pass
+                self.pool.errors_total += 1
+                self.pool.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("pool pass (%s) failed", reason)
+
+    # ---- VRRP
+    def _on_vrrp(self, name: str, kind: str, info: dict[str, Any]) -> None:
+        if kind == "state":
+            self.bus.publish("vrrp", {"instance": name, "old": info.get("previous"),
+                                      "new": info.get("state"), "reason": info.get("reason")})
+        else:
+            self.bus.publish("vrrp_error", {"instance": name, "message": info.get("message")})
+
+    def _make_runner(self, cfg: Config, group: str | None,
+                     members: list[VrrpInstance]) -> VrrpRunner:
+        return make_runner(cfg, group, members, transport=self.opts.vrrp_transport,
+                           on_event=self._on_vrrp)
+
+    async def apply_vrrp(self, cfg: Config) -> None:
+        """Make the running VRRP runners match ``cfg`` (startup and reload)."""
+        wanted = vrrp_groups(cfg)
+        models = {k: runner_model(cfg, g, mem) for k, (g, mem) in wanted.items()}
+        to_stop = [k for k in self.runners if k not in wanted]
+        for k, runner in self.runners.items():
+            if k in wanted and models[k] != self.runner_models.get(k):
+                # VrrpRunner.update matches members by identity: same identity keeps its
+                # state (parameters updated in place), a changed one restarts alone
+                fresh = self._make_runner(cfg, *wanted[k])  # no I/O until start()
+                out = await runner.update(fresh.specs, group_notifier=fresh.group_notifier)
+                self.runner_models[k] = models[k]
+                log.info("VRRP %s updated in place (%s)", k, out)
+        if to_stop:
+            await asyncio.gather(*(self._stop_runner(k) for k in to_stop))
+        for k, (group, members) in wanted.items():
+            if k in self.runners:
+                continue
+            runner = self._make_runner(cfg, group, members)
+            try:
+                await runner.start()
+            except Exception as exc:  # e.g. interface missing, no permission for raw sockets
+                with contextlib.suppress(Exception):
+                    await runner.stop(1.0)
+                raise StartupError(f"VRRP {k}: cannot start: {exc}") from None
+            self.runners[k] = runner
+            self.runner_models[k] = models[k]
+            log.info("VRRP %s started", k)
+
+    async def _stop_runner(self, key: str) -> None:
+        runner = self.runners.pop(key)
+        self.runner_models.pop(key, None)
+        try:
+            await runner.stop(timeout=min(5.0, self.opts.stop_timeout / 2))
+        except Exception as exc:
+            log.warning("VRRP %s: stop failed: %s", key, exc)
+        log.info("VRRP %s stopped", key)
+
+    # ---- reload
+    def _on_hup(self) -> None:
+        if not self.ready:  # during startup: reload once it is done
+            self._hup_pending = True
+            return
+        self._background(self.reload())
+
+    async def reload(self) -> bool:
+        """SIGHUP: validate fully, then apply; on any error keep the running config."""
+        return await reload(self)
+
+    # ---- shutdown
+    async def _shutdown(self) -> None:
+        self.stopping = True
+        if self.runners:
+            await asyncio.gather(*(self._stop_runner(k) for k in list(self.runners)))
+        if self._pool_task is not None:
+            self._pool_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pool_task
+            self._pool_task = None
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                await self.scheduler.close()
+        await self._omega()
+        if self.reconciler is not None:
+            try:
+                await self.reconciler.stop()
+            except Exception as exc:
+                log.warning("reconciler stop: %s", exc)
+        if self._bg:
+            await asyncio.wait(set(self._bg), timeout=2.0)
+        if self._status_server is not None:
+            await self._status_server.stop()
+            self._status_server = None
+        if self.dataplane is not None:
+            with contextlib.suppress(Exception):
+                await self.dataplane.close()
+        if self.opts.pid_file and self._pid_written:
+            with contextlib.suppress(OSError):
+                with open(self.opts.pid_file, encoding="ascii") as fh:
+                    mine = fh.read().strip() == str(os.getpid())
+                if mine:
+                    os.unlink(self.opts.pid_file)
+
+    async def _omega(self) -> None:
+        """keepalived ``omega``: on shutdown run quorum_down / notify_down where they apply."""
+        cfg, plan, notifier = self.config, self.plan, self._lvs_notifier
+        if cfg is None or plan is None or notifier is None or self.scheduler is None:
+            return
+        from lvsd.pool.planner import Planner
+        from lvsd.vrrp.notify import ScriptSpec
+
+        jobs = []
+        health = self.scheduler.health
+        for vs in cfg.virtual_servers:
+            if not vs.omega:
+                continue
+            for rs in vs.real_servers:
+                h = health.get(Planner.rs_id(vs, rs))
+                if rs.notify_down is not None and (h is None or h.alive):
+                    s = rs.notify_down
+                    jobs.append(notifier.run_one(ScriptSpec(s.command, s.user, s.group)))
+            st = plan.states.get(vs.ident)
+            if vs.quorum_down is not None and st is not None and st.quorum_up:
+                s = vs.quorum_down
+                jobs.append(notifier.run_one(ScriptSpec(s.command, s.user, s.group)))
+        if jobs:
+            await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True),
+                                   max(1.0, self.opts.stop_timeout / 3))
+
+    # ---- dumps (keepalived signals)
+    def _dump(self, what: str) -> None:
+        from lvsd.status import dumps
+
+        fn = {"data": dumps.dump_data, "stats": dumps.dump_stats, "json": dumps.dump_json}[what]
+        try:
+            paths = fn(self.snapshot(), self.opts.dump_dir)
+            log.info("dumped %s to %s", what, ", ".join(map(str, paths)))
+        except OSError as exc:
+            log.error("cannot write %s dump in %s: %s", what, self.opts.dump_dir, exc)
+
+    # ---- status snapshot (read-only view of everything above)
+    def snapshot(self) -> m.Snapshot:
+        conv = snap.mono_to_wall(self._mono_offset)
+        cfg = self.config
+        st = self.cfg_state
+        config_status = m.ConfigStatus(
+            file=self.opts.config_file, config_id=cfg.config_id if cfg else "",
+            loaded_at=st.loaded_at, generation=st.generation, reloads_total=st.reloads_total,
+            reload_failures_total=st.reload_failures_total, last_reload_at=st.last_reload_at,
+            last_reload_ok=st.last_reload_ok, last_reload_errors=st.last_reload_errors,
+            warnings=tuple(config_warnings(cfg)) if cfg else ())
+        proc = m.ProcessStatus(os.getpid(), self.version, self.started_at, self.opts.mode,
+                               self.ready, self.stopping)
+        rec = self.reconciler.status if self.reconciler is not None else None
+        sched = self.scheduler
+        if rec is None:
+            reconciler = m.ReconcilerStatus(
+                "none" if self.dataplane is None else self.dataplane.name)
+        else:
+            reconciler = snap.reconciler_status(
+                rec, errors_total=self.pool.errors_total, last_ops=self.pool.last_ops,
+                last_error=self.pool.last_error)
+        return m.Snapshot(
+            process=proc, config=config_status, generated_at=time.time(),
+            instances=snap.instances_status(self.runners.values(), cfg, conv),
+            virtual_servers=snap.vs_status(
+                cfg, self.plan, sched.health if sched is not None else None,
+                rec.actual if rec is not None else {}, self.pool.stats, conv),
+            checkers=snap.checkers_status(sched.status() if sched is not None else (), conv),
+            reconciler=reconciler)

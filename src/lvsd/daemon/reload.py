@@ -1,0 +1,85 @@
+"""SIGHUP: load and validate the new file completely, then apply the difference; on any error
+the running config stays untouched (see :mod:`lvsd.daemon` for what "the difference" keeps)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lvsd.daemon.configinfo import config_warnings
+from lvsd.daemon.sdnotify import sd_notify
+
+if TYPE_CHECKING:
+    from lvsd.daemon.core import Daemon
+
+log = logging.getLogger("lvsd")
+
+
+@dataclass
+class ConfigState:
+    """The running config's history, as ``/status`` ``config`` shows it."""
+
+    loaded_at: float
+    generation: int = 1
+    reloads_total: int = 0
+    reload_failures_total: int = 0
+    last_reload_at: float | None = None
+    last_reload_ok: bool | None = None
+    last_reload_errors: tuple[str, ...] = ()
+
+    def failed(self, errors: tuple[str, ...]) -> None:
+        self.reload_failures_total += 1
+        self.last_reload_ok = False
+        self.last_reload_errors = errors
+
+    def applied(self) -> None:
+        self.generation += 1
+        self.loaded_at = time.time()
+        self.last_reload_ok = True
+        self.last_reload_errors = ()
+
+
+async def reload(d: Daemon) -> bool:
+    """Validate fully, then apply; on any error keep the running config. True: applied."""
+    async with d.reload_lock:
+        if d.stopping:
+            return False
+        sd_notify("RELOADING=1\nSTATUS=reloading")
+        log.info("reloading %s", d.opts.config_file)
+        st = d.cfg_state
+        st.reloads_total += 1
+        st.last_reload_at = time.time()
+        new = d.load()
+        errors = d.validate(new)
+        if errors:
+            st.failed(tuple(errors))
+            for e in errors:
+                log.error("reload rejected: %s", e)
+            log.error("reload rejected (%d error(s)): still running generation %d",
+                      len(errors), st.generation)
+            d.bus.publish("reload", {"ok": False, "errors": errors, "generation": st.generation})
+            sd_notify("READY=1\nSTATUS=reload rejected, previous config running")
+            return False
+        for w in config_warnings(new):
+            log.warning("config: %s", w)
+        d.config = new
+        try:
+            if d.run_checks:
+                d.reload_pool(new)
+            if d.run_vrrp:
+                await d.apply_vrrp(new)
+        except Exception as exc:  # validated above: only a runtime failure gets here
+            log.exception("reload: applying failed")
+            st.failed((f"applying the new config failed: {exc}",))
+            d.bus.publish("reload", {"ok": False, "errors": list(st.last_reload_errors),
+                                     "generation": st.generation})
+            sd_notify("READY=1\nSTATUS=reload failed while applying")
+            return False
+        st.applied()
+        log.info("reload applied: generation %d", st.generation)
+        d.bus.publish("reload", {"ok": True, "generation": st.generation,
+                                 "warnings": config_warnings(new)})
+        sd_notify(f"READY=1\nSTATUS=running config {new.config_id}")
+        return True
