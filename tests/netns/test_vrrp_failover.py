@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lvsd.lab.netns import Host, Topology, have_netns
+from lvsd.lab.netns import Host, Topology
 from lvsd.vrrp.testlab import LvsdNode, NodeOpts, mac, neigh_mac, partition, reaches, wait_for
 
 pytestmark = [pytest.mark.netns]
@@ -28,9 +28,6 @@ FAST: dict[str, Any] = {"advert_int": 0.1, "version": 3}
 
 @pytest.fixture
 def topo() -> Iterator[Topology]:
-    why = have_netns()
-    if why:
-        pytest.fail(f"netns tests need root and iproute2: {why}")
     t = Topology("lt-vrrp")
     try:
         t.add_host("a", "192.0.2.1/24")
@@ -243,9 +240,6 @@ def test_udp_transport_pair(topo: Topology) -> None:
 
 
 def test_ipv6_pair_unsolicited_na() -> None:
-    why = have_netns()
-    if why:
-        pytest.fail(f"netns tests need root and iproute2: {why}")
     with Topology("lt-vrrp6") as t:
         t.add_host("a", "fd00::1/64")
         t.add_host("b", "fd00::2/64")
@@ -256,5 +250,52 @@ def test_ipv6_pair_unsolicited_na() -> None:
         serving(t, a, b, vip=f"{vip6}/64")
         # adverts come from the link-local address (RFC 5798 §5.1.2.1)
         assert wait_for(lambda: str(b.status().get("master_address")).startswith("fe80::"), 5)
+        a.kill()
+        assert_takeover(c, b, vip6)
+
+
+def _link_local(host: Host) -> str:
+    lls = [a.split("/")[0] for a in host.addresses() if a.startswith("fe80:")]
+    assert lls, host.addresses()
+    return lls[0]
+
+
+@pytest.mark.parametrize("peering", ["ula", "link-local"])
+def test_ipv6_unicast_pair(peering: str) -> None:
+    """VRRPv3 over IPv6 unicast (``unicast_peer``, ``check_unicast_src``): adverts go to the
+    peer only, the backup learns the master from them, and a SIGKILL of the master still
+    moves the VIP (unsolicited NA). "ula": fd00:: sources set with ``unicast_src_ip``;
+    "link-local": the peers' fe80:: addresses, sources picked by the transport (the
+    link-local address, RFC 5798 §5.1.2.1)."""
+    with Topology("lt-vrrp6u") as t:
+        ha = t.add_host("a", "fd00::1/64")
+        hb = t.add_host("b", "fd00::2/64")
+        c = t.add_host("c", "fd00::50/64")
+        vip6 = "fd00::100"
+        if peering == "ula":
+            src = {"a": "fd00::1", "b": "fd00::2"}
+            opts: dict[str, dict[str, Any]] = {
+                n: {"unicast_src": src[n], "unicast_peers": [src[o]]}
+                for n, o in (("a", "b"), ("b", "a"))}
+        else:
+            assert wait_for(lambda: all(not any("tentative" in ln for ln in h.run(
+                "ip", "-6", "-o", "addr", "show", "dev", "eth0").stdout.splitlines())
+                for h in (ha, hb)), 10)
+            src = {"a": _link_local(ha), "b": _link_local(hb)}
+            opts = {n: {"unicast_peers": [src[o]]} for n, o in (("a", "b"), ("b", "a"))}
+        nodes = {}
+        for n, prio in (("a", 150), ("b", 100)):
+            nodes[n] = LvsdNode(t[n], NodeOpts(priority=prio, vips=[f"{vip6}/64"],
+                                               extra=["--check-unicast-src"],
+                                               **{**FAST, **opts[n]})).start()
+        a, b = nodes["a"], nodes["b"]
+        serving(t, a, b, vip=f"{vip6}/64")
+        assert wait_for(lambda: b.status()["counters"]["adverts_received"] > 0, 5), b.log()
+        st = b.status()
+        assert st["transport"]["destinations"] == [src["a"]], st["transport"]
+        assert st["transport"]["source"] == src["b"], st["transport"]
+        assert st["master_address"] == src["a"], st
+        assert st["counters"]["invalid"] == {}, st["counters"]["invalid"]
+        assert st["transport"]["filtered"] == 0, st["transport"]
         a.kill()
         assert_takeover(c, b, vip6)

@@ -22,19 +22,21 @@ Assertions are on states, counters and lost packets, never on durations.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import require
 from lvsd.lab.netns import Host, Topology, have_netns
 from lvsd.vrrp.testlab import wait_for
 
@@ -78,8 +80,6 @@ class Director:
     log: Path
     proc: subprocess.Popen[Any] | None = None
     priority: int = 100
-    gen: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def write(self, priority: int, vips: tuple[str, ...], vrid: int = 51) -> None:
         self.priority = priority
@@ -151,30 +151,28 @@ class Lab:
         return self.d1.text() + "\n" + self.d2.text()
 
 
-def _need() -> None:
-    why = have_netns()
-    if why and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
-        pytest.skip(why)
+@contextlib.contextmanager
+def running_lab(tag: str, configure: Callable[[Director, int], None]) -> Iterator[Lab]:
+    """d1 (priority 150) and d2 (100) configured by ``configure(director, priority)`` and
+    started, plus a client; everything stopped and removed on exit, even on failure.
 
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    _need()
-    topo = Topology("lt-vrl")
-    work = Path(tempfile.mkdtemp(prefix="lt-vrl-"))
+    Module-scoped fixtures are set up before the function-scoped capability gate in
+    conftest, so the gate is called here.
+    """
+    require(have_netns())
+    topo = Topology(tag)
+    work = Path(tempfile.mkdtemp(prefix=f"{tag}-"))
     dirs: list[Director] = []
     try:
         for name, addr, prio in (("d1", "192.0.2.1/24", 150), ("d2", "192.0.2.2/24", 100)):
             h = topo.add_host(name, addr)
             d = Director(name, h, work / f"{name}.conf", work / f"{name}.log")
-            d.write(prio, (VIP, "192.0.2.102"))
+            configure(d, prio)
             dirs.append(d)
         client = topo.add_host("client", "192.0.2.50/24")
         lab = Lab(topo, dirs[0], dirs[1], client)
         for d in dirs:
             d.start()
-        assert wait_for(lambda: lab.d1.state() == "MASTER", 20), lab.logs()
-        assert wait_for(lambda: lab.d2.state() == "BACKUP", 10), lab.logs()
         yield lab
     finally:
         for d in dirs:
@@ -189,6 +187,14 @@ def lab() -> Iterator[Lab]:
         for p in work.iterdir():
             p.unlink()
         work.rmdir()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with running_lab("lt-vrl", lambda d, prio: d.write(prio, (VIP, "192.0.2.102"))) as lab:
+        assert wait_for(lambda: lab.d1.state() == "MASTER", 20), lab.logs()
+        assert wait_for(lambda: lab.d2.state() == "BACKUP", 10), lab.logs()
+        yield lab
 
 
 class Pinger:
@@ -338,36 +344,15 @@ vrrp_sync_group G {{
 """ + "\n".join(blocks)
 
 
+def _group_setup(d: Director, prio: int) -> None:
+    d.priority = prio
+    d.conf.write_text(group_config(d.name, dict.fromkeys(VRIDS, prio), ("VI_1", "VI_2")))
+
+
 @pytest.fixture(scope="module")
 def glab() -> Iterator[Lab]:
-    _need()
-    topo = Topology("lt-vrg")
-    work = Path(tempfile.mkdtemp(prefix="lt-vrg-"))
-    dirs: list[Director] = []
-    try:
-        for name, addr, prio in (("d1", "192.0.2.1/24", 150), ("d2", "192.0.2.2/24", 100)):
-            h = topo.add_host(name, addr)
-            d = Director(name, h, work / f"{name}.conf", work / f"{name}.log", priority=prio)
-            d.conf.write_text(group_config(name, dict.fromkeys(VRIDS, prio), ("VI_1", "VI_2")))
-            dirs.append(d)
-        client = topo.add_host("client", "192.0.2.50/24")
-        lab = Lab(topo, dirs[0], dirs[1], client)
-        for d in dirs:
-            d.start()
+    with running_lab("lt-vrg", _group_setup) as lab:
         yield lab
-    finally:
-        for d in dirs:
-            if d.proc is not None and d.proc.poll() is None:
-                d.proc.terminate()
-                try:
-                    d.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    d.proc.kill()
-                    d.proc.wait(5)
-        topo.close()
-        for p in work.iterdir():
-            p.unlink()
-        work.rmdir()
 
 
 def _instances(d: Director) -> dict[str, dict[str, Any]]:

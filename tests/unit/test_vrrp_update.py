@@ -313,13 +313,19 @@ def test_not_started_and_stopped_take_params_silently() -> None:
     assert m.update(new(m, priority=120), 2.0) == [] and m.state == State.STOPPED
 
 
-def test_sync_group_members_update_without_transition() -> None:
+def master_group() -> tuple[VrrpMachine, VrrpMachine, SyncGroup]:
+    """Sync group G of A and B (priority 200), started and run until both are master."""
     a, b = mk(name="A", priority=200), mk(name="B", vrid=52, priority=200)
     g = SyncGroup("G", [a, b])
     g.start(0.0)
     d = g.next_deadline
     assert d is not None
     g.tick(d)
+    return a, b, g
+
+
+def test_sync_group_members_update_without_transition() -> None:
+    a, b, g = master_group()
     assert a.state == b.state == State.MASTER
     n = transitions(a) + transitions(b)
     out = g.handle("A", Reconfigure(new(a, priority=150)), 10.0)
@@ -328,12 +334,7 @@ def test_sync_group_members_update_without_transition() -> None:
 
 
 def test_sync_group_reload_fault_propagates() -> None:
-    a, b = mk(name="A", priority=200), mk(name="B", vrid=52, priority=200)
-    g = SyncGroup("G", [a, b])
-    g.start(0.0)
-    d = g.next_deadline
-    assert d is not None
-    g.tick(d)
+    a, b, g = master_group()
     g.handle("A", Reconfigure(new(a, track_interfaces=(TrackedInterface("eth9"),))), 5.0)
     out = g.handle("A", InterfaceChanged("eth9", False), 5.0)
     assert a.state == b.state == State.FAULT

@@ -58,6 +58,7 @@ class Garp:
         self.ifname = ifname
         self._pkt: socket.socket | None = None
         self._icmp6: socket.socket | None = None
+        self._ifindex = 0  # of the interface the ICMPv6 socket was opened on
         self.mac: bytes = b""
         self.sent = 0
         self.errors = 0
@@ -78,8 +79,8 @@ class Garp:
             s.setsockopt(socket.SOL_SOCKET, 25, self.ifname.encode())  # SO_BINDTODEVICE
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF,
-                         socket.if_nametoindex(self.ifname))
+            self._ifindex = socket.if_nametoindex(self.ifname)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self._ifindex)
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             self._icmp6 = s
         if not self.mac:
@@ -95,20 +96,16 @@ class Garp:
             for a in addrs:
                 try:
                     if isinstance(a, IPv4Address):
-                        self._packet_sock().send(arp_frame(self.mac or self._mac(), a))
+                        sock = self._packet_sock()  # learns self.mac
+                        sock.send(arp_frame(self.mac, a))
                     else:
                         sock = self._icmp6_sock()
-                        sock.sendto(na_message(self.mac, a),
-                                    (ALL_NODES, 0, 0, socket.if_nametoindex(self.ifname)))
+                        sock.sendto(na_message(self.mac, a), (ALL_NODES, 0, 0, self._ifindex))
                     n += 1
                 except OSError:
                     self.errors += 1
         self.sent += n
         return n
-
-    def _mac(self) -> bytes:
-        self._packet_sock()
-        return self.mac
 
     def close(self) -> None:
         for s in (self._pkt, self._icmp6):

@@ -526,11 +526,7 @@ class VrrpMachine:
             faulted = self._enter_fault(now, "reload: " + ", ".join(reasons))
             return [RemoveVips(dropped), *faulted] if held and dropped else faulted
         if self.state == State.FAULT:
-            if reasons or (self.fault_hold is not None and self.fault_hold()):
-                return []
-            if params.is_owner and params.initial_state != "BACKUP":
-                return self._become_master(now, "reload: fault cleared, address owner")
-            return self._enter_backup(now, "reload: fault cleared")
+            return [] if reasons else self._leave_fault(now, "reload")
         if self.state == State.BACKUP:
             if self._down_at is not None:
                 if self._down_reason == _DOWN_REASON:
@@ -733,6 +729,14 @@ class VrrpMachine:
         self._down_reason = _DOWN_REASON
         self._garp.clear()
 
+    def _group_holds_fault(self) -> bool:
+        """Another member of our sync group has its own fault (keepalived: group in FAULT)."""
+        return self.fault_hold is not None and self.fault_hold()
+
+    def _starts_as_owner(self) -> bool:
+        """RFC 5798 §6.4.1: an address owner not configured BACKUP goes straight to Master."""
+        return self.params.is_owner and self.params.initial_state != "BACKUP"
+
     def _scripts_pending(self) -> bool:
         return any(
             s.weight == 0 and self._scripts[s.name].ok is None for s in self.params.track_scripts
@@ -751,23 +755,18 @@ class VrrpMachine:
         if self._scripts_pending():
             return []  # keepalived num_script_init: wait for the first script results
         reasons = self.fault_reasons()
-        acts: list[Action] = []
         if reasons:
             self.wantstate = State.FAULT
-            acts.append(RemoveVips(self.params.addresses))
-            acts += self._enter_fault(now, "startup: " + ", ".join(reasons))
-            return acts
-        if self.fault_hold is not None and self.fault_hold():
+            return [RemoveVips(self.params.addresses),
+                    *self._enter_fault(now, "startup: " + ", ".join(reasons))]
+        if self._group_holds_fault():
             # A sync group member is faulty: the whole group is in FAULT (keepalived).
-            acts.append(RemoveVips(self.params.addresses))
-            acts += self._enter_fault(now, "startup: sync group member in FAULT")
-            return acts
-        if self.params.is_owner and self.params.initial_state != "BACKUP":
+            return [RemoveVips(self.params.addresses),
+                    *self._enter_fault(now, "startup: sync group member in FAULT")]
+        if self._starts_as_owner():
             self.wantstate = State.MASTER
             return self._become_master(now, "startup as address owner (priority 255)")
-        acts.append(RemoveVips(self.params.addresses))
-        acts += self._enter_backup(now, "startup")
-        return acts
+        return [RemoveVips(self.params.addresses), *self._enter_backup(now, "startup")]
 
     def _become_master(self, now: float, reason: str) -> list[Action]:
         p = self.params
@@ -843,21 +842,25 @@ class VrrpMachine:
             return []
         if self.state == State.INIT:
             return self._leave_init(now)
-        acts: list[Action] = []
         reasons = self.fault_reasons()
         if reasons and self.state != State.FAULT:
             self.wantstate = State.FAULT
             return self._enter_fault(now, what)
         if not reasons and self.state == State.FAULT:
-            if self.fault_hold is not None and self.fault_hold():
-                return []
-            if self.params.is_owner and self.params.initial_state != "BACKUP":
-                return self._become_master(now, f"{what}: fault cleared, address owner")
-            return self._enter_backup(now, f"{what}: fault cleared")
+            return self._leave_fault(now, what)
         moved = self.effective_priority != old_prio and self.state == State.BACKUP
         if moved and self._down_at is not None:
             self._down_at += self._skew() - old_skew
-        return acts
+        return []
+
+    def _leave_fault(self, now: float, what: str) -> list[Action]:
+        """No own fault left: Backup (an address owner: Master), unless the sync group holds
+        this member in FAULT."""
+        if self._group_holds_fault():
+            return []
+        if self._starts_as_owner():
+            return self._become_master(now, f"{what}: fault cleared, address owner")
+        return self._enter_backup(now, f"{what}: fault cleared")
 
     # ------------------------------------------------------------------ receive paths
     def _backup_rx(self, adv: Advert, src: IPAddress | None, now: float) -> list[Action]:
@@ -1024,10 +1027,8 @@ class SyncGroup:
         for o in self.members.values():
             if o is m:
                 continue
-            if new == State.FAULT:
-                out += [(o.name, a) for a in o.force(State.FAULT, now, why)]
-            elif new == State.MASTER:
-                out += [(o.name, a) for a in o.force(State.MASTER, now, why)]
+            if new in (State.FAULT, State.MASTER):
+                out += [(o.name, a) for a in o.force(new, now, why)]
             elif new == State.BACKUP and old in (State.MASTER, State.FAULT) and (
                 o.state == State.MASTER or (o.state == State.FAULT and not o.own_fault)
             ):

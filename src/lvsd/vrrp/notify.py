@@ -39,8 +39,9 @@ import os
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Notifier", "ScriptSpec", "fifo_line", "script_argv"]
+__all__ = ["Notifier", "ScriptSpec", "fifo_line", "run_as", "script_argv"]
 
 _SHELL_CHARS = set("|&;<>$`()*?[]{}~\n")
 
@@ -52,6 +53,19 @@ class ScriptSpec:
     command: str
     user: str | None = None
     group: str | None = None
+
+
+def run_as(user: str | None, group: str | None) -> dict[str, Any]:
+    """``create_subprocess_exec`` keywords to run a script as ``user`` [``group``].
+
+    Only as root (otherwise the daemon's own user: setuid would fail anyway).
+    """
+    kw: dict[str, Any] = {}
+    if user and os.geteuid() == 0:
+        kw["user"] = user
+        if group:
+            kw["group"] = group
+    return kw
 
 
 def script_argv(command: str, extra: tuple[str, ...] = ()) -> list[str]:
@@ -139,18 +153,12 @@ class Notifier:
     async def run_one(self, spec: ScriptSpec, extra: tuple[str, ...] = ()) -> int | None:
         """Run one script to completion (or timeout); returns its exit status or None."""
         argv = script_argv(spec.command, extra)
-        user = spec.user or self.default_user
-        group = spec.group or self.default_group
-        kw: dict[str, object] = {}
-        if user is not None and os.geteuid() == 0:
-            kw["user"] = user
-            if group is not None:
-                kw["group"] = group
+        kw = run_as(spec.user or self.default_user, spec.group or self.default_group)
         self.stats.started += 1
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL, start_new_session=True, **kw)  # type: ignore[arg-type]
+                stderr=asyncio.subprocess.DEVNULL, start_new_session=True, **kw)
         except (OSError, ValueError, KeyError) as exc:
             self.stats.failed += 1
             self._error(f"{self.kind} {self.name}: cannot run {spec.command!r}: {exc}")

@@ -57,7 +57,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,12 +84,12 @@ from lvsd.vrrp.machine import (
     Timer,
     VrrpMachine,
 )
-from lvsd.vrrp.notify import Notifier, ScriptSpec, script_argv
+from lvsd.vrrp.notify import Notifier, ScriptSpec, run_as, script_argv
 from lvsd.vrrp.params import VrrpParams
 from lvsd.vrrp.transport import UDP_PORT, Packet, Transport, make_transport
-from lvsd.vrrp.vips import Vip, VipSet
+from lvsd.vrrp.vips import Vip, VipResult, VipSet
 
-__all__ = ["CheckScript", "InstanceSpec", "VrrpRunner", "identity"]
+__all__ = ["CheckScript", "InstanceSpec", "VrrpRunner", "identity", "notifier_from_config"]
 
 log = logging.getLogger("lvsd.vrrp")
 
@@ -147,20 +147,12 @@ class InstanceSpec:
         checks = []
         for ref in inst.track_scripts:
             vs = scripts_by_name[ref.name]
-            checks.append(CheckScript(
-                ref.name,
-                ScriptSpec(vs.script.command, vs.user or vs.script.user, vs.script.group),
-                vs.interval, vs.timeout))
-        scripts: dict[str, ScriptSpec] = {}
-        for state, sc in (("MASTER", inst.notify_master), ("BACKUP", inst.notify_backup),
-                          ("FAULT", inst.notify_fault), ("STOP", inst.notify_stop),
-                          ("notify", inst.notify),
-                          ("MASTER_RX_LOWER_PRI", inst.notify_master_rx_lower_pri)):
-            if sc is not None:
-                scripts[state] = ScriptSpec(sc.command, sc.user, sc.group)
-        fifos = tuple(f for f in (g.notify_fifo, g.vrrp_notify_fifo) if f)
-        notifier = Notifier("INSTANCE", inst.name, scripts, fifos,
-                            default_user=g.script_user, default_group=g.script_group)
+            user = vs.user or vs.script.user
+            # keepalived: a script without its own user runs as script_user [script_group]
+            spec = (ScriptSpec(vs.script.command, user, vs.script.group) if user
+                    else ScriptSpec(vs.script.command, g.script_user, g.script_group))
+            checks.append(CheckScript(ref.name, spec, vs.interval, vs.timeout))
+        notifier = notifier_from_config("INSTANCE", inst, cfg)
         fam = params.family
         return cls(
             params=params,
@@ -177,6 +169,25 @@ class InstanceSpec:
             scripts=tuple(checks),
             garp_interval=g.vrrp_garp_interval if fam == 4 else g.vrrp_gna_interval,
         )
+
+
+_NOTIFY_KEYWORDS = (("MASTER", "notify_master"), ("BACKUP", "notify_backup"),
+                    ("FAULT", "notify_fault"), ("STOP", "notify_stop"), ("notify", "notify"),
+                    ("MASTER_RX_LOWER_PRI", "notify_master_rx_lower_pri"))
+
+
+def notifier_from_config(kind: str, owner: Any, cfg: Any) -> Notifier:
+    """The ``Notifier`` of a ``VrrpInstance`` (kind "INSTANCE") or ``VrrpSyncGroup`` ("GROUP")
+    of ``Config`` ``cfg`` (duck-typed): its notify scripts, the global notify FIFOs, and the
+    global ``script_user``/``script_group`` for scripts without their own user (keepalived).
+    """
+    g = cfg.global_defs
+    scripts = {state: ScriptSpec(sc.command, sc.user, sc.group)
+               for state, attr in _NOTIFY_KEYWORDS
+               if (sc := getattr(owner, attr, None)) is not None}
+    fifos = tuple(f for f in (g.notify_fifo, g.vrrp_notify_fifo) if f)
+    return Notifier(kind, owner.name, scripts, fifos,
+                    default_user=g.script_user, default_group=g.script_group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +213,24 @@ def _transport_key(spec: InstanceSpec) -> tuple[Any, ...]:
     tr: Any = spec.transport if isinstance(spec.transport, str) else id(spec.transport)
     return (tr, spec.peers, spec.src_ip, spec.check_unicast_src, spec.mcast_group,
             spec.udp_port)
+
+
+def _transport_of(spec: InstanceSpec) -> Transport:
+    """The spec's ready transport, or a new (unopened) one of the kind it names."""
+    tr = spec.transport
+    if not isinstance(tr, str):
+        return tr
+    return make_transport(tr, spec.interface, spec.params.family, peers=spec.peers,
+                          src_ip=spec.src_ip, check_unicast_src=spec.check_unicast_src,
+                          group=spec.mcast_group, port=spec.udp_port)
+
+
+def _close_all(*groups: Iterable[Transport]) -> None:
+    """Close transports opened for a reload that is abandoned (errors ignored)."""
+    for group in groups:
+        for tr in group:
+            with contextlib.suppress(Exception):
+                tr.close()
 
 
 def _vips_of(spec: InstanceSpec) -> tuple[Vip, ...]:
@@ -335,12 +364,7 @@ class VrrpRunner:
     # ------------------------------------------------------------------ reload
     def _new_member(self, spec: InstanceSpec) -> _Member:
         p = spec.params
-        tr = spec.transport
-        if isinstance(tr, str):
-            tr = make_transport(tr, spec.interface, p.family, peers=spec.peers,
-                                src_ip=spec.src_ip, check_unicast_src=spec.check_unicast_src,
-                                group=spec.mcast_group, port=spec.udp_port)
-        return _Member(spec, VrrpMachine(p), tr,
+        return _Member(spec, VrrpMachine(p), _transport_of(spec),
                        VipSet(spec.interface, _vips_of(spec), spec.excluded),
                        Garp(spec.interface), p.expect())
 
@@ -405,33 +429,16 @@ class VrrpRunner:
                     await m.transport.open(functools.partial(self._on_packet, m))
                     m.machine.set_primary_address(m.transport.source)
                 elif _transport_key(spec) != _transport_key(old.spec):
-                    tr = spec.transport
-                    if isinstance(tr, str):
-                        p = spec.params
-                        tr = make_transport(
-                            tr, spec.interface, p.family, peers=spec.peers, src_ip=spec.src_ip,
-                            check_unicast_src=spec.check_unicast_src, group=spec.mcast_group,
-                            port=spec.udp_port)
+                    tr = _transport_of(spec)
                     swaps[i] = tr
                     await tr.open(functools.partial(self._on_packet, old))
             tracked = {t.name for s in specs for t in s.params.track_interfaces}
             links = await self._link_states(tracked) if tracked else {}
         except Exception:
-            for m in fresh.values():
-                with contextlib.suppress(Exception):
-                    m.transport.close()
-                m.garp.close()
-            for tr in swaps.values():
-                with contextlib.suppress(Exception):
-                    tr.close()
+            _close_all([m.transport for m in fresh.values()], swaps.values())
             raise
         if self._stopped:  # stopped while we were opening sockets
-            for m in fresh.values():
-                with contextlib.suppress(Exception):
-                    m.transport.close()
-            for tr in swaps.values():
-                with contextlib.suppress(Exception):
-                    tr.close()
+            _close_all([m.transport for m in fresh.values()], swaps.values())
             return {"updated": [], "started": [], "stopped": []}
         # 3. from here on: no await, the machines see one consistent change
         now = self.clock()
@@ -548,7 +555,8 @@ class VrrpRunner:
         if codec.peek_vrid(pkt.payload) != m.spec.params.vrid:
             m.other_vrid += 1
             return
-        log.debug("packet at %.6f from %s", self.clock(), pkt.src)
+        if log.isEnabledFor(logging.DEBUG):  # the clock read is per packet: only when asked
+            log.debug("packet at %.6f from %s", self.clock(), pkt.src)
         res = codec.decode(pkt.payload, src=pkt.src, dst=pkt.dst, ttl=pkt.ttl,
                            expect=m.expect, ip_proto=pkt.ip_proto)
         self._feed(m, AdvertReceived(res, pkt.src))
@@ -588,7 +596,7 @@ class VrrpRunner:
         if not ds:
             return
         self._due = min(ds)
-        delay = max(0.0, min(ds) - self.clock())
+        delay = max(0.0, self._due - self.clock())
         self._timer = self._loop.call_at(self._loop.time() + delay, self._on_timer)
 
     async def _link_states(self, names: set[str]) -> dict[str, bool]:
@@ -637,14 +645,10 @@ class VrrpRunner:
         while not self._stopped:
             ok = False
             try:
-                kw: dict[str, Any] = {}
-                if cs.script.user and os.geteuid() == 0:
-                    kw["user"] = cs.script.user
-                    if cs.script.group:
-                        kw["group"] = cs.script.group
                 proc = await asyncio.create_subprocess_exec(
                     *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.DEVNULL, start_new_session=True, **kw)
+                    stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+                    **run_as(cs.script.user, cs.script.group))
                 try:
                     ok = await asyncio.wait_for(proc.wait(), timeout) == 0
                 except TimeoutError:
@@ -720,33 +724,27 @@ class VrrpRunner:
             try:
                 if isinstance(act, AddVips):
                     log.debug("adding VIPs at %.6f", self.clock())
-                    res = await m.vipset.add_all()
+                    self._vip_failures(m, await m.vipset.add_all())
                     log.debug("VIPs added at %.6f", self.clock())
-                    for cidr, why in res.failed.items():
-                        m.vip_errors[cidr] += 1
-                        self._error(m.name, why)
                 elif isinstance(act, RemoveVips):
-                    res = await m.vipset.remove_all()
-                    for cidr, why in res.failed.items():
-                        m.vip_errors[cidr] += 1
-                        self._error(m.name, why)
+                    self._vip_failures(m, await m.vipset.remove_all())
                 elif isinstance(act, SendGratuitous):
                     await self._garp(m, act)
                 elif isinstance(act, _VipChange):
-                    results = []
                     if act.remove:
-                        results.append(await m.vipset.remove(act.remove))
+                        self._vip_failures(m, await m.vipset.remove(act.remove))
                     if act.add:
-                        results.append(await m.vipset.add(act.add))
-                    for res in results:
-                        for cidr, why in res.failed.items():
-                            m.vip_errors[cidr] += 1
-                            self._error(m.name, why)
+                        self._vip_failures(m, await m.vipset.add(act.add))
                 elif isinstance(act, _Close):
                     m.garp.close()
                     m.vipset.close()
             except Exception as exc:  # never let one failure stop the worker
                 self._error(m.name, f"{type(act).__name__} failed: {exc}")
+
+    def _vip_failures(self, m: _Member, res: VipResult) -> None:
+        for cidr, why in res.failed.items():
+            m.vip_errors[cidr] += 1
+            self._error(m.name, why)
 
     async def _garp(self, m: _Member, act: SendGratuitous) -> None:
         addrs = [*act.addresses, *(v.address for v in m.vipset.excluded)]

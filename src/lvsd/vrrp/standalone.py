@@ -25,7 +25,7 @@ from typing import Any
 from lvsd.vrrp.codec import AuthType
 from lvsd.vrrp.notify import Notifier, ScriptSpec
 from lvsd.vrrp.params import TrackedInterface, VrrpParams
-from lvsd.vrrp.runner import InstanceSpec, VrrpRunner
+from lvsd.vrrp.runner import InstanceSpec, VrrpRunner, notifier_from_config
 from lvsd.vrrp.vips import Vip
 
 
@@ -85,10 +85,8 @@ def specs_from_args(a: argparse.Namespace) -> list[InstanceSpec]:
 
 
 def runners_from_config(path: str, transport: str) -> list[VrrpRunner]:
-    try:
-        from lvsd.config.loader import load  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise SystemExit(f"-f needs lvsd.config.loader, not available yet: {exc}") from None
+    from lvsd.config.loader import load
+
     cfg = load(path)
     for d in cfg.diagnostics:
         print(f"config: {d}", file=sys.stderr)
@@ -101,16 +99,8 @@ def runners_from_config(path: str, transport: str) -> list[VrrpRunner]:
         specs = [InstanceSpec.from_config(by_name[n], cfg, transport=transport)
                  for n in sg.group if n in by_name]
         grouped.update(sg.group)
-        gscripts = {}
-        for state, sc in (("MASTER", sg.notify_master), ("BACKUP", sg.notify_backup),
-                          ("FAULT", sg.notify_fault), ("STOP", sg.notify_stop),
-                          ("notify", sg.notify)):
-            if sc is not None:
-                gscripts[state] = ScriptSpec(sc.command, sc.user, sc.group)
-        g = cfg.global_defs
-        fifos = tuple(f for f in (g.notify_fifo, g.vrrp_notify_fifo) if f)
         runners.append(VrrpRunner(specs, sync_group=sg.name,
-                                  group_notifier=Notifier("GROUP", sg.name, gscripts, fifos)))
+                                  group_notifier=notifier_from_config("GROUP", sg, cfg)))
     for inst in cfg.vrrp_instances:
         if inst.name not in grouped:
             runners.append(VrrpRunner(InstanceSpec.from_config(inst, cfg, transport=transport)))

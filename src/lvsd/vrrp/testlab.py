@@ -95,7 +95,6 @@ class _Node:
         self.workdir = workdir
         self.proc: subprocess.Popen[Any] | None = None
         self.logfile = ""
-        self._log_start = 0
 
     def log(self) -> str:
         if not self.logfile or not os.path.exists(self.logfile):

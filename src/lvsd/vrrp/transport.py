@@ -141,7 +141,10 @@ async def _pick_source(ifname: str, family: int, configured: str | None,
 
 def _parse_cmsgs(anc: list[tuple[int, int, bytes]], family: int
                  ) -> tuple[int | None, IPAddress | None, int | None]:
-    """(ifindex, destination, ttl) from ancillary data."""
+    """(ifindex, destination, ttl) from ancillary data.
+
+    IPv4 gives no TTL here (no ``IP_RECVTTL``): the caller reads it from the IP header.
+    """
     ifindex: int | None = None
     dst: IPAddress | None = None
     ttl: int | None = None
@@ -150,8 +153,6 @@ def _parse_cmsgs(anc: list[tuple[int, int, bytes]], family: int
                 and len(data) >= 12:
             ifindex = struct.unpack("=i", data[:4])[0]
             dst = IPv4Address(data[8:12])
-        elif family == 4 and level == socket.IPPROTO_IP and typ == socket.IP_TTL and data:
-            ttl = data[0] if len(data) == 1 else struct.unpack("=i", data[:4])[0]
         elif family == 6 and level == socket.IPPROTO_IPV6 and typ == socket.IPV6_PKTINFO \
                 and len(data) >= 20:
             dst = IPv6Address(data[:16])
@@ -162,12 +163,11 @@ def _parse_cmsgs(anc: list[tuple[int, int, bytes]], family: int
     return ifindex, dst, ttl
 
 
-class RawTransport:
-    """Raw IP protocol 112 on one interface; multicast unless ``peers`` are given."""
+class _Endpoint:
+    """What both transports are configured with: interface, family, peers, source, group."""
 
-    def __init__(self, ifname: str, family: int = 4, *, peers: Sequence[str] = (),
-                 src_ip: str | None = None, check_unicast_src: bool = False,
-                 group: str | None = None) -> None:
+    def __init__(self, ifname: str, family: int, peers: Sequence[str], src_ip: str | None,
+                 check_unicast_src: bool, group: str | None) -> None:
         if family not in (4, 6):
             raise TransportError(f"address family must be 4 or 6, not {family}")
         self.ifname = ifname
@@ -180,12 +180,34 @@ class RawTransport:
         self.destinations: tuple[IPAddress, ...] = self.peers or (self.group,)
         self.source: IPAddress = IPv4Address(0) if family == 4 else IPv6Address(0)
         self.ifindex = 0
+        self.send_errors = 0
+        self.filtered = 0
+
+
+def _raw_socket(family: int, ifb: bytes) -> socket.socket:
+    """A non-blocking raw protocol-112 socket bound to the interface named ``ifb``."""
+    sock = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6,
+                         socket.SOCK_RAW, IPPROTO_VRRP)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifb)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class RawTransport(_Endpoint):
+    """Raw IP protocol 112 on one interface; multicast unless ``peers`` are given."""
+
+    def __init__(self, ifname: str, family: int = 4, *, peers: Sequence[str] = (),
+                 src_ip: str | None = None, check_unicast_src: bool = False,
+                 group: str | None = None) -> None:
+        super().__init__(ifname, family, peers, src_ip, check_unicast_src, group)
         self._rx: socket.socket | None = None
         self._tx: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_packet: Callable[[Packet], None] | None = None
-        self.send_errors = 0
-        self.filtered = 0
 
     async def open(self, on_packet: Callable[[Packet], None]) -> None:
         self.ifindex, self.source = await _pick_source(self.ifname, self.family, self._src_cfg)
@@ -219,20 +241,14 @@ class RawTransport:
 
     def _open4(self) -> None:
         ifb = self.ifname.encode()
-        rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_VRRP)
-        self._rx = rx
-        rx.setblocking(False)
-        rx.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifb)
+        rx = self._rx = _raw_socket(4, ifb)
         rx.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         with contextlib.suppress(OSError):
             rx.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
         if not self.peers:
             mreqn = self.group.packed + bytes(4) + struct.pack("=i", self.ifindex)
             rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
-        tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_VRRP)
-        self._tx = tx
-        tx.setblocking(False)
-        tx.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifb)
+        tx = self._tx = _raw_socket(4, ifb)
         tx.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
         tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, TTL)
         tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
@@ -244,10 +260,7 @@ class RawTransport:
 
     def _open6(self) -> None:
         ifb = self.ifname.encode()
-        rx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
-        self._rx = rx
-        rx.setblocking(False)
-        rx.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifb)
+        rx = self._rx = _raw_socket(6, ifb)
         rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
         rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
         with contextlib.suppress(OSError, AttributeError):
@@ -255,10 +268,7 @@ class RawTransport:
         if not self.peers:
             mreq = self.group.packed + struct.pack("=I", self.ifindex)
             rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
-        tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, IPPROTO_VRRP)
-        self._tx = tx
-        tx.setblocking(False)
-        tx.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifb)
+        tx = self._tx = _raw_socket(6, ifb)
         tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, TTL)
         tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, TTL)
         tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
@@ -342,28 +352,17 @@ class RawTransport:
         self._rx = self._tx = None
 
 
-class UdpTransport:
+class UdpTransport(_Endpoint):
     """VRRP payloads over UDP (lvsd extension, see the module docstring)."""
 
     def __init__(self, ifname: str, family: int = 4, *, peers: Sequence[str] = (),
                  src_ip: str | None = None, check_unicast_src: bool = False,
                  group: str | None = None, port: int = UDP_PORT) -> None:
-        self.ifname = ifname
-        self.family = family
-        self.peers: tuple[IPAddress, ...] = tuple(ip_address(p) for p in peers)
-        self._src_cfg = src_ip
-        self.check_unicast_src = check_unicast_src
-        self.group: IPAddress = ip_address(group) if group else (
-            MCAST_GROUP4 if family == 4 else MCAST_GROUP6)
+        super().__init__(ifname, family, peers, src_ip, check_unicast_src, group)
         self.port = port
-        self.destinations: tuple[IPAddress, ...] = self.peers or (self.group,)
-        self.source: IPAddress = IPv4Address(0) if family == 4 else IPv6Address(0)
-        self.ifindex = 0
         self._stream: object | None = None
         self._task: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
-        self.send_errors = 0
-        self.filtered = 0
 
     async def open(self, on_packet: Callable[[Packet], None]) -> None:
         import asyncio_dgram

@@ -107,7 +107,8 @@ class VipSet:
     def dev(self, vip: Vip) -> str:
         return vip.dev or self.ifname
 
-    async def _index(self, ipr: Any, dev: str) -> int:
+    @staticmethod
+    def _index(dev: str) -> int:
         # if_nametoindex is one ioctl; pyroute2's link_lookup parses a dump of every link
         # (~7 ms here), which would sit in the failover path.
         try:
@@ -116,7 +117,7 @@ class VipSet:
             raise LookupError(f"interface {dev!r} does not exist") from None
 
     async def _do(self, ipr: Any, cmd: str, vip: Vip) -> None:
-        index = await self._index(ipr, self.dev(vip))
+        index = self._index(self.dev(vip))
         kw: dict[str, Any] = {"index": index, "address": vip.address,
                               "prefixlen": vip.prefixlen}
         if cmd == "add":
@@ -198,7 +199,7 @@ class VipSet:
         async with AsyncIPRoute() as ipr:
             for dev in {self.dev(v) for v in self.all}:
                 try:
-                    index = await self._index(ipr, dev)
+                    index = self._index(dev)
                 except LookupError:
                     continue
                 async for msg in await ipr.addr("dump", index=index):
