@@ -95,3 +95,15 @@ def test_run_as() -> None:
         assert run_as("nobody", None) == {"user": "nobody"}
     else:
         assert run_as("nobody", "nogroup") == {}  # setuid needs root: the daemon's own user
+
+
+def test_daemon_group_notifier_defaults_to_script_user() -> None:
+    # `lvsd run` builds its runners through lvsd.daemon.vrrpset, not the standalone entry point
+    from lvsd.daemon.vrrpset import make_runner, vrrp_groups
+
+    cfg = loads(CONF)
+    group, members = vrrp_groups(cfg)["group G1"]
+    runner = make_runner(cfg, group, members, transport="raw", on_event=lambda *a: None)
+    gn = runner.group_notifier
+    assert gn is not None and set(gn.scripts) == {"MASTER"}
+    assert (gn.default_user, gn.default_group) == ("nobody", "nogroup")

@@ -44,20 +44,11 @@ def runner_model(cfg: Config, group: str | None, members: list[VrrpInstance]) ->
 def make_runner(cfg: Config, group: str | None, members: list[VrrpInstance], *, transport: str,
                 on_event: Callable[[str, str, dict[str, Any]], None]) -> VrrpRunner:
     """A runner for ``members`` (no I/O until its ``start()``)."""
-    from lvsd.vrrp.notify import Notifier, ScriptSpec
-    from lvsd.vrrp.runner import InstanceSpec, VrrpRunner
+    from lvsd.vrrp.runner import InstanceSpec, VrrpRunner, notifier_from_config
 
     specs = [InstanceSpec.from_config(i, cfg, transport=transport) for i in members]
     gnotifier = None
     if group is not None:
         sg = next(s for s in cfg.vrrp_sync_groups if s.name == group)
-        scripts = {}
-        for state, sc in (("MASTER", sg.notify_master), ("BACKUP", sg.notify_backup),
-                          ("FAULT", sg.notify_fault), ("STOP", sg.notify_stop),
-                          ("notify", sg.notify)):
-            if sc is not None:
-                scripts[state] = ScriptSpec(sc.command, sc.user, sc.group)
-        gd = cfg.global_defs
-        fifos = tuple(f for f in (gd.notify_fifo, gd.vrrp_notify_fifo) if f)
-        gnotifier = Notifier("GROUP", group, scripts, fifos)
+        gnotifier = notifier_from_config("GROUP", sg, cfg)
     return VrrpRunner(specs, sync_group=group, group_notifier=gnotifier, on_event=on_event)
