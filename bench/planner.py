@@ -9,6 +9,8 @@ server and quorum). Measures, best of N runs each:
   1% reload      23 virtual servers change (weights, scheduler, one new real server):
                  reload + plan + diff against the previous table
   no change      plan + diff when nothing changed (the periodic sweep's CPU cost)
+  1 health event one real server flips on a running planner: plan + diff (the daemon's
+                 per-event cost; only its virtual server is evaluated again)
 
 Run: .venv/bin/python bench/planner.py [--repeat N]
 """
@@ -31,7 +33,7 @@ from lvsd.config.model import (
     SorryServer,
     VirtualServer,
 )
-from lvsd.pool.planner import Planner
+from lvsd.pool.planner import Plan, Planner
 from lvsd.pool.reconciler import apply_ops, diff
 
 T = TypeVar("T")
@@ -133,6 +135,21 @@ def main() -> None:
     t_steady, _ = best(lambda: diff(planner.plan({}, 2.0).table, actual), args.repeat)
     print(f"no change plan+diff  {t_steady * 1000:8.1f} ms  0 ops (periodic sweep CPU)")
 
+    vs0 = cfg.virtual_servers[N_VS // 2]
+    flip = Planner.rs_id(vs0, vs0.real_servers[0])
+    live: dict[RealServerId, RealServerHealth] = {}  # updated in place, as the checks' board
+    clock = [3.0]
+
+    def one_event() -> Plan:
+        live[flip] = RealServerHealth(not live[flip].alive if flip in live else False, "bench")
+        clock[0] += 1.0
+        return planner.plan(live, clock[0])
+
+    t_event, _ = best(one_event, max(args.repeat, 10))
+    live[flip] = RealServerHealth(False, "bench")
+    t_ediff, ops = best(lambda: diff(planner.plan(live, clock[0] + 1).table, actual), 1)
+    print(f"1 health event plan  {t_event * 1000:8.1f} ms  (plan+full diff "
+          f"{t_ediff * 1000:.1f} ms, {len(ops)} ops)")
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,6 @@ transaction per change, refusals, and repair of hand-made damage.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import require
 from lvsd.dataplane.base import DataPlane, DataPlaneError
 from lvsd.dataplane.nftables import NftablesDataPlane, intervals, obj_id
 from lvsd.lab.netns import have_netns
@@ -37,9 +37,7 @@ pytestmark = pytest.mark.netns
 
 @pytest.fixture(scope="module")
 def ns() -> Iterator[str]:
-    why = have_netns()
-    if why and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
-        pytest.skip(why)
+    require(have_netns())  # module scope: runs before the per-test capability gate
     name = f"lt-nftdp-{uuid.uuid4().hex[:6]}"
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
     try:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from conftest import require
 from lvsd.lab.netns import Host, Topology, have_netns
 
 pytestmark = pytest.mark.netns
@@ -30,12 +31,6 @@ VIP6 = "fd00:1::10"
 RS = {"rs1": "10.0.0.11", "rs2": "10.0.0.12", "rs3": "10.0.0.13"}
 RS6 = {"rs1": "fd00:2::11", "rs2": "fd00:2::12", "rs3": "fd00:2::13"}
 TABLE = "lvsdt"
-
-
-def _need() -> None:
-    why = have_netns()
-    if why and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
-        pytest.skip(why)
 
 
 class Lab:
@@ -75,7 +70,7 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    _need()
+    require(have_netns())  # module scope: runs before the per-test capability gate
     topo = Topology(tag=f"lt-nft{os.getpid() % 10000}")
     try:
         c = topo.add_host("client", "198.51.100.2/24", "fd00:1::2/64")

@@ -22,6 +22,7 @@ from lvsd.pool.table import (
     ServiceEntry,
     ServiceKey,
     ServiceSpec,
+    op_service,
 )
 
 pytestmark = pytest.mark.unit
@@ -73,8 +74,7 @@ def test_diff_converges_and_leaves_unowned_alone(desired: dict[ServiceKey, Servi
             assert k not in result
     for k in set(actual) - owned:
         assert canon({k: result[k]}) == canon({k: actual[k]})  # untouched
-    touched = {getattr(op, "service", None) or getattr(op, "key", None) for op in ops}
-    touched |= {op.spec.key for op in ops if isinstance(op, AddService | EditService)}
+    touched = {op_service(op) for op in ops}
     assert not (touched & (set(actual) - owned))
     assert diff(desired, result, owned) == []  # idempotent
 

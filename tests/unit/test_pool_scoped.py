@@ -15,7 +15,6 @@ from lvsd.dataplane.memory import MemoryDataPlane
 from lvsd.pool.reconciler import Reconciler
 from lvsd.pool.table import (
     AddDest,
-    AddService,
     DelDest,
     DelService,
     DestKey,
@@ -28,6 +27,7 @@ from lvsd.pool.table import (
     ServiceKey,
     ServiceSpec,
     Table,
+    op_service,
 )
 
 pytestmark = pytest.mark.unit
@@ -63,15 +63,7 @@ def make(dp: DataPlane) -> Reconciler:
 
 
 def services_of(ops: Sequence[Op]) -> set[ServiceKey]:
-    out = set()
-    for op in ops:
-        if isinstance(op, AddService | EditService):
-            out.add(op.spec.key)
-        elif isinstance(op, DelService):
-            out.add(op.key)
-        else:
-            out.add(op.service)
-    return out
+    return {op_service(op) for op in ops}
 
 
 async def started(initial: Table | None = None) -> tuple[MemoryDataPlane, Reconciler]:

@@ -230,14 +230,7 @@ def parse_attrs(data: bytes | memoryview, offset: int = 0, end: int | None = Non
     """type -> payload of a run of netlink attributes (flags bits of the type masked off)."""
     mv = memoryview(data)
     end = len(mv) if end is None else end
-    out: dict[int, memoryview] = {}
-    while offset + _NLA.size <= end:
-        n, kind = _NLA.unpack_from(mv, offset)
-        if n < _NLA.size:
-            break
-        out[kind & 0x3FFF] = mv[offset + _NLA.size:offset + n]
-        offset += (n + 3) & ~3
-    return out
+    return {k: mv[o:o + n] for k, (o, n) in attr_index(mv, offset, end).items()}
 
 
 def _int(a: dict[int, memoryview], kind: int, default: int = 0) -> int:
@@ -373,7 +366,7 @@ _U32 = struct.Struct("=I").unpack_from
 _FWDS = {int(f): f for f in Fwd}
 
 
-def attr_index(buf: bytes, off: int, end: int) -> dict[int, tuple[int, int]]:
+def attr_index(buf: bytes | memoryview, off: int, end: int) -> dict[int, tuple[int, int]]:
     """type -> (offset, length) of each attribute payload in ``buf[off:end]`` (no copies)."""
     out: dict[int, tuple[int, int]] = {}
     hh = _NLA.unpack_from
@@ -693,16 +686,20 @@ class IPVSDataPlane:
                 specs[spec.key] = spec
         return specs
 
-    def _service_sync(self, key: ServiceKey) -> ServiceSpec | None:
-        """One service (IPVS_CMD_GET_SERVICE without NLM_F_DUMP); None if the kernel has none."""
-        req = _nla(ATTR_SERVICE, service_key_attrs(key))
+    def _read_service(self, what: str, cmd: int, key: ServiceKey,
+                      dump: bool = False) -> list[bytes] | None:
+        """A read about one service; None if the kernel has no such service (ESRCH)."""
         try:
-            msgs = self._do(f"get service {key}", None, CMD_GET_SERVICE, req)
+            return self._do(what, None, cmd, _nla(ATTR_SERVICE, service_key_attrs(key)), dump)
         except DataPlaneError as e:
             if isinstance(e.__cause__, _NetlinkError) and e.__cause__.code == errno.ESRCH:
                 return None
             raise
-        for msg in msgs:
+
+    def _service_sync(self, key: ServiceKey) -> ServiceSpec | None:
+        """One service (IPVS_CMD_GET_SERVICE without NLM_F_DUMP); None if the kernel has none."""
+        msgs = self._read_service(f"get service {key}", CMD_GET_SERVICE, key)
+        for msg in msgs or ():
             spec = service_of(msg)
             if spec is not None:
                 return spec
@@ -713,13 +710,9 @@ class IPVSDataPlane:
                     ) -> dict[DestKey, DestSpec] | None:
         """The destinations of one service; None if the service is gone (ESRCH)."""
         dests: dict[DestKey, DestSpec] = {}
-        req = _nla(ATTR_SERVICE, service_key_attrs(key))
-        try:
-            msgs = self._do(f"dump destinations of {key}", None, CMD_GET_DEST, req, dump=True)
-        except DataPlaneError as e:
-            if isinstance(e.__cause__, _NetlinkError) and e.__cause__.code == errno.ESRCH:
-                return None
-            raise
+        msgs = self._read_service(f"dump destinations of {key}", CMD_GET_DEST, key, dump=True)
+        if msgs is None:
+            return None
         for msg in msgs:
             fast = None if with_stats else decode_dest_fast(msg)
             if fast is not None:

@@ -73,7 +73,6 @@ from lvsd.dataplane.memory import apply_op, to_mutable
 from lvsd.pool.table import (
     AddDest,
     AddService,
-    DelService,
     DestKey,
     DestSpec,
     EditDest,
@@ -85,6 +84,7 @@ from lvsd.pool.table import (
     ServiceKey,
     ServiceSpec,
     Table,
+    op_service,
 )
 
 log = logging.getLogger("lvsd.dataplane.nftables")
@@ -449,12 +449,7 @@ class NftablesDataPlane:
                 if why:
                     raise DataPlaneError(why)
             apply_op(nxt, op)
-        touched: list[ServiceKey] = []
-        for op in ops:
-            key = (op.spec.key if isinstance(op, AddService | EditService)
-                   else op.key if isinstance(op, DelService) else op.service)
-            if key not in touched:
-                touched.append(key)
+        touched = dict.fromkeys(op_service(op) for op in ops)  # each once, in order
         names, elems = self._existing(data)
         lines: list[str] = []
         for key in touched:

@@ -171,7 +171,6 @@ class Topology:
                 p.wait(timeout=5)
         for h in list(self.hosts.values()):
             # kill anything still running inside the namespace (e.g. daemons started by hand)
-            _run(["ip", "netns", "pids", h.ns], check=False)
             pids = _run(["ip", "netns", "pids", h.ns], check=False).stdout.split()
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, ValueError):

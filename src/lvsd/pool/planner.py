@@ -54,7 +54,12 @@ Quorum (keepalived ``update_quorum_state``)
     while it is not needed instead of removing it. Without a sorry server, losing quorum only
     runs quorum_down; the servers stay as their health says.
   * The state is evaluated once per :meth:`Planner.plan` call (the daemon calls it on every
-    health event, matching keepalived's per-event evaluation).
+    health event, matching keepalived's per-event evaluation). Only the virtual servers whose
+    inputs changed are evaluated again: a health entry of one of their servers (health values
+    are immutable and replaced when they change, so identity is the test), or their config.
+    An evaluation is a fixed point (fed the same inputs again it changes no state, runs no
+    action and gives the same entries: the quorum thresholds never undo a transition they just
+    made), so skipping the others changes nothing but the cost.
   * On reload, a virtual server with the same :attr:`VirtualServer.ident` keeps its quorum
     state and its servers keep their alive state.
 
@@ -85,6 +90,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -270,6 +277,16 @@ class _Drain:
 
 
 @dataclass(slots=True)
+class _VsPlan:
+    """The last evaluation of a virtual server: reused while its inputs stay the same."""
+
+    comp: _Compiled
+    signature: tuple[object, ...]  # sorry state + (alive, weight) per server: what entries hold
+    entries: dict[ServiceKey, ServiceEntry]
+    state: VsState
+
+
+@dataclass(slots=True)
 class _CompiledRs:
     rs: RealServer
     rid: RealServerId
@@ -282,6 +299,7 @@ class _Compiled:
     """What only depends on the config: computed once per virtual server object."""
 
     vs: VirtualServer
+    ident: str
     group: object  # the VirtualServerGroup object the keys came from (identity-checked)
     keys: list[tuple[ServiceKey, int]]
     specs: list[ServiceSpec]
@@ -320,7 +338,7 @@ def _compile(vs: VirtualServer, config: Config) -> _Compiled:
         sorry = [_dest(port, ss.address, ss.port, ss.lb_kind or vs.lb_kind, None, SORRY_WEIGHT)
                  for _, port in keys]
     group = config.vsg(vs.group) if vs.group is not None else None
-    return _Compiled(vs, group, keys, specs, crs, sorry)
+    return _Compiled(vs, ident, group, keys, specs, crs, sorry)
 
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -344,17 +362,20 @@ class Planner:
     """Stateful planner. ``plan()`` is cheap enough to call on every health change.
 
     Config-only work (address normalisation, service expansion) is done once per virtual
-    server object, and a virtual server whose inputs (alive/weight of each server, sorry state)
-    did not change since the last plan reuses its previous entries.
+    server object; a virtual server whose health entries and config did not change since the
+    last plan is not evaluated again, and one whose entries' inputs (alive/weight of each
+    server, sorry state) did not change reuses its previous entries (same objects).
     """
 
     def __init__(self, config: Config) -> None:
         self._config = config
         self._vs: dict[str, _VsMemory] = {}
         self._compiled: dict[str, _Compiled] = {}
-        self._cache: dict[str, tuple[_Compiled, tuple[object, ...],
-                                     dict[ServiceKey, ServiceEntry]]] = {}
+        self._cache: dict[str, _VsPlan] = {}
         self._draining: dict[RealServerId, _Drain] = {}
+        # per virtual server of the config: its compiled form, or why it has none (None: to do)
+        self._order: list[tuple[VirtualServer, _Compiled | str]] | None = None
+        self._seen: dict[RealServerId, RealServerHealth] | None = None  # the last plan's health
 
     @property
     def config(self) -> Config:
@@ -365,15 +386,31 @@ class Planner:
 
         Real servers the new config removes start draining if ``lvs_drain_on_remove`` says so
         (see the module docstring); those it re-adds while draining come back at once."""
-        new_vs = {vs.ident: vs for vs in config.virtual_servers}
-        kept = {self.rs_id(vs, rs) for vs in config.virtual_servers for rs in vs.real_servers}
-        for rid in [r for r in self._draining if r in kept]:
+        by_ident: dict[str, list[VirtualServer]] = {}
+        for vs in config.virtual_servers:
+            by_ident.setdefault(vs.ident, []).append(vs)
+        new_vs = {ident: vss[-1] for ident, vss in by_ident.items()}
+        servers: dict[str, set[tuple[str, int]]] = {}
+
+        def kept(rid: RealServerId) -> bool:
+            """The new config has this real server (built per virtual server on demand: a
+            reload that drains nothing does not pay for its 37,000 servers)."""
+            got = servers.get(rid.vs)
+            if got is None:
+                got = servers[rid.vs] = {(_norm(rs.address), rs.port)
+                                         for vs in by_ident.get(rid.vs, ())
+                                         for rs in vs.real_servers}
+            return (rid.addr, rid.port) in got
+
+        for rid in [r for r in self._draining if kept(r)]:
             back = self._draining.pop(rid)
             vmem = self._vs.get(rid.vs)
             if vmem is not None and rid.vs in new_vs:
                 vmem.rs[rid] = back.memory
+                self._cache.pop(rid.vs, None)
         self._start_drains(config, new_vs, kept)
         self._config = config
+        self._order = None
         idents = set(new_vs)
         for gone in set(self._vs) - idents:
             del self._vs[gone]
@@ -382,21 +419,21 @@ class Planner:
             self._cache.pop(gone, None)
 
     def _start_drains(self, config: Config, new_vs: Mapping[str, VirtualServer],
-                      kept: set[RealServerId]) -> None:
+                      kept: Callable[[RealServerId], bool]) -> None:
         g_drain = config.global_defs.lvs_drain_on_remove
         for ident, comp in self._compiled.items():
             cached, vmem = self._cache.get(ident), self._vs.get(ident)
-            if cached is None or vmem is None or cached[0] is not comp:
+            if cached is None or vmem is None or cached.comp is not comp:
                 continue  # never planned with this config: nothing of it is in the table
             src = new_vs.get(ident, comp.vs)
             seconds = (src.lvs_drain_on_remove if src.lvs_drain_on_remove is not None
                        else g_drain)
             if seconds <= 0:
                 continue  # keepalived: removed at once
-            entries = cached[2]
+            entries = cached.entries
             for c in comp.rs:
                 rmem = vmem.rs.get(c.rid)
-                if c.rid in kept or rmem is None or not rmem.alive or c.rid in self._draining:
+                if rmem is None or not rmem.alive or c.rid in self._draining or kept(c.rid):
                     continue  # kept, failed (nothing to drain) or already draining
                 dests = []
                 for i, (key, _port) in enumerate(comp.keys):
@@ -457,6 +494,31 @@ class Planner:
             self._compiled[vs.ident] = c
         return c
 
+    def _compile_order(self) -> list[tuple[VirtualServer, _Compiled | str]]:
+        """Once per config: each virtual server's compiled form, or why it has none."""
+        order: list[tuple[VirtualServer, _Compiled | str]] = []
+        for vs in self._config.virtual_servers:
+            try:
+                order.append((vs, self._compiled_for(vs)))
+            except (PlanError, ValueError) as exc:
+                order.append((vs, f"{vs.pos}: {vs.ident}: {exc}"))
+        return order
+
+    @staticmethod
+    def _changed_vs(seen: Mapping[RealServerId, RealServerHealth] | None,
+                    health: Mapping[RealServerId, RealServerHealth]) -> set[str] | None:
+        """Idents of the virtual servers with a health entry that is not the one ``seen`` held
+        (None: everything, nothing was seen). The usual case, the same servers in the same
+        order with a few values replaced, is compared by identity without hashing a key."""
+        if seen is None:
+            return None
+        if len(seen) == len(health) and all(map(operator.is_, seen, health)):
+            return {rid.vs for rid in itertools.compress(
+                health, map(operator.is_not, seen.values(), health.values()))}
+        changed = {rid.vs for rid, h in health.items() if seen.get(rid) is not h}
+        changed.update(rid.vs for rid in seen if rid not in health)
+        return changed
+
     def plan(self, health: Mapping[RealServerId, RealServerHealth], now: float,
              stats: Mapping[tuple[ServiceKey, DestKey], DestStats] | None = None,
              stats_at: float | None = None) -> Plan:
@@ -467,33 +529,47 @@ class Planner:
         states: dict[str, VsState] = {}
         actions: list[Action] = []
         problems: list[str] = []
-        for vs in self._config.virtual_servers:
-            try:
-                comp = self._compiled_for(vs)
-                state, entries = self._plan_vs(comp, health, now, actions)
-            except (PlanError, ValueError) as exc:
-                problems.append(f"{vs.pos}: {vs.ident}: {exc}")
+        if self._order is None:
+            self._order = self._compile_order()
+        snapshot = dict(health)  # references only: what the next plan compares with
+        changed = self._changed_vs(self._seen, snapshot)
+        for vs, comp in self._order:
+            if isinstance(comp, str):
+                problems.append(comp)
                 continue
-            states[vs.ident] = state
+            ident = comp.ident
+            cached = self._cache.get(ident)
+            if (cached is not None and cached.comp is comp and changed is not None
+                    and ident not in changed):
+                state, entries = cached.state, cached.entries  # same inputs: a fixed point
+            else:
+                try:
+                    state, entries = self._plan_vs(comp, snapshot, now, actions)
+                except (PlanError, ValueError) as exc:
+                    self._cache.pop(ident, None)
+                    problems.append(f"{vs.pos}: {ident}: {exc}")
+                    continue
+            states[ident] = state
             for key, entry in entries.items():
                 if key in claimed:
                     problems.append(
-                        f"{vs.pos}: {vs.ident}: service {key} already defined by {claimed[key]}"
+                        f"{vs.pos}: {ident}: service {key} already defined by {claimed[key]}"
                         " (ignored here)")
                     continue
-                claimed[key] = vs.ident
+                claimed[key] = ident
                 table[key] = entry
+        self._seen = snapshot
         deadline, draining = (self._apply_drains(table, now, stats, stats_at)
                               if self._draining else (None, {}))
         return Plan(table, states, tuple(actions), tuple(problems), deadline, draining)
 
     # ------------------------------------------------------------------------------------
 
-    def _rs_alive(self, vs: VirtualServer, c: _CompiledRs,
-                  health: Mapping[RealServerId, RealServerHealth], mem: _VsMemory,
-                  actions: list[Action]) -> bool:
+    def _rs_alive(self, vs: VirtualServer, c: _CompiledRs, h: RealServerHealth | None,
+                  mem: _VsMemory, actions: list[Action]) -> bool:
+        """The server's alive state given its health ``h`` (None: no verdict), with the
+        notify actions its transition calls for."""
         rs, rid, alpha = c.rs, c.rid, c.alpha
-        h = health.get(rid)
         prev = mem.rs.get(rid)
         if prev is None:
             # First sight: keepalived adds it silently before the first check (unless alpha).
@@ -522,8 +598,8 @@ class Planner:
     def _plan_vs(self, comp: _Compiled, health: Mapping[RealServerId, RealServerHealth],
                  now: float, actions: list[Action]) -> tuple[VsState, dict[ServiceKey,
                                                                            ServiceEntry]]:
-        vs = comp.vs
-        mem = self._vs.get(vs.ident)
+        vs, ident = comp.vs, comp.ident
+        mem = self._vs.get(ident)
         init = mem is None
         if mem is None:
             mem = _VsMemory(quorum_up=False, since=now)
@@ -531,9 +607,9 @@ class Planner:
         alive_map: list[tuple[bool, int]] = []
         live = 0
         for c in comp.rs:
-            alive = self._rs_alive(vs, c, health, mem, rs_actions)
             h = health.get(c.rid)
-            weight = real_weight(c.rs.weight) if h is None else effective_weight(c.rs, h)
+            alive = self._rs_alive(vs, c, h, mem, rs_actions)
+            weight = effective_weight(c.rs, h)
             if alive:
                 live += weight
             alive_map.append((alive, weight))
@@ -551,36 +627,35 @@ class Planner:
                 mem.quorum_up = True
                 mem.since = now
                 q_actions.append(Action(
-                    "quorum_up", vs.ident, vs.quorum_up,
+                    "quorum_up", ident, vs.quorum_up,
                     message=(f"{'Starting with quorum up' if init else 'Gained quorum'} "
-                             f"{quorum}+{hyst}={threshold} <= {live} for VS {vs.ident}")))
+                             f"{quorum}+{hyst}={threshold} <= {live} for VS {ident}")))
             elif init and vs.sorry_server is not None:
                 q_actions.append(Action(
-                    "quorum_down", vs.ident, vs.quorum_down,
+                    "quorum_down", ident, vs.quorum_down,
                     message=(f"Starting with quorum down {quorum}-{hyst}={threshold} > {live}"
-                             f" for VS {vs.ident}")))
+                             f" for VS {ident}")))
         else:
             threshold = quorum - hyst
             if live == 0 or live < threshold:
                 mem.quorum_up = False
                 mem.since = now
                 q_actions.append(Action(
-                    "quorum_down", vs.ident, vs.quorum_down,
-                    message=f"Lost quorum {quorum}-{hyst}={threshold} > {live} for VS {vs.ident}"))
-        self._vs[vs.ident] = mem
+                    "quorum_down", ident, vs.quorum_down,
+                    message=f"Lost quorum {quorum}-{hyst}={threshold} > {live} for VS {ident}"))
+        self._vs[ident] = mem
         actions.extend(rs_actions)
         actions.extend(q_actions)
 
         sorry_active = vs.sorry_server is not None and not mem.quorum_up
         signature = (sorry_active, *alive_map)
-        cached = self._cache.get(vs.ident)
-        if cached is not None and cached[0] is comp and cached[1] == signature:
-            entries = cached[2]
+        cached = self._cache.get(ident)
+        if cached is not None and cached.comp is comp and cached.signature == signature:
+            entries = cached.entries
         else:
             entries = self._entries(comp, alive_map, sorry_active)
-            self._cache[vs.ident] = (comp, signature, entries)
         state = VsState(
-            ident=vs.ident,
+            ident=ident,
             services=tuple(k for k, _ in comp.keys),
             quorum=quorum,
             hysteresis=hyst,
@@ -591,6 +666,7 @@ class Planner:
             total=len(alive_map),
             since=mem.since,
         )
+        self._cache[ident] = _VsPlan(comp, signature, entries, state)
         return state, entries
 
     @staticmethod

@@ -85,6 +85,7 @@ from lvsd.pool.table import (
     ServiceSpec,
     Table,
     describe,
+    op_service,
 )
 
 log = logging.getLogger("lvsd.pool.reconciler")
@@ -233,14 +234,6 @@ def _takes_services(dataplane: DataPlane) -> bool:
         return "services" in inspect.signature(dataplane.dump).parameters
     except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
         return False
-
-
-def _op_service(op: Op) -> ServiceKey:
-    if isinstance(op, AddService | EditService):
-        return op.spec.key
-    if isinstance(op, DelService):
-        return op.key
-    return op.service
 
 
 class Reconciler:
@@ -459,7 +452,7 @@ class Reconciler:
             for k in scope:
                 view.pop(k, None)
             view.update(actual)
-        touched = {_op_service(op) for op in applied}
+        touched = {op_service(op) for op in applied}
         try:
             after = apply_ops({k: view[k] for k in touched if k in view}, applied)
         except KeyError:  # an op we think applied does not fit the read: trust the next full
@@ -523,7 +516,7 @@ class Reconciler:
             self._finish(generation, desired, owned, failed=False)
             return ReconcileResult(reason, (), 0, ())
         for op in ops:
-            if _op_service(op) in changed:
+            if op_service(op) in changed:
                 log.info("%s: %s", reason, describe(op))
             else:
                 log.warning("repair (drift found by %s): %s", reason, describe(op))
@@ -551,7 +544,7 @@ class Reconciler:
             ops = diff(want, actual, own)
             dead: set[ServiceKey] = set()
             for op in ops:
-                svc = _op_service(op)
+                svc = op_service(op)
                 if svc in dead and not isinstance(op, AddService):
                     failed.append(self._alarm(describe(op), DataPlaneError(
                         "skipped: its service could not be added"), now))
@@ -565,7 +558,7 @@ class Reconciler:
                         dead.add(svc)
         self._remember(scope, actual, applied, now)
         self._ops_applied += len(applied)
-        repairs = sum(_op_service(op) not in changed for op in applied)
+        repairs = sum(op_service(op) not in changed for op in applied)
         self._repairs += repairs
         if failed:  # alarms of ops that went through this time are over
             self._alarms = {a.op: self._alarms[a.op] for a in failed}

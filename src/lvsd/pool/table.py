@@ -191,6 +191,15 @@ class DelDest:
 Op = AddService | EditService | DelService | AddDest | EditDest | DelDest
 
 
+def op_service(op: Op) -> ServiceKey:
+    """The service an operation acts on."""
+    if isinstance(op, AddService | EditService):
+        return op.spec.key
+    if isinstance(op, DelService):
+        return op.key
+    return op.service
+
+
 def describe(op: Op) -> str:
     """One line, ipvsadm-like, for logs."""
     match op:

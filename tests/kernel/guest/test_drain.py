@@ -1,9 +1,9 @@
 """Real kernel IPVS, inside the VM: a real server removed by a reload, with and without drain.
 
-Topology: the one of test_traffic.py (client, director with the VIP and IPVS, rs1/rs2 serving
-keep-alive HTTP that names the server), built under its own tag. No daemon: the planner and
-reconciler are driven as the daemon drives them on a reload (``Planner.reload`` then plan +
-reconcile), with ``now`` scripted.
+Topology: the one of test_traffic.py (``vmutil.nat_lab``: client, director with the VIP and
+IPVS, rs1/rs2 serving keep-alive HTTP that names the server), built under its own tag. No
+daemon: the planner and reconciler are driven as the daemon drives them on a reload
+(``Planner.reload`` then plan + reconcile), with ``now`` scripted.
 
 * ``lvs_drain_on_remove 0`` (keepalived's behaviour): rs1 is deleted at once and, with the
   kernel default ``net.ipv4.vs.expire_nodest_conn=0``, IPVS silently drops the packets of the
@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from test_traffic import VIP, connect, get, start_server
+from vmutil import VIP, connect, get, nat_lab
 
 from lvsd.config.loader import loads
 from lvsd.config.model import Config
@@ -37,19 +37,8 @@ RS2 = DestKey("10.0.0.12", 8080)
 
 @pytest.fixture
 def lab() -> Iterator[Topology]:
-    topo = Topology("lt-drain")
-    try:
-        topo.add_host("client", "192.0.2.100/24")
-        d = topo.add_host("dir", "192.0.2.1/24", forwarding=True)
-        d.add_addr("10.0.0.1/24")
-        d.add_addr(f"{VIP}/24")
-        for i, name in ((11, "rs1"), (12, "rs2")):
-            h = topo.add_host(name, f"10.0.0.{i}/24")
-            h.run("ip", "route", "add", "default", "via", "10.0.0.1")
-            start_server(h, name)
+    with nat_lab("lt-drain") as topo:
         yield topo
-    finally:
-        topo.close()
 
 
 def config(drain: float, with_rs1: bool) -> Config:

@@ -1,6 +1,6 @@
 """Real client traffic through kernel IPVS (NAT) to real HTTP servers, inside the VM.
 
-Topology (namespaces on one bridge, built by :mod:`lvsd.lab.netns`):
+Topology (namespaces on one bridge, built by :func:`vmutil.nat_lab` with :mod:`lvsd.lab.netns`):
 
     client 192.0.2.100/24 ---+--- director 192.0.2.1/24 + VIP 192.0.2.10, 10.0.0.1/24 (IPVS)
                              +--- rs1 10.0.0.11/24 (default via 10.0.0.1), HTTP :8080 "rs1"
@@ -16,89 +16,24 @@ keep being served by rs1; IPVS counts them as active; removing rs1 leaves rs2 se
 
 from __future__ import annotations
 
-import http.client
-import select
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
+from vmutil import VIP, connect, get, nat_lab
 
 from lvsd.checks.health import RealServerHealth, RealServerId
 from lvsd.config.model import NOPOS, Config, LbKind, Protocol, RealServer, VirtualServer
 from lvsd.dataplane.ipvs import IPVSDataPlane
-from lvsd.lab.netns import Host, Topology
+from lvsd.lab.netns import Topology
 from lvsd.pool.planner import Planner
 from lvsd.pool.reconciler import Reconciler
 from lvsd.pool.table import DestKey, ServiceKey
 
-VIP = "192.0.2.10"
-
-SERVER = r"""
-import http.server, sys
-name, port = sys.argv[1], int(sys.argv[2])
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = name.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-srv = S(("0.0.0.0", port), H)
-print("ready", flush=True)
-srv.serve_forever()
-"""
-
 
 @pytest.fixture
 def lab() -> Iterator[Topology]:
-    topo = Topology("lt-ipvs")
-    try:
-        topo.add_host("client", "192.0.2.100/24")
-        d = topo.add_host("dir", "192.0.2.1/24", forwarding=True)
-        d.add_addr("10.0.0.1/24")
-        d.add_addr(f"{VIP}/24")
-        for i, name in ((11, "rs1"), (12, "rs2")):
-            h = topo.add_host(name, f"10.0.0.{i}/24")
-            h.run("ip", "route", "add", "default", "via", "10.0.0.1")
-            start_server(h, name)
+    with nat_lab("lt-ipvs") as topo:
         yield topo
-    finally:
-        topo.close()
-
-
-def start_server(host: Host, name: str) -> None:
-    proc = host.popen([sys.executable, "-c", SERVER, name, "8080"], stdout=subprocess.PIPE,
-                      text=True)
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
-    assert ready and proc.stdout.readline().strip() == "ready", f"{name} did not start"
-
-
-def connect(ns: str) -> http.client.HTTPConnection:
-    """A keep-alive HTTP connection from inside namespace ``ns`` to the VIP."""
-    from pyroute2.netns import create_socket
-
-    s = create_socket(ns, socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect((VIP, 80))
-    conn = http.client.HTTPConnection(VIP, 80, timeout=10)
-    conn.sock = s
-    return conn
-
-
-def get(conn: http.client.HTTPConnection) -> str:
-    conn.request("GET", "/")
-    resp = conn.getresponse()
-    assert resp.status == 200
-    return resp.read().decode()
 
 
 def config(with_rs1: bool = True) -> Config:
