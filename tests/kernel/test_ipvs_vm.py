@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require
 from lvsd.lab import ipvsvm
 
 pytestmark = pytest.mark.kernel
@@ -132,7 +133,7 @@ async def test_no_ipvs_on_this_host_is_a_clear_error() -> None:
     if Path("/proc/net/ip_vs").exists():
         pytest.skip("this host kernel has IPVS: the unavailable path cannot be shown here")
     if os.geteuid() != 0:
-        pytest.skip("needs root to open generic netlink the way the daemon does")
+        require("needs root to open generic netlink the way the daemon does")
 
     assert await probe() == UNAVAILABLE
     dp = IPVSDataPlane()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from _status_sample import SECRET, FakeProvider
 
+from conftest import require
 from lvsd.status.app import StatusServer, create_app
 from lvsd.status.events import EventBus
 from lvsd.status.model import RealServerStatus
@@ -71,8 +72,8 @@ async def _dump_dom(url: str, shot: Path | None = None) -> str:
     return out.decode()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian chromium (scripts/bootstrap.sh)")
 async def test_page_shows_live_state_in_chromium(tmp_path: Path) -> None:
+    require(None if CHROMIUM else "needs Debian chromium (scripts/bootstrap.sh installs it)")
     provider = FakeProvider()
     bus = EventBus()
     srv = StatusServer(create_app(provider, bus, secrets=provider.secrets), "127.0.0.1", 0)
