@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -41,10 +42,15 @@ def dnsmasq() -> Iterator[int]:
         # wait until it answers
         probe_ck = Checker(CheckKind.DNS_CHECK, NOPOS, "127.0.0.1", port, connect_timeout=0.2,
                            dns_type="A", dns_name="example.test")
-        for _ in range(50):
+        # a "refused" answer (nothing bound yet) comes back at once: pace the attempts, and
+        # never hand out a server that has not answered
+        for _ in range(100):
             if asyncio.run(dns.probe(probe_ck)).ok:
                 break
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"dnsmasq never answered on 127.0.0.1:{port}")
         yield port
     finally:
         proc.terminate()
