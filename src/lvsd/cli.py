@@ -21,10 +21,21 @@ SUBCOMMAND_MODULES = (
 )
 
 
+def version_string() -> str:
+    """``lvsd VERSION`` (``lvsd --version``, ``lvsd run --version``)."""
+    try:
+        from importlib.metadata import version
+
+        return f"lvsd {version('lvsd')}"
+    except Exception:  # pragma: no cover - not installed
+        return "lvsd 0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lvsd", description="lvsd: a director for Linux Virtual Server clusters (VRRP, "
                                  "health checks, an IPVS pool that is always right).")
+    parser.add_argument("-v", "--version", action="version", version=version_string())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         try:

@@ -118,7 +118,9 @@ def director_config(name: str, priority: int, servers: dict[str, str], *,
             delay_before_retry 0.2
         }}
     }}""")
-    typo = "\n    lb_algoo rr   # deliberate typo: this config must be rejected\n" if broken else ""
+    # a typo'd interface: keepalived cannot run that ("Non-existent interface specified in
+    # configuration"), so neither does lvsd: the reload is rejected, the old config runs on
+    interface = "eht0   # deliberate typo: this config must be rejected" if broken else "eth0"
     return f"""! lvsd demo director {name} (keepalived syntax)
 global_defs {{
     router_id {name}
@@ -129,7 +131,7 @@ global_defs {{
 
 vrrp_instance VI_1 {{
     state BACKUP
-    interface eth0
+    interface {interface}
     virtual_router_id 51
     priority {priority}
     advert_int {advert_int:g}
@@ -143,7 +145,7 @@ virtual_server {VIP} {PORT} {{
     delay_loop {delay_loop:g}
     lb_algo rr
     lb_kind NAT
-    protocol TCP{typo}
+    protocol TCP
 {"".join(rs_blocks)}
 }}
 {extra_vs}"""

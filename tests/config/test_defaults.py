@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lvsd.config.loader import loads
-from lvsd.config.model import CheckKind, Config, LbKind, Protocol, VrrpState
+from lvsd.config.model import CheckKind, Config, DiagKind, LbKind, Protocol, Severity, VrrpState
 
 pytestmark = pytest.mark.unit
 
@@ -29,9 +29,9 @@ def test_virtual_server_bare_defaults() -> None:
     assert vs.delay_loop == 60.0 and vs.quorum == 1 and vs.hysteresis == 0
     assert vs.persistence_timeout is None
     assert messages(cfg) == [
-        "Virtual server 192.0.2.10 80: no protocol set - defaulting to UDP",
-        "Virtual server 192.0.2.10 80: no scheduler set, setting default 'wlc'",
-        "Virtual server 192.0.2.10 80: no forwarding method set, setting default NAT",
+        "Virtual server [192.0.2.10]:none:80: no protocol set - defaulting to UDP",
+        "Virtual server [192.0.2.10]:udp:80: no scheduler set, setting default 'wlc'",
+        "Virtual server [192.0.2.10]:udp:80: no forwarding method set, setting default NAT",
     ]
     assert not cfg.ok  # keepalived -t exits 5 for these too
     chk = vs.real_servers[0].checkers[0]
@@ -122,7 +122,8 @@ def test_inheritance_vs_to_rs_to_checker() -> None:
         "gue", 6080, "csum")
     t, m = r2.checkers
     assert (t.kind, t.connect_timeout, t.retry, t.delay_loop, t.delay_before_retry) == (
-        CheckKind.TCP_CHECK, 9.0, 1, 20.0, 7.0)  # nb_get_retry is not a TCP_CHECK keyword
+        CheckKind.TCP_CHECK, 9.0, 8, 20.0, 7.0)  # nb_get_retry applied as retry (see below)
+    # keepalived 2.x does not know nb_get_retry in TCP_CHECK: its line, then lvsd's notice
     assert "Unknown keyword 'nb_get_retry'" in messages(cfg)
     assert (m.retry, m.delay_before_retry, m.misc_timeout) == (2, 0.5, 20.0)
     assert m.misc_path is not None and m.misc_path.command == "/bin/check arg"
@@ -165,9 +166,9 @@ def test_quorum_and_hysteresis_clipped() -> None:
     vs = cfg.virtual_servers[0]
     assert (vs.quorum, vs.hysteresis) == (3, 2)
     assert messages(cfg) == [
-        "Warning - quorum 10 for 192.0.2.10 80 exceeds total weight of real servers 3, "
+        "Warning - quorum 10 for [192.0.2.10]:tcp:80 exceeds total weight of real servers 3, "
         "reducing quorum to 3",
-        "Virtual server 192.0.2.10 80: hysteresis 20 >= quorum 3; setting hysteresis to 2",
+        "Virtual server [192.0.2.10]:tcp:80: hysteresis 20 >= quorum 3; setting hysteresis to 2",
     ]
 
 
@@ -202,7 +203,7 @@ def test_fwmark_clears_dr_ports_and_ignores_protocol() -> None:
 def test_virtual_server_without_real_servers_is_ignored() -> None:
     cfg = loads("virtual_server 192.0.2.10 80 {\n protocol TCP\n}\n")
     assert cfg.virtual_servers == ()
-    assert messages(cfg) == ["Virtual server 192.0.2.10 80 has no real servers - ignoring"]
+    assert messages(cfg) == ["Virtual server [192.0.2.10]:tcp:80 has no real servers - ignoring"]
 
 
 def test_bad_checkers_dropped_like_keepalived() -> None:
@@ -225,7 +226,15 @@ def test_invalid_numbers_report_and_keep_default() -> None:
     assert vs.delay_loop == 60.0
     assert vs.real_servers[0].weight == 1
     assert vs.real_servers[0].checkers[0].connect_port == 80
-    assert len(cfg.diagnostics) == 3
+    # keepalived's two lines each: the number reader's, then the handler's own (if it has one)
+    assert [(d.message, d.kind) for d in cfg.diagnostics] == [
+        ("invalid number 'soon'", DiagKind.INVALID_NUMBER),
+        ("virtual server delay loop 'soon' invalid - ignoring", DiagKind.GENERAL),
+        ("number '70000' outside range [0, 65535]", DiagKind.INVALID_NUMBER),
+        ("Real server weight 70000 is outside range 0-65535", DiagKind.GENERAL),
+        ("number '99999' outside range [1, 65535]", DiagKind.INVALID_NUMBER),
+        ("Invalid checker connect_port '99999'", DiagKind.GENERAL),
+    ]
     assert all(d.pos is not None and d.pos.line > 1 for d in cfg.diagnostics)
 
 
@@ -255,8 +264,10 @@ def test_vsg_ranges_and_fwmark() -> None:
 def test_undefined_group_reference() -> None:
     cfg = vs_conf("protocol TCP", head="group NOPE")
     assert cfg.virtual_servers == ()
-    assert messages(cfg) == [
-        "Virtual server group NOPE specified but not configured - ignoring virtual server"]
+    # ipwrapper.c link_vsg_to_vs() only logs it (keepalived -t exits 0): a WARNING
+    assert [(d.message, d.severity) for d in cfg.diagnostics] == [
+        ("Virtual server group NOPE specified but not configured - ignoring virtual server "
+         "[NOPE]:0", Severity.WARNING)]
 
 
 # ------------------------------------------------------------------ VRRP
@@ -286,7 +297,9 @@ def test_priority_255_for_master_without_priority() -> None:
 def test_priority_out_of_range() -> None:
     cfg = inst_conf("priority 0")
     assert cfg.vrrp_instances[0].priority == 100
-    assert len(cfg.diagnostics) == 1 and "Using default 100" in cfg.diagnostics[0].message
+    assert messages(cfg) == [
+        "number '0' outside range [1, 255]",
+        "(VI_1) Priority not valid! must be between 1 & 255. Using default 100"]
 
 
 def test_instance_inherits_globals() -> None:
@@ -318,27 +331,31 @@ def test_auth_pass_truncated_and_v3_drops_auth() -> None:
 def test_missing_vrid_removes_instance() -> None:
     cfg = loads("vrrp_instance X {\n interface eth0\n}\n")
     assert cfg.vrrp_instances == ()
-    assert messages(cfg) == ["(X) the virtual router id must be set - removing instance"]
+    # vrrp.c chk_min_cfg(): keepalived's VRRP process does not start
+    assert [(d.message, d.severity) for d in cfg.diagnostics] == [
+        ("(X) the virtual router id must be set", Severity.FATAL)]
 
 
 def test_sync_group_checks_members() -> None:
     cfg = inst_conf("")
-    cfg = loads("vrrp_instance A {\n virtual_router_id 1\n}\nvrrp_sync_group G {\n group {\n"
+    cfg = loads("vrrp_instance A {\n interface eth0\n virtual_router_id 1\n}\n"
+                "vrrp_sync_group G {\n group {\n"
                 "  A\n  B\n }\n}\nvrrp_sync_group H {\n group {\n  A\n }\n}\n")
     assert [(g.name, g.group) for g in cfg.vrrp_sync_groups] == [("G", ("A",))]
     assert messages(cfg) == [
         "(A) No VIP specified; at least one is sensible",
         "Virtual router B specified in sync group G doesn't exist - ignoring",
         "Sync group G has only 1 virtual router(s) - this probably isn't what you want",
-        "VRRP instance A cannot be in more than one sync group (G and H) - ignoring",
-        "Sync group H has no virtual router(s) - removing",
+        "Virtual router A cannot exist in more than one sync group; ignoring H",
+        "Sync group H, no matching virtual router found in group declaration - removing",
     ]
 
 
 def test_no_vip_required_for_v3_and_ah_master() -> None:
-    cfg = loads("vrrp_instance A {\n virtual_router_id 1\n version 3\n}\n")
+    cfg = loads("vrrp_instance A {\n interface eth0\n virtual_router_id 1\n version 3\n}\n")
     assert cfg.vrrp_instances == ()
     assert messages(cfg) == ["(A) No VIP specified; at least one is required"]
+    assert cfg.fatal  # vrrp_complete_instance() fails: keepalived's VRRP process stops
     ah = inst_conf("state MASTER\npriority 200\nauthentication {\n auth_type AH\n"
                    " auth_pass x\n}")
     assert ah.vrrp_instances[0].state is VrrpState.BACKUP

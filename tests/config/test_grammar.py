@@ -213,7 +213,8 @@ def test_missing_close_brace() -> None:
 
 def test_missing_open_brace_reads_on() -> None:
     cfg = loads("global_defs\n  router_id a\n}\n")
-    assert (1, "Missing '{' at beginning of configuration block") in msgs(cfg)
+    # keepalived reports it when it reads the next line (lib/parser.c process_stream)
+    assert (2, "Missing '{' at beginning of configuration block") in msgs(cfg)
     assert cfg.global_defs.router_id == "a"
 
 
@@ -239,7 +240,14 @@ def test_unknown_keyword_and_unknown_block_skipped() -> None:
 }
 """)
     assert (5, "Unknown keyword 'bogus_keyword'") in msgs(cfg)
-    assert (7, "Unknown keyword 'SMTP_CHEKC' - skipping its { } block") in msgs(cfg)
+    # keepalived's lines byte-identical, then lvsd's notices (WARNING, kind LVSD)
+    assert (7, "Unknown keyword 'SMTP_CHEKC'") in msgs(cfg)
+    assert (7, "Unexpected '{' - ignoring") in msgs(cfg)
+    assert (7, "did you mean 'SMTP_CHECK'? ('SMTP_CHEKC' is not a keyword of real_server)") \
+        in msgs(cfg)
+    assert (7, "lvsd skips the { } block of unknown keyword 'SMTP_CHEKC' (lines 7-9); "
+            "keepalived reads its lines as keywords of real_server and its '}' closes "
+            "real_server; keepalived reads lines 10-14 differently") in msgs(cfg)
     rs = cfg.virtual_servers[0].real_servers[0]
     assert [(c.kind, c.connect_timeout) for c in rs.checkers] == [(CheckKind.TCP_CHECK, 2.0)]
 

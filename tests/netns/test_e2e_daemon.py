@@ -173,13 +173,13 @@ def test_broken_reload_is_rejected_and_old_config_keeps_running(lab: Lab) -> Non
             out = _lvsd(lab, name, "reload", "--pid-file", str(lab.directors[name].pidfile),
                         "-s", STATUS)
             assert out.returncode == 1, out.stdout + out.stderr
-            assert "REJECTED" in out.stdout and "lb_algoo" in out.stdout
+            assert "REJECTED" in out.stdout and "eht0" in out.stdout
         for name in lab.directors:
             s, b = lab.status(name), before[name]
             assert s is not None and b is not None
             assert s["config"]["last_reload_ok"] is False
             assert s["config"]["generation"] == b["config"]["generation"]
-            assert any("lb_algoo" in e for e in s["config"]["last_reload_errors"])
+            assert any("eht0" in e for e in s["config"]["last_reload_errors"])
             assert [r["address"] for r in s["virtual_servers"][0]["real_servers"]] == \
                 [r["address"] for r in b["virtual_servers"][0]["real_servers"]]
         assert lab.vrrp_state("d1") == "MASTER"

@@ -288,7 +288,7 @@ def test_config_file_track_script_sync_group_notify(topo: Topology, tmp_path: Pa
     assert (dirs["a"] / "master.log").read_text().split() == ["from-config", "from-config"]
     assert 'INSTANCE "VI_1" MASTER 150' in fifo_lines, fifo_lines
     assert 'INSTANCE "VI_2" FAULT 150' in fifo_lines, fifo_lines
-    assert 'GROUP "G" FAULT' in fifo_lines, fifo_lines
+    assert 'GROUP "G" FAULT 0' in fifo_lines, fifo_lines
 
 
 SENDER = """

@@ -157,7 +157,7 @@ class Proc:
 @pytest.fixture
 def daemon(tmp_path: Path, web: int) -> Iterator[Proc]:
     p = Proc(tmp_path, CONF.format(vport=_free_port(), up=web, down=_free_port(), extra=""),
-             "--log-format", "json")
+             "--log-format", "json", "--strict")  # the broken reload below: any error
     try:
         yield p
     finally:
@@ -214,7 +214,9 @@ def test_run_ready_reload_dumps_and_stop(daemon: Proc, web: int) -> None:
     assert s["config"]["generation"] == 2 and s["config"]["last_reload_ok"] is True
     assert _rs(s, web)["alive"] is True  # unchanged checker kept its verdict
 
-    # broken reload: rejected, old config intact; its secret never shows (status, log)
+    # broken reload (--strict: any error rejects it; keepalived's default policy, which runs
+    # through such errors, is tests/unit/test_error_policy.py): rejected, old config intact;
+    # its secret never shows (status, log)
     good = daemon.conf.read_text()
     secret = "Zq9secre"
     daemon.conf.write_text(good.replace("lb_algo rr", "lb_algo rr\n    delay_loop") + f"""
@@ -238,7 +240,7 @@ vrrp_instance VI_9 {{
     assert s["config"]["generation"] == 2 and s["config"]["last_reload_ok"] is False
     assert s["config"]["reload_failures_total"] == 1 and s["config"]["last_reload_errors"]
     errors = " ".join(s["config"]["last_reload_errors"])
-    assert "priority" in errors and "<redacted>" in errors and secret not in errors
+    assert "priority" in errors.lower() and "<redacted>" in errors and secret not in errors
     assert _rs(s, web)["dataplane_weight"] == 5
     daemon.conf.write_text(good)
 
@@ -284,12 +286,14 @@ vrrp_instance VI_9 {{
     assert any("<redacted>" in r["msg"] for r in lines)
 
 
-def test_bad_config_refuses_to_start(tmp_path: Path) -> None:
+def test_bad_config_refuses_to_start_with_strict(tmp_path: Path) -> None:
+    # keepalived logs an unknown keyword and runs (so does lvsd: tests/unit/test_error_policy);
+    # --strict refuses it, with its position
     conf = tmp_path / "bad.conf"
     conf.write_text("virtual_server 127.0.0.1 80 {\n    lb_algo rr\n    lb_kind NAT\n"
                     "    protocol TCP\n    delay_lop 3\n}\n")
     p = subprocess.run([sys.executable, "-m", "lvsd.cli", "run", "-f", str(conf), "--check-only",
-                        "--dataplane", "memory", "--status-listen", "off"],
+                        "--dataplane", "memory", "--status-listen", "off", "--strict"],
                        capture_output=True, text=True, timeout=60, check=False)
     assert p.returncode == 1
     assert "Traceback" not in p.stderr

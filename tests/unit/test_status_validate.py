@@ -1,4 +1,4 @@
-"""What ``lvsd run`` refuses at start and on reload before touching anything (``validate``).
+"""What ``lvsd run`` refuses at start and on reload before touching anything (``preflight``).
 
 The nftables data plane object is real; its ``refuse`` is pure policy (no ``nft`` is run).
 """
@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from lvsd.daemon import Daemon, Options
-from lvsd.dataplane.nftables import NftablesDataPlane
 
 pytestmark = pytest.mark.unit
 
@@ -31,10 +30,10 @@ def _errors(tmp_path: Path, extra: str) -> list[str]:
     path.write_text(CONF.format(extra=extra))
     d = Daemon(Options(config_file=str(path), dataplane="nftables", mode="check-only",
                        status_listen=None))
-    d.dataplane = NftablesDataPlane("lvsd")  # not opened: only its refuse() policy is used
     cfg = d.load()
     assert cfg.ok, cfg.diagnostics
-    return d.validate(cfg)
+    verdict = d.preflight(cfg).verdict  # nftables refuse() is pure policy: no nft command runs
+    return [f"{x.pos}: {x.message}" for x in verdict.blocking]
 
 
 def test_sorry_server_the_data_plane_cannot_carry_is_refused_at_load(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def p(**kw: Any) -> VrrpParams:
         ({"initial_state": "FAULT"}, "state must be MASTER or BACKUP"),
         ({"preempt_delay": -1.0}, "preempt_delay"),
         ({"down_timer_adverts": 0}, "down_timer_adverts"),
-        ({"auth_type": AuthType.AH}, "AH is not supported"),
+        ({"auth_type": AuthType.AH, "version": 3}, "only in VRRPv2"),
         ({"auth_type": AuthType.PASS, "version": 3}, "only in VRRPv2"),
         ({"garp_master_delay": -1.0}, "garp_master_delay"),
     ],
@@ -135,8 +135,10 @@ def test_params_from_instance_tracking() -> None:
 def test_params_from_instance_errors_name_the_position() -> None:
     with pytest.raises(ValueError, match=r"VI_1 \(k.conf:10\).*no vrrp_script"):
         params_from_instance(_inst(track_scripts=(TrackRef("missing"),)))
-    with pytest.raises(ValueError, match="AH is not supported"):
-        params_from_instance(_inst(auth_type="AH", auth_pass="x"))
+    ah = params_from_instance(_inst(auth_type="AH", auth_pass="x"))
+    assert ah.auth_type == AuthType.AH and ah.ah_key == b"x" + bytes(7)
+    # keepalived: "Authentication specified but no password given. Ignoring"
+    assert params_from_instance(_inst(auth_type="AH")).auth_type == AuthType.NONE
     with pytest.raises(ValueError, match=r"k\.conf:10"):
         params_from_instance(_inst(virtual_router_id=300))
 

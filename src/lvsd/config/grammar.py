@@ -18,17 +18,34 @@ Deliberate difference from keepalived, for the operator's sake: an *unknown* key
 followed by ``{`` (a typo such as ``SMTP_CHEKC {``) has its whole block skipped, with
 ``Unknown keyword 'X'`` naming the line. keepalived would instead read the typo'd
 block's contents as keywords of the enclosing block and let its ``}`` close the
-enclosing block, silently mangling the rest of the virtual server.
+enclosing block, silently mangling the rest of the virtual server. keepalived's own
+lines are still reported byte-identical (``Unknown keyword 'X'``, ``Unexpected '{' -
+ignoring``) so ``keepalived -t`` output can be compared line by line; a WARNING (kind
+LVSD) names the lines lvsd skipped, and another suggests the keyword meant ("did you
+mean 'X'?", from the keywords valid in that block).
+
+``~SEQ(VAR, START, STEP, END) TEXT`` lines (keepalived 2.x lib/parser.c ``add_seq``) are
+expanded here, before the keyword lookup: TEXT once per value with ``$VAR`` replaced (see
+:mod:`lvsd.config.seq`); the brace pieces the lexer split off the same physical line go with it.
+
+A block still open at the end of the input gets keepalived's ``There are N missing '}'s or
+extra '{'s`` plus one WARNING per unclosed block naming the line where it was opened.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import enum
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from lvsd.config.lexer import LexState, Line
-from lvsd.config.model import Pos, Severity
+from lvsd.config import seq as seqmod
+from lvsd.config.lexer import LexState, Line, decomment, split_tokens
+from lvsd.config.model import DiagKind, Diagnostic, Pos, Severity
+
+_BRACES_RE = re.compile(r"([{}])")
 
 
 class Kind(enum.Enum):
@@ -84,27 +101,109 @@ class _Stream:
         return line
 
 
+def suggest(word: str, candidates: Iterator[str] | list[str]) -> str | None:
+    """The keyword probably meant by a misspelt ``word`` (difflib), or None."""
+    if len(word) < 3:
+        return None
+    best = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
+    return best[0] if best else None
+
+
 class Parser:
     def __init__(self, tables: Tables, state: LexState) -> None:
         self.tables = tables
         self.state = state
         self._stream: _Stream | None = None
+        self._unclosed: list[tuple[str, Pos]] = []
+        self._cascades: list[tuple[Pos, int, str]] = []  # skipped unknown blocks (see _unknown)
 
     @property
     def last_pos(self) -> Pos | None:
         """Position of the last line read (names the place of an unexpected failure)."""
         return self._stream.last_pos if self._stream is not None else None
 
+    def _diag(self, pos: Pos | None, sev: Severity, msg: str,
+              kind: DiagKind = DiagKind.GENERAL) -> None:
+        self.state.diagnostics.append(Diagnostic(pos, sev, msg, kind))
+
     def parse(self, lines: Iterator[Line], table: str = "root") -> list[Node]:
-        stream = self._stream = _Stream(lines)
+        stream = self._stream = _Stream(self._expand_seq(lines))
         nodes = self._block(stream, table, top=True)
         if self.state.block_depth > 0:
-            self.state.diag(
+            # lib/parser.c init_data(): CONFIG_MISSING_EOB once the whole file is read
+            self._diag(
                 stream.last_pos,
                 Severity.ERROR,
                 f"There are {self.state.block_depth} missing '}}'s or extra '{{'s",
+                DiagKind.MISSING_EOB,
             )
+            for what, pos in reversed(self._unclosed):  # outermost first
+                self._diag(pos, Severity.WARNING,
+                           f"block {what} opened at line {pos.line} is not closed "
+                           f"(missing '}}')", DiagKind.LVSD)
         return nodes
+
+    # ------------------------------------------------------------------ ~SEQ
+
+    def _expand_seq(self, lines: Iterator[Line]) -> Iterator[Line]:
+        """keepalived's ``~SEQ`` (lib/parser.c add_seq/read_line): repeat a line per value."""
+        group: list[Line] = []  # a ~SEQ line and the brace pieces of its physical line
+        for line in lines:
+            if group:
+                if line.pos is group[0].pos:  # the lexer gives one Pos per physical line
+                    group.append(line)
+                    continue
+                yield from self._seq_lines(group)
+                group = []
+            if line.raw.startswith("~SEQ"):
+                group = [line]
+                continue
+            yield line
+        if group:
+            yield from self._seq_lines(group)
+
+    def _physical(self, group: list[Line]) -> str:
+        """The text of a ~SEQ line before the lexer split it at braces (``${VAR}`` has them)."""
+        if len(group) == 1:
+            return group[0].raw
+        pos = group[0].pos
+        text: str | None = None
+        with contextlib.suppress(OSError, IndexError, UnicodeDecodeError):
+            if self.state.read_file is not None:
+                data = self.state.read_file(pos.file)
+            else:
+                with open(pos.file, "rb") as fh:
+                    data = fh.read()
+            text, _ = decomment(data.decode("utf-8", "replace").splitlines()[pos.line - 1])
+        if text is None or not text.startswith("~SEQ"):
+            text = " ".join(ln.raw for ln in group)  # text given to loads(): best effort
+        return text
+
+    def _seq_lines(self, group: list[Line], depth: int = 0) -> Iterator[Line]:
+        head = Line(group[0].tokens, self._physical(group) if depth == 0 else group[0].raw,
+                    group[0].pos)
+        parsed = seqmod.parse_seq(head.raw)
+        if isinstance(parsed, str):
+            self._diag(head.pos, Severity.ERROR, parsed)
+            if not parsed.startswith("Invalid ~SEQ specification"):
+                self._diag(head.pos, Severity.ERROR,
+                           f"Invalid ~SEQ specification '{head.raw}'")
+            return
+        vals = seqmod.values(parsed)
+        if len(vals) >= seqmod.MAX_VALUES:
+            self._diag(head.pos, Severity.WARNING,
+                       f"~SEQ '{head.raw}' stopped after {seqmod.MAX_VALUES} values",
+                       DiagKind.LVSD)
+        for v in vals:
+            text = seqmod.substitute(parsed.text, parsed.var, v)
+            if text.startswith("~SEQ") and depth < 8:
+                yield from self._seq_lines([Line([], text, head.pos)], depth + 1)
+                continue
+            for piece in _BRACES_RE.split(text):  # keepalived's line_residue: braces apart
+                piece = piece.strip(" \t")
+                toks, _ = split_tokens(piece)
+                if toks:
+                    yield Line(toks, piece, head.pos)
 
     # ------------------------------------------------------------------ internals
 
@@ -124,12 +223,51 @@ class Parser:
                 depth -= 1
         return last
 
-    def _block(self, stream: _Stream, table: str, top: bool = False) -> list[Node]:
+    def _unknown(self, line: Line, keywords: dict[str, Spec], table: str,
+                 stream: _Stream) -> None:
+        word = line.word
+        # lib/parser.c process_stream(): CONFIG_UNKNOWN_KEYWORD, kept byte-identical
+        self._diag(line.pos, Severity.ERROR, f"Unknown keyword '{word}'",
+                   DiagKind.UNKNOWN_KEYWORD)
+        meant = suggest(word, [k for k, s in keywords.items() if not s.extension])
+        if meant is not None:
+            self._diag(line.pos, Severity.WARNING,
+                       f"did you mean '{meant}'? ('{word}' is not a keyword of {table})",
+                       DiagKind.LVSD)
+        nxt = stream.peek()
+        if nxt is not None and nxt.word == "{":
+            # keepalived reports the '{' next (and then reads the block's lines as keywords
+            # of the enclosing block); lvsd skips the whole block
+            self._diag(nxt.pos, Severity.ERROR, "Unexpected '{' - ignoring",
+                       DiagKind.UNEXPECTED_BOB)
+            end = self._skip_balanced(stream)
+            last = end.line if end is not None else line.pos.line
+            msg = (f"lvsd skips the {{ }} block of unknown keyword '{word}' (lines "
+                   f"{line.pos.line}-{last}); keepalived reads its lines as keywords of "
+                   f"{table} and its '}}' closes {table}")
+            if table == "root":
+                self._diag(line.pos, Severity.WARNING, msg, DiagKind.LVSD)
+            else:  # completed (with the lines keepalived misreads) at the top-level block's end
+                self._cascades.append((line.pos, last, msg))
+
+    def _flush_cascades(self, end: int) -> None:
+        for pos, last, msg in self._cascades:
+            if end > last:
+                msg += f"; keepalived reads lines {last + 1}-{end} differently"
+            self._diag(pos, Severity.WARNING, msg, DiagKind.LVSD)
+        self._cascades = []
+
+    def _block(self, stream: _Stream, table: str, top: bool = False,
+               opener: tuple[str, Pos] | None = None) -> list[Node]:
         keywords = self.tables[table]
         out: list[Node] = []
         while True:
             line = stream.next()
             if line is None:
+                if opener is not None:
+                    self._unclosed.append(opener)
+                if top and self._cascades:
+                    self._flush_cascades(stream.last_pos.line if stream.last_pos else 0)
                 return out
             word = line.word
             if word == "}":
@@ -137,18 +275,15 @@ class Parser:
                     continue  # the lexer already reported "Extra '}' found"
                 return out
             if word == "{":
-                self.state.diag(line.pos, Severity.ERROR, "Unexpected '{' - ignoring")
+                self._diag(line.pos, Severity.ERROR, "Unexpected '{' - ignoring",
+                           DiagKind.UNEXPECTED_BOB)
                 continue
             spec = keywords.get(word)
             if spec is None:
-                nxt = stream.peek()
-                if nxt is not None and nxt.word == "{":
-                    self.state.diag(line.pos, Severity.ERROR,
-                                    f"Unknown keyword '{word}' - skipping its {{ }} block")
-                    self._skip_balanced(stream)
-                else:
-                    self.state.diag(line.pos, Severity.ERROR, f"Unknown keyword '{word}'")
+                self._unknown(line, keywords, table, stream)
                 continue
+            if top and self._cascades:  # the previous top-level block is complete
+                self._flush_cascades(line.pos.line - 1)
             node = Node(word, line.tokens[1:], line.pos, line.raw, spec=spec)
             if spec.kind is Kind.BLOCK:
                 assert spec.table is not None
@@ -156,21 +291,35 @@ class Parser:
                 if nxt is not None and nxt.word == "{":
                     stream.next()
                 else:
-                    self.state.diag(line.pos, Severity.ERROR,
-                                    "Missing '{' at beginning of configuration block")
-                node.children = self._block(stream, spec.table)
+                    # lib/parser.c process_stream(): reported when the next line is read,
+                    # so at that line
+                    self._diag(nxt.pos if nxt is not None else line.pos, Severity.ERROR,
+                               "Missing '{' at beginning of configuration block",
+                               DiagKind.MISSING_BOB)
+                what = " ".join([word, *node.args[:2]])
+                node.children = self._block(stream, spec.table, opener=(what, line.pos))
                 node.end_pos = stream.last_pos
+                if nxt is None or nxt.word != "{":
+                    end = node.end_pos.line if node.end_pos is not None else line.pos.line
+                    self._diag(line.pos, Severity.WARNING,
+                               f"block {word} read without its '{{' (lines {line.pos.line}-"
+                               f"{end}); keepalived's processes that do not read {word} "
+                               "report its lines as unknown keywords", DiagKind.LVSD)
             elif spec.kind is Kind.VALUES:
                 nxt = stream.peek()
+                if len(node.args) > 0 and word != "virtual_server_group":
+                    # lib/parser.c alloc_value_block()
+                    self._diag(line.pos, Severity.ERROR,
+                               f"Block {word} has extra parameters {node.args[0]} ...")
                 if nxt is not None and nxt.word == "{":
                     stream.next()
-                    node.values = self._values(stream)
                 else:
-                    # keepalived would swallow everything up to the next '}' as values
-                    # (closing the enclosing block); take the keyword's own arguments.
-                    self.state.diag(line.pos, Severity.ERROR,
-                                    f"'{{' missing from beginning of block {word}")
-                    node.values = []
+                    # lib/parser.c alloc_value_block(): a log message, not a config error;
+                    # the following lines up to the next '}' are read as values
+                    self._diag(line.pos, Severity.WARNING,
+                               f"'{{' missing from beginning of block {word}",
+                               DiagKind.MISSING_BOB)
+                node.values = self._values(stream)
                 node.end_pos = stream.last_pos
             elif spec.kind is Kind.SKIP:
                 nxt = stream.peek()
@@ -188,6 +337,7 @@ class Parser:
                 return vals
             if line.word == "{":
                 # nested braces inside a value block: keep them balanced, ignore contents
-                self.state.diag(line.pos, Severity.ERROR, "Unexpected '{' - ignoring")
+                self._diag(line.pos, Severity.ERROR, "Unexpected '{' - ignoring",
+                           DiagKind.UNEXPECTED_BOB)
                 continue
             vals.append(line)

@@ -32,6 +32,29 @@ Defaults and inheritance follow keepalived 2.x (check_data.c ``alloc_vs``/``allo
 * vrrp_instance: priority 100, or 255 when ``state MASTER`` has no priority; no state
   means MASTER when priority is 255 else BACKUP; version, garp settings and multicast
   group come from global_defs; an IPv6 instance uses VRRPv3.
+
+Messages are keepalived 2.2.7's own text, with the :class:`~lvsd.config.model.DiagKind` of its
+``report_config_error()`` class; a bad number gives keepalived's two lines (the number reader's,
+INVALID_NUMBER, then the handler's). Severity (what lvsd does with the config):
+
+============================================================  ==================================
+condition (keyword layer; host checks live elsewhere)          why keepalived does not run it
+============================================================  ==================================
+a keyword's value missing (``priority`` alone)                 lib/parser.c null_strvec() exits
+                                                               (kind MISSING_PARAMETER)
+vrrp_instance without ``virtual_router_id``                    vrrp.c chk_min_cfg() fails
+no ``interface``, unless unicast peers and unicast_src_ip       chk_min_cfg(): "Unknown interface!"
+no VIP in a VRRPv3 / IPv6 / strict instance                    vrrp_complete_instance() false
+============================================================  ==================================
+
+All FATAL: keepalived's VRRP process stops (KEEPALIVED_EXIT_CONFIG), so lvsd does not start.
+Everything else keepalived reports is ERROR (it logs and runs: skip, default, reset, clamp as
+the message says, and lvsd applies the same). validate_check_config() (check_data.c) never
+returns false in 2.2.7, so no checker condition is fatal; a ``virtual_server group`` naming an
+undefined group is only logged by link_vsg_to_vs() (ipwrapper.c; ``keepalived -t`` exits 0),
+so it is a WARNING and the virtual server is dropped. lvsd-only notices are WARNING, kind LVSD
+(e.g. ``nb_get_retry`` outside HTTP_GET/SSL_GET: keepalived says Unknown keyword, lvsd applies
+it as ``retry`` and says so).
 """
 
 from __future__ import annotations
@@ -48,11 +71,13 @@ from lvsd.config.lexer import Line, split_quoted
 from lvsd.config.model import (
     Checker,
     CheckKind,
+    DiagKind,
     Diagnostic,
     GlobalDefs,
     HttpUrl,
     LbKind,
     LvsSyncDaemon,
+    LvsTimeouts,
     Pos,
     Protocol,
     RealServer,
@@ -61,6 +86,7 @@ from lvsd.config.model import (
     SorryServer,
     SslGlobal,
     StatusCodeRange,
+    TrackProcessRef,
     TrackRef,
     TunnelOptions,
     UnicastPeer,
@@ -73,6 +99,7 @@ from lvsd.config.model import (
     VrrpState,
     VrrpSyncGroup,
     VrrpTrackFile,
+    VrrpTrackProcess,
     VsgAddressRange,
     VsgFwmark,
 )
@@ -119,6 +146,7 @@ _ROOT = _table(
         "track_file": _b("track_file"),
         "vrrp_instance": _b("vrrp_instance"),
         "vrrp_sync_group": _b("vrrp_sync_group"),
+        "vrrp_track_process": _b("vrrp_track_process"),
         "virtual_server_group": V,
         "virtual_server": _b("virtual_server"),
         "SSL": _b("SSL"),
@@ -128,7 +156,7 @@ _ROOT = _table(
     "checker_process_name lvs_process_name bfd_process_name use_symlink_paths",
     unsupported_values="static_ipaddress static_routes static_rules linkbeat_interfaces "
     "interface_up_down_delays",
-    unsupported_blocks="vrrp_track_process bfd_instance garp_group track_group",
+    unsupported_blocks="bfd_instance garp_group track_group",
 )
 
 _GLOBAL_SUPPORTED = {
@@ -149,6 +177,9 @@ _GLOBAL_SUPPORTED.update({"notification_email": V, "notify_fifo_script": Q,
 # lvsd extension: `lvs_drain_on_remove SECONDS` keeps a real server removed by a reload at
 # weight 0 for that long before deleting it (keepalived: 0, deleted at once)
 _GLOBAL_SUPPORTED["lvs_drain_on_remove"] = EXT
+# `lvs_timeouts [tcp N] [tcpfin N] [udp N]`: IPVS connection timeouts, set by the reconciler
+_GLOBAL_SUPPORTED["lvs_timeouts"] = L
+_GLOBAL_SUPPORTED.update({"dynamic_interfaces": L, "vrrp_notify_priority_changes": L})
 
 _GLOBAL = _table(
     _GLOBAL_SUPPORTED,
@@ -157,12 +188,12 @@ _GLOBAL = _table(
     "checker_process_name lvs_process_name bfd_process_name use_symlink_paths "
     "set_supplementary_groups startup_script startup_script_timeout shutdown_script "
     "shutdown_script_timeout max_auto_priority min_auto_priority_delay "
-    "dynamic_interfaces no_email_faults default_interface "
-    "disable_local_igmp v3_checksum_as_v2 lvs_timeouts vrrp_down_timer_adverts vrrp_min_garp "
+    "no_email_faults default_interface "
+    "disable_local_igmp v3_checksum_as_v2 vrrp_down_timer_adverts vrrp_min_garp "
     "vrrp_garp_extra_if vrrp_vmac_garp_intvl vrrp_iptables vrrp_ipsets nftables "
     "nftables_priority nftables_ifindex vrrp_no_swap vrrp_rt_priority vrrp_cpu_affinity "
     "vrrp_rlimit_rttime vrrp_rlimit_rtime nftables_ipvs nftables_ipvs_priority "
-    "nftables_ipvs_start_fwmark nftables_counters vrrp_notify_priority_changes "
+    "nftables_ipvs_start_fwmark nftables_counters "
     "fifo_write_vrrp_states_on_reload checker_priority checker_no_swap checker_rt_priority "
     "checker_cpu_affinity checker_rlimit_rttime checker_rlimit_rtime bfd_priority bfd_no_swap "
     "bfd_rt_priority bfd_cpu_affinity bfd_rlimit_rttime bfd_rlimit_rtime snmp_socket "
@@ -184,6 +215,9 @@ _GLOBAL = _table(
 _VRRP_SCRIPT = _table({"script": Q, **{w: L for w in _words(
     "interval timeout weight rise fall user init_fail")}})
 _TRACK_FILE = _table({w: L for w in _words("file weight init_file")})
+# keepalived vrrp_parser.c vrrp_tprocess_*_handler
+_TRACK_PROCESS = _table({"process": Q, **{w: L for w in _words(
+    "param_match weight quorum quorum_max delay terminate_delay fork_delay full_command")}})
 
 _NOTIFY = {w: Q for w in _words(
     "notify_backup notify_master notify_fault notify_stop notify_deleted notify "
@@ -194,23 +228,25 @@ _VRRP_INSTANCE = _table(
         **{w: L for w in _words(
             "state interface virtual_router_id priority advert_int version native_ipv6 "
             "nopreempt preempt preempt_delay down_timer_adverts mcast_src_ip unicast_src_ip "
-            "mcast_dst_ip check_unicast_src dont_track_primary use_vmac accept no_accept "
+            "mcast_dst_ip check_unicast_src dont_track_primary use_vmac vmac_xmit_base "
+            "accept no_accept "
             "strict_mode garp_master_delay garp_master_repeat garp_master_refresh "
             "garp_master_refresh_repeat garp_lower_prio_delay garp_lower_prio_repeat "
-            "lower_prio_no_advert higher_prio_send_advert smtp_alert")},
+            "lower_prio_no_advert higher_prio_send_advert smtp_alert notify_priority_changes")},
         **_NOTIFY,
         **{w: V for w in _words(
             "virtual_ipaddress virtual_ipaddress_excluded unicast_peer track_interface "
-            "track_script track_file")},
+            "track_script track_file track_process")},
         "authentication": _b("authentication"),
+        "lvs_sync_daemon_interface": L,  # deprecated: the global lvs_sync_daemon
     },
-    unsupported="use_vmac_addr vmac_xmit_base use_ipvlan unicast_fault_no_peer "
+    unsupported="use_vmac_addr use_ipvlan unicast_fault_no_peer "
     "old_unicast_checksum vrf track_src_ip unicast_ttl no_virtual_ipaddress "
     "promote_secondaries linkbeat_use_polling v3_checksum_as_v2 skip_check_adv_addr debug "
-    "notify_priority_changes lvs_sync_daemon_interface timer_expired_backup "
+    "timer_expired_backup "
     "thread_timer_expired garp_extra_if vmac_garp_intvl owner_ignore_adverts "
     "kernel_rx_buf_size",
-    unsupported_values="track_process track_bfd virtual_routes virtual_rules",
+    unsupported_values="track_bfd virtual_routes virtual_rules",
     unsupported_blocks="auth_hmac",
 )
 _AUTH = _table({"auth_type": L, "auth_pass": L})
@@ -221,11 +257,12 @@ _SYNC = _table(
         "track_interface": V,
         "track_script": V,
         "track_file": V,
+        "track_process": V,
         **{w: Q for w in _words("notify_backup notify_master notify_fault notify_stop notify")},
-        **{w: L for w in _words("smtp_alert global_tracking sync_group_tracking_weight")},
+        **{w: L for w in _words(
+            "smtp_alert global_tracking sync_group_tracking_weight notify_priority_changes")},
     },
-    unsupported="notify_priority_changes",
-    unsupported_values="track_process track_bfd",
+    unsupported_values="track_bfd",
 )
 
 _SSL = _table({w: L for w in _words("password ca certificate key")})
@@ -263,6 +300,9 @@ _CHECK_COMMON = {w: L for w in _words(
     "delay_before_retry warmup delay_loop alpha log_all_failures")}
 # lvsd extension: `rise N` consecutive successes bring a down checker back up (keepalived: 1)
 _CHECK_COMMON["rise"] = EXT
+# keepalived's old name for `retry`, which tutorials teach for TCP_CHECK: keepalived 2.x knows
+# it in HTTP_GET/SSL_GET only (their tables override this entry); lvsd applies it everywhere
+_CHECK_COMMON["nb_get_retry"] = EXT
 
 _TABLES: Tables = {
     "root": _ROOT,
@@ -272,6 +312,7 @@ _TABLES: Tables = {
     "vrrp_instance": _VRRP_INSTANCE,
     "authentication": _AUTH,
     "vrrp_sync_group": _SYNC,
+    "vrrp_track_process": _TRACK_PROCESS,
     "SSL": _SSL,
     "virtual_server": _VS,
     "real_server": _RS,
@@ -314,12 +355,50 @@ def norm_ip(text: str) -> str | None:
         return None
 
 
+def stosockaddr(text: str) -> str | None:
+    """keepalived ``inet_stosockaddr()`` (lib/utils.c): the address before any ``-`` (range) or
+    else ``/`` (prefix length), which are dropped; None when it is not an address."""
+    cut = text.find("-")
+    if cut < 0:
+        cut = text.find("/")
+    addr = text if cut < 0 else text[:cut]
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return None
+    if (ip.version == 6) != (":" in text):  # the family comes from the whole text
+        return None
+    return str(ip)
+
+
+# vrrp_parser.c: the keywords that set VRRP_FLAG_UNICAST_CONFIGURED
+_UNICAST_KEYWORDS = frozenset(_words(
+    "unicast_src_ip unicast_peer check_unicast_src unicast_fault_no_peer old_unicast_checksum"))
+
+
+def _hmsg(node: Node, template: str) -> str:
+    """A keepalived handler's own message for a bad value (``{}``: the value as written), in
+    the `` - TEXT`` form the number readers of :class:`Ctx` take."""
+    return " - " + template.format(node.args[0] if node.args else "")
+
+
+def _proto_str(protocol: Protocol | None) -> str:
+    """lib/utils.c inet_sockaddrtotrio_r(): the protocol as keepalived prints it."""
+    return protocol.value.lower() if protocol is not None else "none"
+
+
 def true_false(text: str) -> bool | None:
     if text in ("true", "on", "yes"):
         return True
     if text in ("false", "off", "no"):
         return False
     return None
+
+
+def _fmt6(v: float) -> str:
+    """A timer bound as keepalived prints it (``%lu.%06lu``: 0.000001, 4294.967295)."""
+    micro = round(v * 1_000_000)
+    return f"{micro // 1_000_000}.{micro % 1_000_000:06d}"
 
 
 # keepalived check_http.c regex_options (PCRE2 compile options) and how lvsd treats them
@@ -388,11 +467,17 @@ class Ctx:
     unsupported: list[Unsupported] = field(default_factory=list)
     _seen_unsupported: set[tuple[str, Pos]] = field(default_factory=set)
 
-    def err(self, pos: Pos | None, msg: str) -> None:
-        self.diagnostics.append(Diagnostic(pos, Severity.ERROR, msg))
+    def err(self, pos: Pos | None, msg: str, kind: DiagKind = DiagKind.GENERAL) -> None:
+        """keepalived logs it and runs (report_config_error of a non-fatal class)."""
+        self.diagnostics.append(Diagnostic(pos, Severity.ERROR, msg, kind))
 
-    def warn(self, pos: Pos | None, msg: str) -> None:
-        self.diagnostics.append(Diagnostic(pos, Severity.WARNING, msg))
+    def warn(self, pos: Pos | None, msg: str, kind: DiagKind = DiagKind.LVSD) -> None:
+        """An lvsd-only notice (keepalived is silent, or only logs without a config error)."""
+        self.diagnostics.append(Diagnostic(pos, Severity.WARNING, msg, kind))
+
+    def fatal(self, pos: Pos | None, msg: str, kind: DiagKind = DiagKind.FATAL) -> None:
+        """keepalived would not run this config (see the table in the module docstring)."""
+        self.diagnostics.append(Diagnostic(pos, Severity.FATAL, msg, kind))
 
     def unsupported_kw(self, node: Node, context: str) -> Unsupported:
         u = Unsupported(node.keyword, node.pos, context, tuple(node.args))
@@ -407,51 +492,81 @@ class Ctx:
 
     def arg(self, node: Node, idx: int = 0) -> str | None:
         if len(node.args) <= idx:
-            self.err(node.pos, f"*** Configuration line starting `{node.keyword}` is missing a "
-                     f"parameter after keyword `{node.keyword}` at word position {idx + 2}")
+            # lib/parser.c null_strvec(): keepalived exits (KEEPALIVED_EXIT_CONFIG) - fatal
+            self.fatal(node.pos, f"*** Configuration line starting `{node.keyword}` is missing a "
+                       f"parameter after keyword `{node.keyword}` at word position {idx + 2}",
+                       DiagKind.MISSING_PARAMETER)
             return None
         return node.args[idx]
 
+    def _bad_number(self, node: Node, number_msg: str, default_msg: str) -> None:
+        """keepalived's two lines: the number reader's (CONFIG_INVALID_NUMBER, lib/parser.c
+        read_*_func) and then the handler's own (CONFIG_GENERAL_ERROR), when it has one."""
+        if node.spec is not None and node.spec.extension:  # lvsd keyword: one lvsd line
+            self.err(node.pos, f"{node.keyword}: {number_msg}{default_msg}",
+                     DiagKind.INVALID_NUMBER)
+            return
+        self.err(node.pos, number_msg, DiagKind.INVALID_NUMBER)
+        handler = default_msg.removeprefix(" - ")
+        if handler and handler != "ignoring":
+            self.err(node.pos, handler)
+
     def uint(self, node: Node, lo: int, hi: int, default_msg: str = "", idx: int = 0) -> int | None:
+        """keepalived read_unsigned_strvec (or read_int_strvec when ``lo`` < 0);
+        ``default_msg`` (`` - TEXT``) is the handler's own line that follows."""
         s = self.arg(node, idx)
         if s is None:
             return None
         try:
             v = int(s, 10)
         except ValueError:
-            self.err(node.pos, f"{node.keyword}: invalid number '{s}'{default_msg}")
+            neg = lo >= 0 and s.lstrip(" \t").startswith("-")
+            self._bad_number(node, f"{'negative' if neg else 'invalid'} number '{s}'",
+                             default_msg)
+            return None
+        if lo >= 0 and v < 0:
+            self._bad_number(node, f"negative number '{s}'", default_msg)
             return None
         if not lo <= v <= hi:
-            self.err(node.pos, f"{node.keyword}: number '{s}' outside range [{lo}, {hi}]"
-                     f"{default_msg}")
+            self._bad_number(node, f"number '{s}' outside range [{lo}, {hi}]", default_msg)
             return None
         return v
 
-    def sint(self, node: Node, lo: int, hi: int, idx: int = 0) -> int | None:
-        return self.uint(node, lo, hi, idx=idx)
+    def sint(self, node: Node, lo: int, hi: int, idx: int = 0, default_msg: str = "") -> int | None:
+        return self.uint(node, lo, hi, default_msg, idx=idx)
 
     def timer(self, node: Node, lo: float = 0.0, hi: float = TIMER_MAX,
               default_msg: str = " - ignoring") -> float | None:
+        """keepalived read_timer / read_decimal_unsigned_strvec (6 decimal places)."""
         s = self.arg(node)
         if s is None:
             return None
+        if s.startswith("-"):
+            self._bad_number(node, f"negative number '{s}'", default_msg)
+            return None
         if not _DECIMAL_RE.match(s):
-            self.err(node.pos, f"{node.keyword} '{s}' invalid{default_msg}")
+            if node.spec is not None and node.spec.extension:
+                self.err(node.pos, f"{node.keyword} '{s}' invalid{default_msg}",
+                         DiagKind.INVALID_NUMBER)
+            else:
+                self._bad_number(node, f"invalid number '{s}'", default_msg)
             return None
         v = float(s)
         if not lo <= v <= hi:
-            self.err(node.pos, f"{node.keyword}: number '{s}' outside range [{lo:g}, {hi:g}]"
-                     f"{default_msg}")
+            self._bad_number(node, f"number '{s}' outside range [{_fmt6(lo)}, {_fmt6(hi)}]",
+                             default_msg)
             return None
         return v
 
-    def flag(self, node: Node) -> bool | None:
-        """A keyword that may carry an optional true/false/on/off/yes/no."""
+    def flag(self, node: Node, invalid: str | None = None) -> bool | None:
+        """A keyword that may carry an optional true/false/on/off/yes/no (check_true_false);
+        ``invalid`` is the handler's message for anything else (default: the usual form)."""
         if not node.args:
             return True
         v = true_false(node.args[0])
         if v is None:
-            self.err(node.pos, f"Invalid {node.keyword} parameter {node.args[0]} - ignoring")
+            self.err(node.pos, invalid if invalid is not None else
+                     f"Invalid {node.keyword} parameter {node.args[0]} - ignoring")
         return v
 
     def script(self, node: Node) -> Script | None:
@@ -528,6 +643,9 @@ class Builder:
         self.virtual_servers: list[VirtualServer] = []
         self._pending_vs: list[Node] = []
         self._pending_vrrp: list[Node] = []
+        self.track_processes: list[VrrpTrackProcess] = []
+        # track_process lines per "(instance)" / "group NAME", resolved by finish_vrrp
+        self._tp_lines: dict[tuple[str, str], list[Line]] = {}
 
     # ---------------------------------------------------------------- root
 
@@ -548,6 +666,8 @@ class Builder:
                     self._pending_vrrp.append(node)
                 elif kw == "vrrp_sync_group":
                     self._sync_group(node)
+                elif kw == "vrrp_track_process":
+                    self._track_process(node)
                 elif kw == "virtual_server_group":
                     self._vsg(node)
                 elif kw == "virtual_server":
@@ -581,6 +701,11 @@ class Builder:
         upd: dict[str, object] = {"pos": node.pos}
         for ch in _children(node):
             kw = ch.keyword
+            if kw == "vrrp_iptables":
+                # global_parser.c vrrp_iptables_handler() of keepalived built with nftables and
+                # without iptables (Debian's 2.2.7): it logs this and uses nftables
+                c.err(ch.pos, "iptables not supported, using nftables instead. Please replace "
+                      "'vrrp_iptables and 'vrrp_ipsets' with 'nftables' config option")
             if ch.spec is not None and not ch.spec.supported:
                 c.unsupported_kw(ch, "global_defs")
                 continue
@@ -646,9 +771,27 @@ class Builder:
                     c.err(ch.pos, f"Invalid lvs_flush_on_stop parameter {ch.args[0]} - ignoring")
             elif kw == "lvs_sync_daemon":
                 _put(upd, kw, self._lvs_sync_daemon(ch))
+            elif kw == "lvs_timeouts":
+                prev = upd.get(kw, g.lvs_timeouts)
+                upd[kw] = self._lvs_timeouts(ch, prev if isinstance(prev, LvsTimeouts) else None)
             elif kw in ("notify_fifo_script", "vrrp_notify_fifo_script",
                         "lvs_notify_fifo_script"):
                 _put(upd, kw, c.script(ch))
+            elif kw == "vrrp_notify_priority_changes":
+                # keepalived global_parser.c vrrp_notify_priority_changes()
+                tf = true_false(ch.args[0]) if ch.args else True
+                if tf is None:
+                    c.err(ch.pos, f"Invalid value '{ch.args[0]}' for global "
+                          "vrrp_notify_priority_changes specified")
+                else:
+                    upd[kw] = tf
+            elif kw == "dynamic_interfaces":
+                # keepalived global_parser.c dynamic_interfaces_handler()
+                upd[kw] = True
+                if ch.args and ch.args[0] == "allow_if_changes":
+                    upd["dynamic_interfaces_allow_if_changes"] = True
+                elif ch.args:
+                    c.err(ch.pos, f"Unknown dynamic_interfaces option '{ch.args[0]}'")
             elif kw == "lvs_drain_on_remove":
                 _put(upd, kw, c.timer(ch, 0.0, DRAIN_MAX))
             elif kw == "smtp_connect_timeout":
@@ -656,11 +799,47 @@ class Builder:
                 if iv is not None:
                     upd[kw] = float(iv)
             elif kw == "notification_email":
+                if not ch.values:  # global_parser.c email_handler(), at the block's end
+                    c.err(ch.end_pos or ch.pos, "Warning - empty notification_email block")
+                    continue
                 emails = list(g.notification_email)
-                for ln in ch.values or []:
+                for ln in ch.values:
                     emails.extend(ln.tokens)
                 upd[kw] = tuple(emails)
         self.global_defs = replace(g, **upd)  # type: ignore[arg-type]
+
+    def _lvs_timeouts(self, ch: Node, prev: LvsTimeouts | None) -> LvsTimeouts | None:
+        """keepalived global_parser.c lvs_timeouts(): ``[tcp N] [tcpfin N] [udp N]`` in any
+        order, each 0..LVS_MAX_TIMEOUT (31 days); a bad option or value is logged and skipped,
+        the rest applies; lines accumulate (a later value of a field wins); 0 means "not set"
+        (the kernel's value is left). None when no field is set."""
+        c = self.ctx
+        if len(ch.args) < 2:
+            c.err(ch.pos, "lvs_timeouts requires at least one option")
+            return prev
+        fields = {"tcp": "tcp", "tcpfin": "tcp_fin", "udp": "udp"}
+        max_timeout = 86400 * 31  # LVS_MAX_TIMEOUT, keepalived/include/global_data.h
+        vals: dict[str, int | None] = {
+            f: (getattr(prev, f) if prev is not None else None) for f in fields.values()}
+        i = 0
+        while i < len(ch.args):
+            opt = ch.args[i]
+            if opt not in fields:
+                c.err(ch.pos, f"Unknown option {opt} specified for lvs_timeouts")
+                i += 1
+                continue
+            if i == len(ch.args) - 1:
+                c.err(ch.pos, f"No value specified for lvs_timeout {opt} - ignoring")
+                break
+            v = c.uint(ch, 0, max_timeout, idx=i + 1)  # read_unsigned_strvec's own line
+            if v is None:
+                c.err(ch.pos, f"Invalid lvs_timeout {opt} ({ch.args[i + 1]}) - ignoring")
+            else:
+                vals[fields[opt]] = v or None
+            i += 2
+        if all(v is None for v in vals.values()):
+            return None
+        return LvsTimeouts(pos=ch.pos, **vals)
 
     def _lvs_sync_daemon(self, ch: Node) -> LvsSyncDaemon | None:
         c = self.ctx
@@ -738,13 +917,179 @@ class Builder:
                     kw["user"] = ch.args[0]
             elif k == "init_fail":
                 kw["init_fail"] = True
-        if script is None:
-            c.err(node.pos, f"vrrp_script {name} has no script - ignoring")
+        if script is None:  # vrrp_parser.c vrrp_vscript_end_handler(), at the block's '}'
+            c.err(node.end_pos or node.pos, f"No script set for vrrp_script {name} - removing")
             return
         vs = VrrpScript(name=name, script=script, pos=node.pos, **kw)  # type: ignore[arg-type]
         if vs.timeout is None:  # keepalived: a timeout of 0 means the interval
             vs = replace(vs, timeout=vs.interval)
         self.vrrp_scripts.append(vs)
+
+    def _read_num(self, pos: Pos, text: str, lo: float, hi: float, kind: str) -> float | None:
+        """keepalived lib/parser.c read_int / read_unsigned / read_decimal_unsigned (``kind``
+        "int", "unsigned", "decimal"): their INVALID_NUMBER message, or the value."""
+        c = self.ctx
+        num = DiagKind.INVALID_NUMBER
+        if kind != "int" and text.lstrip().startswith("-"):
+            c.err(pos, f"negative number '{text}'", num)
+            return None
+        ok = (_DECIMAL_RE.match(text) if kind == "decimal"
+              else re.fullmatch(r"[+-]?[0-9]+" if kind == "int" else r"\s*\+?[0-9]+", text))
+        if not ok:
+            c.err(pos, f"invalid number '{text}'", num)
+            return None
+        v = float(text) if kind == "decimal" else int(text)
+        if not lo <= v <= hi:
+            rng = f"[{lo:.6f}, {hi:.6f}]" if kind == "decimal" else f"[{lo:g}, {hi:g}]"
+            c.err(pos, f"number '{text}' outside range {rng}", num)
+            return None
+        return v
+
+    def _track_process(self, node: Node) -> None:
+        """``vrrp_track_process`` (keepalived vrrp_parser.c vrrp_tprocess_*_handler)."""
+        c = self.ctx
+        name = self._name(node, "vrrp_track_process")
+        if name is None:
+            return
+        if any(t.name == name for t in self.track_processes):
+            c.err(node.pos, f"vrrp_track_process {name} already defined - ignoring")
+            return
+        kw: dict[str, object] = {}
+        path: str | None = None
+        weight_set = False
+        for ch in _children(node):
+            k = ch.keyword
+            if k == "process":
+                toks, _ = split_quoted(ch.raw[len(k):].strip())
+                if not toks:
+                    c.arg(ch)
+                    continue
+                if path is not None:
+                    c.err(ch.pos, f"Process already set for track process {name} - ignoring "
+                          f"{toks[0]}")
+                    continue
+                path = toks[0]
+                if len(toks) > 1:
+                    kw["params"] = tuple(toks[1:])
+                    kw.setdefault("param_match", "exact")
+                    kw["full_command"] = True
+            elif k == "param_match":
+                if not ch.args:
+                    kw["param_match"] = "exact"
+                elif ch.args[0] in ("initial", "partial"):
+                    kw["param_match"] = ch.args[0]
+                else:
+                    c.err(ch.pos, f"Invalid param_match type {ch.args[0]} - ignoring")
+                    continue
+                kw["full_command"] = True
+            elif k == "weight":
+                if not ch.args:
+                    c.err(ch.pos, f"No weight specified for track process {name} - ignoring")
+                    continue
+                if weight_set:
+                    c.err(ch.pos, f"Weight already set for track process {name} - ignoring "
+                          f"{ch.args[0]}")
+                    continue
+                wv = self._read_num(ch.pos, ch.args[0], -254, 254, "int")
+                if wv is None:
+                    c.err(ch.pos, f"Weight ({ch.args[0]}) for vrrp_track_process {name} must "
+                          "be between [-254..254] inclusive. Ignoring...")
+                    continue
+                w = int(wv)
+                if len(ch.args) > 1:
+                    if ch.args[1] == "reverse":
+                        kw["weight_reverse"] = True
+                    else:
+                        c.err(ch.pos, f"vrrp_track_process {name} unknown weight option "
+                              f"{ch.args[1]}")
+                kw["weight"] = w
+                weight_set = w != 0  # keepalived tests the value: a 0 may be set again
+            elif k in ("quorum", "quorum_max"):
+                lo = 1 if k == "quorum" else 0
+                qv = self._read_num(ch.pos, ch.args[0], lo, 65535, "unsigned") if ch.args \
+                    else c.arg(ch)
+                if not isinstance(qv, int):
+                    label = "Quorum" if k == "quorum" else "quorum_max"
+                    c.err(ch.pos, f"{label} ({ch.args[0] if ch.args else ''}) for "
+                          f"vrrp_track_process {name} must be between [{lo}..65535] "
+                          "inclusive. Ignoring...")
+                    continue
+                q = qv
+                quorum = int(kw.get("quorum", 1))
+                qmax = kw.get("quorum_max")
+                if k == "quorum":
+                    if qmax is not None and q > qmax:
+                        c.err(ch.pos, "Quorum is greater than quorum_max - ignoring")
+                        continue
+                    kw["quorum"] = q
+                else:
+                    # keepalived: quorum_max 0 is allowed when quorum is not set above 1
+                    if (q or quorum > 1) and q < quorum:
+                        c.err(ch.pos, "quorum_max is less than quorum - ignoring")
+                        continue
+                    kw["quorum_max"] = q
+                    if q == 0:
+                        kw["quorum"] = 0
+                    elif not quorum:
+                        kw["quorum"] = 1
+            elif k in ("delay", "terminate_delay", "fork_delay"):
+                s = ch.args[0] if ch.args else ""
+                dv = self._read_num(ch.pos, s, 0.000001, 3600, "decimal")
+                if dv is None:
+                    prefix = "" if k == "delay" else k[:-5]
+                    c.err(ch.pos, f"{prefix}delay ({s}) for vrrp_track_process {name} must be "
+                          "between [0.000001..3600] inclusive. Ignoring...")
+                    continue
+                if k != "fork_delay":
+                    kw["terminate_delay"] = float(dv)
+                if k != "terminate_delay":
+                    kw["fork_delay"] = float(dv)
+            elif k == "full_command":
+                kw["full_command"] = True
+        if path is None:
+            # keepalived vrrp_tprocess_end_handler runs at the closing brace
+            c.err(node.end_pos or node.pos, f"track process '{name}' process name not specified")
+            return
+        self.track_processes.append(
+            VrrpTrackProcess(name=name, process=path, pos=node.pos, **kw))  # type: ignore[arg-type]
+
+    def _track_process_refs(self, owner: str, lines: list[Line]) -> tuple[TrackProcessRef, ...]:
+        """``track_process { NAME [weight W [reverse|noreverse]] }`` (keepalived vrrp_track.c
+        alloc_track_process)."""
+        c = self.ctx
+        defs = {t.name: t for t in self.track_processes}
+        out: list[TrackProcessRef] = []
+        for ln in lines:
+            t = ln.tokens
+            tp = defs.get(t[0])
+            if tp is None:
+                c.err(ln.pos, f"({owner}) track process {t[0]} not found, ignoring...")
+                continue
+            if any(r.name == t[0] for r in out):
+                c.err(ln.pos, f"({owner}) duplicate track_process {t[0]} - ignoring")
+                continue
+            weight, reverse = tp.weight, tp.weight_reverse
+            if len(t) >= 2:
+                if t[1] != "weight":
+                    c.err(ln.pos, f"({owner}) unknown track process option {t[1]} - ignoring")
+                    continue
+                if len(t) == 2:
+                    c.err(ln.pos, f"({owner}) weight without value specified for track process "
+                          f"{t[0]} - ignoring")
+                    continue
+                wv = self._read_num(ln.pos, t[2], -254, 254, "int")
+                if wv is None:
+                    c.err(ln.pos, f"({owner}) weight for track process {t[0]} must be in "
+                          "[-254..254] inclusive. Ignoring...")
+                weight = tp.weight if wv is None else int(wv)
+                if len(t) >= 4:
+                    if t[3] in ("reverse", "noreverse"):
+                        reverse = t[3] == "reverse"
+                    else:
+                        c.err(ln.pos, f"({owner}) unknown track_process {t[0]} weight option "
+                              f"{t[3]} - ignoring")
+            out.append(TrackProcessRef(t[0], weight, reverse, tp, ln.pos))
+        return tuple(out)
 
     def _track_file(self, node: Node) -> None:
         c = self.ctx
@@ -845,6 +1190,118 @@ class Builder:
             out.append(TrackRef(name, weight, reverse, ln.pos))
         return tuple(out)
 
+    def _vrrp_lvs_syncd(self, ch: Node, name: str) -> None:
+        """vrrp_parser.c vrrp_lvs_syncd_handler(): ``lvs_sync_daemon_interface IF`` in an
+        instance is the global ``lvs_sync_daemon IF INSTANCE`` (deprecated)."""
+        c = self.ctx
+        c.err(ch.pos, f"({name}) Specifying lvs_sync_daemon_interface against a vrrp is "
+              "deprecated.")
+        c.err(ch.pos, "      " + " " * abs(len(name) - 2) + "Please use global lvs_sync_daemon")
+        iface = c.arg(ch)
+        if iface is None:
+            return
+        have = self.global_defs.lvs_sync_daemon
+        if have is not None:
+            c.err(ch.pos, f"({name}) lvs_sync_daemon_interface has already been specified as "
+                  f"{have.interface} - ignoring")
+            return
+        self.global_defs = replace(self.global_defs, lvs_sync_daemon=LvsSyncDaemon(
+            interface=iface, instance=name, pos=ch.pos))
+
+    def _unicast_peer(self, ln: Line, name: str) -> UnicastPeer | None:
+        """vrrp_data.c alloc_vrrp_unicast_peer(): ``ADDRESS [min_ttl N] [max_ttl N]``."""
+        c = self.ctx
+        toks = ln.tokens
+        ip = stosockaddr(toks[0])
+        if ip is None:
+            c.err(ln.pos, f"Configuration error: VRRP instance[{name}] malformed unicast peer "
+                  f"address[{toks[0]}]. Skipping...")
+            return None
+        ttl: dict[str, int] = {}
+        for j in range(1, len(toks), 2):
+            if j + 1 >= len(toks):
+                c.err(ln.pos, f"({name}) {toks[j]} is missing a value")
+                break
+            try:
+                val = int(toks[j + 1])
+            except ValueError:
+                c.err(ln.pos, f"invalid number '{toks[j + 1]}'", DiagKind.INVALID_NUMBER)
+                continue
+            if not 0 <= val <= 255:
+                c.err(ln.pos, f"number '{toks[j + 1]}' outside range [0, 255]",
+                      DiagKind.INVALID_NUMBER)
+                continue
+            if toks[j] not in ("min_ttl", "max_ttl"):
+                c.err(ln.pos, f"({name}) unknown unicast_peer option {toks[j]}")
+                break
+            ttl[toks[j]] = val
+        lo, hi = ttl.get("min_ttl", 0), ttl.get("max_ttl", 255)
+        if lo > hi:
+            c.err(ln.pos, f"({name}) min_ttl {lo} > max_ttl {hi} - all packets will be discarded")
+        return UnicastPeer(ip, ttl.get("min_ttl"), ttl.get("max_ttl"), ln.pos)
+
+    def _use_vmac(self, ch: Node, name: str, kw: dict[str, object]) -> None:
+        """vrrp_parser.c vrrp_vmac_handler(): ``use_vmac [NAME] [MAC]``, either order. The name
+        stays "" unless given: finish_vrrp() names it (vrrp.c create_vmac_name)."""
+        from lvsd.vrrp.vmac import dev_name_valid, parse_vmac_mac
+
+        c = self.ctx
+        kw.setdefault("use_vmac", "")
+        for arg in ch.args[:2]:
+            if ":" in arg:  # a MAC address: interface names cannot include a ':'
+                if "_vmac_mac" in kw:
+                    c.err(ch.pos, "VMAC interface address already specified")
+                    continue
+                pm = parse_vmac_mac(arg)
+                if pm.error:
+                    c.err(ch.pos, pm.error)
+                else:
+                    kw["_vmac_mac"] = pm
+                continue
+            if kw["use_vmac"]:
+                c.err(ch.pos, "VMAC interface name already specified")
+                continue
+            if not dev_name_valid(arg):
+                c.err(ch.pos, f"VMAC interface name '{arg}' too long or invalid characters - "
+                      "ignoring")
+                continue
+            other = next((i for i in self.instances if i.use_vmac == arg), None)
+            if other is not None:
+                c.err(ch.pos, f"({name}) VRRP instance {other.name} is already using {arg} - "
+                      "ignoring name")
+                continue
+            kw["use_vmac"] = arg
+
+    def _vmac_end(self, node: Node, name: str, kw: dict[str, object], strict: object,
+                  vrid: int) -> None:
+        """use_vmac / vmac_xmit_base checks at the end of the block, in keepalived's order."""
+        c = self.ctx
+        pm = kw.pop("_vmac_mac", None)
+        vmac = "use_vmac" in kw
+        end = node.end_pos or node.pos  # vrrp_end_handler() runs at the closing brace
+        if vmac and any(ch.keyword in _UNICAST_KEYWORDS for ch in _children(node)):
+            # vrrp_parser.c vrrp_end_handler()
+            if "interface" not in kw:
+                c.err(end, f"({name}): Cannot use VMAC/ipvlan with unicast and no interface - "
+                      "clearing use_vmac")
+                kw.pop("use_vmac")
+                vmac = False
+            elif not kw.get("vmac_xmit_base"):
+                c.err(end, f"({name}) unicast with use_vmac requires vmac_xmit_base - setting")
+                kw["vmac_xmit_base"] = True
+        # vrrp.c vrrp_complete_instance(), after the whole file is read: no position
+        if strict and pm is not None:
+            c.err(None, f"({name}): cannot specify MAC address with strict mode - clearing")
+            pm = None
+        if vmac and strict and kw.get("vmac_xmit_base"):
+            c.err(None, f"({name}) xmit_base is incompatible with strict mode - resetting")
+            kw["vmac_xmit_base"] = False
+        if kw.get("vmac_xmit_base") and not vmac:
+            c.err(None, f"({name}) vmac_xmit_base is only valid with a vmac")
+            kw["vmac_xmit_base"] = False
+        if vmac and pm is not None:
+            kw["vmac_mac"] = pm.with_vrid(vrid)  # type: ignore[attr-defined]
+
     def _vrrp_instance(self, node: Node) -> None:
         c = self.ctx
         g = self.global_defs
@@ -882,6 +1339,7 @@ class Builder:
                     state = VrrpState.BACKUP
             elif k == "interface":
                 _put(kw, "interface", c.arg(ch))
+                kw["interface_pos"] = ch.pos  # for the host checks (config/hostcheck.py)
             elif k == "virtual_router_id":
                 vrid = _or(c.uint(ch, 1, 255, f" - ({name}): VRID not valid - must be between "
                                   "1 & 255"), vrid)
@@ -900,6 +1358,16 @@ class Builder:
             elif k in ("check_unicast_src", "lower_prio_no_advert", "higher_prio_send_advert",
                        "smtp_alert"):
                 _put(kw, k, c.flag(ch))
+            elif k == "notify_priority_changes":
+                # keepalived vrrp_parser.c vrrp_notify_priority_changes_handler()
+                tf = true_false(ch.args[0]) if ch.args else True
+                if tf is None:
+                    c.err(ch.pos, f"({name}) Invalid value '{ch.args[0]}' for "
+                          "notify_priority_changes specified")
+                else:
+                    kw[k] = tf
+            elif k == "track_process":
+                self._tp_lines.setdefault(("i", name), []).extend(ch.values or [])
             elif k == "preempt":
                 kw["nopreempt"] = False
             elif k in ("accept", "no_accept"):
@@ -914,11 +1382,15 @@ class Builder:
                 v = c.arg(ch)
                 if v is None:
                     continue
-                ip = norm_ip(v)
+                # vrrp_parser.c vrrp_srcip_handler(): inet_stosockaddr() drops a '/len'
+                ip = stosockaddr(v)
                 if ip is None:
-                    c.err(ch.pos, f"({name}) {k} '{v}' is not a valid IP address - ignoring")
+                    c.err(ch.pos, f"Configuration error: VRRP instance[{name}] malformed src "
+                          f"address[{v}]. Skipping...")
                     continue
                 kw[k] = ip
+            elif k == "lvs_sync_daemon_interface":
+                self._vrrp_lvs_syncd(ch, name)
             elif k == "mcast_dst_ip":
                 v = c.arg(ch)
                 ip = norm_ip(v) if v is not None else None
@@ -928,8 +1400,9 @@ class Builder:
                     continue
                 kw["mcast_group"] = ip
             elif k == "use_vmac":
-                kw["use_vmac"] = ch.args[0] if ch.args else f"vrrp.{vrid or 0}"
-                unsupported.append(c.unsupported_kw(ch, ctxname))
+                self._use_vmac(ch, name, kw)
+            elif k == "vmac_xmit_base":  # vrrp_parser.c vrrp_vmac_xmit_base_handler()
+                kw[k] = True
             elif k in ("garp_master_delay", "garp_master_refresh", "garp_lower_prio_delay"):
                 _put(kw, k, c.timer(ch))
             elif k in ("garp_master_repeat", "garp_master_refresh_repeat",
@@ -950,17 +1423,9 @@ class Builder:
             elif k == "unicast_peer":
                 peers = list(kw.get("unicast_peers", ()))  # type: ignore[call-overload]
                 for ln in ch.values or []:
-                    ip = norm_ip(ln.tokens[0])
-                    if ip is None:
-                        c.err(ln.pos, f"({name}) unicast_peer '{ln.tokens[0]}' is not a valid "
-                              "IP address - ignoring")
-                        continue
-                    ttl: dict[str, int] = {}
-                    for j in range(1, len(ln.tokens) - 1, 2):
-                        if ln.tokens[j] in ("min_ttl", "max_ttl"):
-                            with contextlib.suppress(ValueError):
-                                ttl[ln.tokens[j]] = int(ln.tokens[j + 1])
-                    peers.append(UnicastPeer(ip, ttl.get("min_ttl"), ttl.get("max_ttl"), ln.pos))
+                    peer = self._unicast_peer(ln, name)
+                    if peer is not None:
+                        peers.append(peer)
                 kw["unicast_peers"] = tuple(peers)
             elif k in ("track_interface", "track_script", "track_file"):
                 field_name = {"track_interface": "track_interfaces",
@@ -979,13 +1444,34 @@ class Builder:
                     elif a.keyword == "auth_pass":
                         p = c.arg(a)
                         if p is not None:
-                            if len(p) > 8:
-                                c.err(a.pos, f"({name}) Truncating auth_pass to 8 characters")
+                            if len(p) > 8:  # vrrp_parser.c vrrp_auth_pass_handler()
+                                c.err(a.pos, "Truncating auth_pass to 8 characters")
                                 p = p[:8]
                             kw["auth_pass"] = p
-        if vrid is None:
-            c.err(node.pos, f"({name}) the virtual router id must be set - removing instance")
+        if vrid is None:  # vrrp.c chk_min_cfg(): vrrp_complete_init() fails
+            c.fatal(node.pos, f"({name}) the virtual router id must be set")
             return
+        peers_set: tuple[UnicastPeer, ...] = kw.get("unicast_peers", ())  # type: ignore[assignment]
+        # (the instance stays in the model for inspection; a FATAL config is not run)
+        if "interface" not in kw and (not peers_set or (
+                "unicast_src_ip" not in kw and "mcast_src_ip" not in kw)):
+            # vrrp.c chk_min_cfg(): no interface and not unicast with a source address -
+            # vrrp_complete_init() fails (keepalived 2.2.7 says this, checked by
+            # tests/config/test_parity_messages.py, before vrrp_complete_instance()'s "Unicast
+            # instances must have unicast_src_ip or interface" could)
+            c.fatal(node.pos, f"({name}) Unknown interface!")
+        if not peers_set and any(ch.keyword in _UNICAST_KEYWORDS for ch in _children(node)):
+            # vrrp.c vrrp_complete_instance(): VRRP_FLAG_UNICAST_CONFIGURED without peers
+            c.err(node.pos, f"({name}) A unicast keyword has been specified without any unicast "
+                  "peers. Defaulting to multicast. This usage is deprecated - please update your "
+                  "configuration.", DiagKind.DEPRECATED)
+        own = kw.get("interface")
+        tracked: tuple[TrackRef, ...] = kw.get("track_interfaces", ())  # type: ignore[assignment]
+        if own is not None and any(r.name == own for r in tracked):
+            for r in tracked:
+                if r.name == own:  # vrrp.c vrrp_complete_instance()
+                    c.err(r.pos, f"({name}) Ignoring track_interface {own} since own interface")
+            kw["track_interfaces"] = tuple(r for r in tracked if r.name != own)
         # family: from the VIPs (keepalived: first address decides) or native_ipv6
         family = 4
         if kw.get("native_ipv6"):
@@ -1031,10 +1517,31 @@ class Builder:
                   "authentication - clearing")
             state = VrrpState.BACKUP
         if not vips:
-            if version == 3 or strict:
-                c.err(node.pos, f"({name}) No VIP specified; at least one is required")
+            if version == 3 or family == 6 or strict:
+                # vrrp.c vrrp_complete_instance() returns false: vrrp_complete_init() fails
+                c.fatal(node.pos, f"({name}) No VIP specified; at least one is required")
                 return
-            c.warn(node.pos, f"({name}) No VIP specified; at least one is sensible")
+            c.err(node.pos, f"({name}) No VIP specified; at least one is sensible",
+                  DiagKind.WARNING)
+        # vrrp.c vrrp_complete_instance(): preemption settings that cannot apply
+        if priority == 255 and kw.get("nopreempt"):
+            c.err(node.pos, f"({name}) nopreempt is incompatible with priority 255. resetting "
+                  "nopreempt")
+            kw["nopreempt"] = False
+        if state is VrrpState.MASTER:
+            if kw.get("nopreempt"):
+                c.err(node.pos, f"({name}) Warning - nopreempt will not work with initial state "
+                      "MASTER - clearing")
+                kw["nopreempt"] = False
+            if kw.get("preempt_delay"):
+                c.err(node.pos, f"({name}) Warning - preempt delay will not work with initial "
+                      "state MASTER - clearing")
+                kw["preempt_delay"] = 0.0
+        if kw.get("preempt_delay") and strict:
+            c.err(node.pos, f"({name}) preempt_delay is incompatible with strict mode - "
+                  "resetting")
+            kw["preempt_delay"] = 0.0
+        self._vmac_end(node, name, kw, strict, vrid)
         if "mcast_group" not in kw:
             kw["mcast_group"] = g.vrrp_mcast_group6 if family == 6 else g.vrrp_mcast_group4
         defaults = {
@@ -1092,8 +1599,18 @@ class Builder:
                 _put(kw, k, c.script(ch))
             elif k in ("smtp_alert", "global_tracking", "sync_group_tracking_weight"):
                 _put(kw, k, c.flag(ch))
-        if not members:
-            c.err(node.pos, f"Sync group {name} has no virtual router(s) - removing")
+            elif k == "notify_priority_changes":
+                # keepalived vrrp_parser.c vrrp_sg_notify_priority_changes_handler()
+                tf = true_false(ch.args[0]) if ch.args else True
+                if tf is None:
+                    c.err(ch.pos, f"({name}) Invalid value '{ch.args[0]}' for sync group "
+                          "notify_priority_changes specified")
+                else:
+                    kw[k] = tf
+            elif k == "track_process":
+                self._tp_lines.setdefault(("g", name), []).extend(ch.values or [])
+        if not members:  # vrrp.c vrrp_complete_init()
+            c.err(node.pos, f"Sync group {name} has no virtual router(s). removing")
             return
         self.sync_groups.append(VrrpSyncGroup(name=name, group=tuple(members), pos=node.pos,
                                               **kw))  # type: ignore[arg-type]
@@ -1124,14 +1641,15 @@ class Builder:
                 if m not in names:
                     c.err(sg.pos, f"Virtual router {m} specified in sync group {sg.name} "
                           "doesn't exist - ignoring")
-                elif m in seen:
-                    c.err(sg.pos, f"VRRP instance {m} cannot be in more than one sync group "
-                          f"({seen[m]} and {sg.name}) - ignoring")
+                elif m in seen:  # vrrp_sync.c vrrp_sync_set_group()
+                    c.err(sg.pos, f"Virtual router {m} cannot exist in more than one sync "
+                          f"group; ignoring {sg.name}")
                 else:
                     seen[m] = sg.name
                     members.append(m)
-            if not members:
-                c.err(sg.pos, f"Sync group {sg.name} has no virtual router(s) - removing")
+            if not members:  # vrrp_sync.c vrrp_sync_set_group()
+                c.err(sg.pos, f"Sync group {sg.name}, no matching virtual router found in group "
+                      "declaration - removing")
                 continue
             if len(members) == 1:
                 c.err(sg.pos, f"Sync group {sg.name} has only 1 virtual router(s) - this "
@@ -1147,11 +1665,28 @@ class Builder:
             for ref in inst.track_files:
                 if ref.name not in files:
                     c.err(ref.pos, f"({inst.name}) track file {ref.name} not found, ignoring...")
+        if any(i.use_vmac == "" for i in self.instances):
+            # vrrp.c create_vmac_name(): a default vmac name avoids every other instance's
+            from lvsd.vrrp.vmac import vmac_name
+
+            taken = {i.use_vmac for i in self.instances if i.use_vmac}
+            for n, i in enumerate(self.instances):
+                if i.use_vmac == "":
+                    vname = vmac_name(i.virtual_router_id, i.family, taken)
+                    taken.add(vname)
+                    self.instances[n] = replace(i, use_vmac=vname)
         self.instances = [
             replace(i,
                     track_scripts=tuple(r for r in i.track_scripts if r.name in scripts),
-                    track_files=tuple(r for r in i.track_files if r.name in files))
+                    track_files=tuple(r for r in i.track_files if r.name in files),
+                    track_processes=self._track_process_refs(
+                        i.name, self._tp_lines.get(("i", i.name), [])))
             for i in self.instances
+        ]
+        self.sync_groups = [
+            replace(sg, track_processes=self._track_process_refs(
+                sg.name, self._tp_lines.get(("g", sg.name), [])))
+            for sg in self.sync_groups
         ]
 
     # ---------------------------------------------------------------- LVS
@@ -1278,8 +1813,10 @@ class Builder:
             vs["group"] = a[1]
             grp = next((g for g in self.vsgs if g.name == a[1]), None)
             if grp is None:
-                c.err(node.pos, f"Virtual server group {a[1]} specified but not configured - "
-                      "ignoring virtual server")
+                # ipwrapper.c link_vsg_to_vs(): a log message, not a config error (keepalived
+                # -t exits 0) and not fatal: the virtual server is dropped, the rest runs
+                c.warn(node.pos, f"Virtual server group {a[1]} specified but not configured - "
+                       f"ignoring virtual server [{a[1]}]:0", DiagKind.GENERAL)
                 return
             if grp.ranges:
                 family = 6 if ":" in grp.ranges[0].first else 4
@@ -1345,18 +1882,22 @@ class Builder:
                 else:
                     family = fam
             elif k == "connect_timeout":
+                # check_parser.c vs_*_handler() messages
                 tv = c.timer(ch, 0.000001, TIMER_MAX,
-                             f" - virtual server connect_timeout {ch.args[:1]} invalid - ignoring")
+                             _hmsg(ch, "virtual server connect_timeout {} invalid - ignoring"))
                 if tv is not None:
                     connect_timeout = tv
             elif k == "delay_loop":
-                delay_loop = _or(c.timer(ch, 0.000001), delay_loop)
+                delay_loop = _or(c.timer(ch, 0.000001, default_msg=_hmsg(
+                    ch, "virtual server delay loop '{}' invalid - ignoring")), delay_loop)
             elif k == "delay_before_retry":
-                dbr = _or(c.timer(ch), dbr)
+                dbr = _or(c.timer(ch, default_msg=_hmsg(
+                    ch, "virtual server delay before retry '{}' invalid - ignoring")), dbr)
             elif k == "warmup":
-                warmup = _or(c.timer(ch), warmup)
+                warmup = _or(c.timer(ch, default_msg=_hmsg(
+                    ch, "virtual server warmup '{}' invalid - ignoring")), warmup)
             elif k == "retry":
-                retry = _or(c.uint(ch, 1, 2**32 - 1, " - retry value invalid"), retry)
+                retry = _or(c.uint(ch, 1, 2**32 - 1, _hmsg(ch, "retry value invalid - {}")), retry)
             elif k in ("lb_algo", "lvs_sched"):
                 s = c.arg(ch)
                 if s is not None and s in LVS_SCHEDULERS:
@@ -1410,15 +1951,17 @@ class Builder:
                 if s is not None:
                     vs["virtualhost"] = s
             elif k in ("alpha", "omega", "inhibit_on_failure"):
-                fv = c.flag(ch)
-                if fv is None:
-                    continue
+                # check_parser.c vs_alpha_handler() / omega_handler() / vs_inhibit_handler():
+                # a parameter is ignored, the keyword alone sets it
+                if ch.args:
+                    c.warn(ch.pos, f"keepalived ignores '{ch.args[0]}' after virtual_server {k}: "
+                           f"{k} is set")
                 if k == "alpha":
-                    alpha = fv
+                    alpha = True
                 elif k == "inhibit_on_failure":
-                    inhibit = fv
+                    inhibit = True
                 else:
-                    vs["omega"] = fv
+                    vs["omega"] = True
             elif k in ("quorum_up", "quorum_down"):
                 _put(vs, k, c.script(ch))
             elif k == "lvs_drain_on_remove":
@@ -1426,7 +1969,10 @@ class Builder:
             elif k in ("quorum", "hysteresis"):
                 _put(vs, k, c.uint(ch, 1 if k == "quorum" else 0, 2**32 - 1, " - ignoring"))
             elif k == "weight":
-                weight = _or(c.uint(ch, 0, IPVS_WEIGHT_LIMIT, " - ignoring"), weight)
+                # check_parser.c vs_weight_handler()
+                weight = _or(c.uint(ch, 1, IPVS_WEIGHT_LIMIT, " - Virtual server weight "
+                                    f"{ch.args[0] if ch.args else ''} is outside range "
+                                    f"1-{IPVS_WEIGHT_LIMIT}"), weight)
             elif k == "sorry_server":
                 ap = _addr_port(ch.args)
                 if ap is None:
@@ -1445,32 +1991,41 @@ class Builder:
                     c.err(ch.pos, "sorry_server forwarding used without sorry_server")
                 else:
                     sorry_kind = self._forwarding(ch, "sorry")
-        label = ident
+        def fmt_vs() -> str:  # check_data.c format_vs() (FMT_VS), with the current protocol
+            if "group" in vs:
+                return f"[{vs['group']}]:0"
+            if "fwmark" in vs:
+                return f"FWM {vs['fwmark']}"
+            return f"[{vs['address']}]:{_proto_str(protocol)}:{vs['port']}"
+
+        def fmt_rs(r: RealServer) -> str:  # check_data.c format_rs() (FMT_RS)
+            return f"[{r.address}]:{_proto_str(protocol)}:{r.port}"
+
         if not rs_nodes:
-            c.err(node.pos, f"Virtual server {label} has no real servers - ignoring")
+            c.err(node.pos, f"Virtual server {fmt_vs()} has no real servers - ignoring")
             return
         is_fwmark = "fwmark" in vs or (grp is not None and not grp.ranges)
         if not is_fwmark and protocol is None:
-            c.err(node.pos, f"Virtual server {label}: no protocol set - defaulting to UDP")
+            c.err(node.pos, f"Virtual server {fmt_vs()}: no protocol set - defaulting to UDP")
             protocol = Protocol.UDP
         if is_fwmark and protocol is not None:
-            c.err(node.pos, f"Warning: Virtual server {label}: protocol specified for fwmark - "
+            c.err(node.pos, f"Warning: Virtual server {fmt_vs()}: protocol specified for fwmark - "
                   "protocol will be ignored")
         if "ops" in flags and protocol is not Protocol.UDP and not is_fwmark:
-            c.err(node.pos, f"Virtual server {label}: one packet scheduling requires UDP - "
+            c.err(node.pos, f"Virtual server {fmt_vs()}: one packet scheduling requires UDP - "
                   "resetting")
             flags.discard("ops")
         if not persistence and not is_fwmark and (
                 ("port" in vs and vs["port"] == 0) or
                 (grp is not None and any(r.port == 0 for r in grp.ranges))):
-            c.err(node.pos, f"Virtual server {label}: zero port only valid for persistent "
+            c.err(node.pos, f"Virtual server {fmt_vs()}: zero port only valid for persistent "
                   "services - setting")
             persistence = IPVS_SVC_PERSISTENT_TIMEOUT
         if lb_algo is None:
-            c.err(node.pos, f"Virtual server {label}: no scheduler set, setting default 'wlc'")
+            c.err(node.pos, f"Virtual server {fmt_vs()}: no scheduler set, setting default 'wlc'")
             lb_algo = "wlc"
         if vs.get("ha_suspend") and is_fwmark:
-            c.err(node.pos, f"Virtual server {label}: cannot use ha_suspend with fwmarks - "
+            c.err(node.pos, f"Virtual server {fmt_vs()}: cannot use ha_suspend with fwmarks - "
                   "clearing ha_suspend")
             vs["ha_suspend"] = False
         if smtp_alert is None:
@@ -1483,6 +2038,7 @@ class Builder:
                                   connect_timeout, delay_loop, warmup, dbr,
                                   vs.get("virtualhost"))  # type: ignore[arg-type]
         reals: list[RealServer] = []
+        seen_rs: set[tuple[str, int]] = set()  # linear duplicate check (37,000 servers load)
         warned_kind = False
         vs_port = int(vs.get("port", 0))  # type: ignore[call-overload]
         for rn in rs_nodes:
@@ -1497,7 +2053,7 @@ class Builder:
                           f"{rs.address} don't match - skipping real server.")
                     continue
             if lb_kind is None and not rn.extra.get("own_kind") and not warned_kind:
-                c.err(node.pos, f"Virtual server {label}: no forwarding method set, "
+                c.err(node.pos, f"Virtual server {fmt_vs()}: no forwarding method set, "
                       "setting default NAT")
                 warned_kind = True
             # ports (check_data.c validate_check_config)
@@ -1507,22 +2063,23 @@ class Builder:
                         rs = replace(rs, port=vs_port)
                 elif is_fwmark:
                     if rs.port:
-                        c.err(rn.pos, f"WARNING - fwmark virtual server {label}, real server "
-                              f"{rs.address} has port specified - clearing")
+                        c.err(rn.pos, f"WARNING - fwmark virtual server {fmt_vs()}, real server "
+                              f"{fmt_rs(rs)} has port specified - clearing")
                         rs = replace(rs, port=0)
                 elif rs.port == 0:
                     rs = replace(rs, port=vs_port)
                 elif rs.port != vs_port:
-                    c.err(rn.pos, f"WARNING - virtual server {label} and real server "
-                          f"{rs.address}:{rs.port} ports don't match - resetting")
+                    c.err(rn.pos, f"WARNING - virtual server {fmt_vs()} and real server "
+                          f"{fmt_rs(rs)} ports don't match - resetting")
                     rs = replace(rs, port=vs_port)
-            if any(r.address == rs.address and r.port == rs.port for r in reals):
-                c.err(rn.pos, f"VS {label}: real server {rs.address}:{rs.port} is duplicated - "
+            if (rs.address, rs.port) in seen_rs:  # check_data.c validate_check_config()
+                c.err(rn.pos, f"VS {fmt_vs()}: real server {fmt_rs(rs)} is duplicated - "
                       "removing second rs")
                 continue
+            seen_rs.add((rs.address, rs.port))
             reals.append(rs)
         if not reals:
-            c.err(node.pos, f"Virtual server {label} has no real servers - ignoring")
+            c.err(node.pos, f"Virtual server {fmt_vs()} has no real servers - ignoring")
             return
         if family is None:
             family = 4
@@ -1539,7 +2096,7 @@ class Builder:
                     if is_fwmark:
                         sport = 0
                     elif grp is None and sport and sport != vs_port:
-                        c.err(sorry.pos, f"WARNING - virtual server {label} and sorry server "
+                        c.err(sorry.pos, f"WARNING - virtual server {fmt_vs()} and sorry server "
                               "ports don't match - resetting")
                         sport = vs_port
                     elif grp is None and not sport:
@@ -1552,12 +2109,12 @@ class Builder:
         quorum = int(vs.pop("quorum", 1))  # type: ignore[call-overload]
         hysteresis = int(vs.pop("hysteresis", 0))  # type: ignore[call-overload]
         if quorum > weight_sum:
-            c.err(node.pos, f"Warning - quorum {quorum} for {label} exceeds total weight of real "
-                  f"servers {weight_sum}, reducing quorum to {weight_sum}")
+            c.err(node.pos, f"Warning - quorum {quorum} for {fmt_vs()} exceeds total weight of "
+                  f"real servers {weight_sum}, reducing quorum to {weight_sum}")
             quorum = weight_sum
         if hysteresis >= quorum and (hysteresis or quorum):
             new_h = max(quorum - 1, 0)
-            c.err(node.pos, f"Virtual server {label}: hysteresis {hysteresis} >= quorum "
+            c.err(node.pos, f"Virtual server {fmt_vs()}: hysteresis {hysteresis} >= quorum "
                   f"{quorum}; setting hysteresis to {new_h}")
             hysteresis = new_h
         self.virtual_servers.append(VirtualServer(
@@ -1605,7 +2162,8 @@ class Builder:
             if k in CHECKER_KINDS:
                 checker_nodes.append(ch)
             elif k == "weight":
-                iv = c.uint(ch, 0, IPVS_WEIGHT_LIMIT, f" - Real server weight {ch.args[:1]} is "
+                iv = c.uint(ch, 0, IPVS_WEIGHT_LIMIT, " - Real server weight "
+                            f"{ch.args[0] if ch.args else ''} is "
                             f"outside range 0-{IPVS_WEIGHT_LIMIT}")
                 if iv is not None:
                     weight = iv
@@ -1617,7 +2175,9 @@ class Builder:
             elif k in ("uthreshold", "lthreshold"):
                 _put(kw, k, c.uint(ch, 0, 65535, " - ignoring"))
             elif k in ("inhibit_on_failure", "alpha", "smtp_alert"):
-                fv = c.flag(ch)
+                # check_parser.c rs_inhibit_handler() / rs_alpha_handler() / rs_smtp_alert_handler()
+                fv = c.flag(ch, f"Invalid {'real_server ' if k == 'smtp_alert' else ''}{k} "
+                            f"parameter {ch.args[0] if ch.args else ''}")
                 if fv is None:
                     continue
                 if k == "inhibit_on_failure":
@@ -1628,16 +2188,20 @@ class Builder:
                     kw["smtp_alert"] = fv
             elif k in ("notify_up", "notify_down"):
                 _put(kw, k, c.script(ch))
-            elif k == "retry":
-                retry = _or(c.uint(ch, 1, 2**32 - 1, " - retry value invalid"), retry)
+            elif k == "retry":  # check_parser.c rs_*_handler() messages
+                retry = _or(c.uint(ch, 1, 2**32 - 1, _hmsg(ch, "retry value invalid - {}")), retry)
             elif k == "connect_timeout":
-                ct = _or(c.timer(ch, 0.000001), ct)
+                ct = _or(c.timer(ch, 0.000001, default_msg=_hmsg(
+                    ch, "real server connect_timeout {} invalid - ignoring")), ct)
             elif k == "delay_loop":
-                dl = _or(c.timer(ch, 0.000001), dl)
+                dl = _or(c.timer(ch, 0.000001, default_msg=_hmsg(
+                    ch, "real server delay_loop '{}' invalid - ignoring")), dl)
             elif k == "warmup":
-                wu = _or(c.timer(ch), wu)
+                wu = _or(c.timer(ch, default_msg=_hmsg(
+                    ch, "real server warmup '{}' invalid - ignoring")), wu)
             elif k == "delay_before_retry":
-                dbr = _or(c.timer(ch), dbr)
+                dbr = _or(c.timer(ch, default_msg=_hmsg(
+                    ch, "real server delay_before_retry '{}' invalid - ignoring")), dbr)
             elif k == "virtualhost":
                 s = c.arg(ch)
                 if s is not None:
@@ -1698,8 +2262,9 @@ class Builder:
                 else:
                     connect_ip = ip
             elif k == "connect_port":
-                connect_port = _or(c.uint(ch, 0, 65535, " - Invalid checker connect_port - "
-                                          "ignoring"), connect_port)
+                # check_api.c co_port_handler()
+                connect_port = _or(c.uint(ch, 1, 65535, " - Invalid checker connect_port '"
+                                          f"{ch.args[0] if ch.args else ''}'"), connect_port)
             elif k == "bindto":
                 ip = norm_ip(ch.args[0]) if ch.args else None
                 if ip is None:
@@ -1712,18 +2277,23 @@ class Builder:
                 _put(kw, "bind_if", c.arg(ch))
             elif k == "fwmark":
                 _put(kw, "fwmark", c.uint(ch, 0, IPVS_FWMARK_MAX, " - ignoring"))
-            elif k == "connect_timeout":
-                ct = _or(c.timer(ch, 0.000001), ct)
-            elif k in ("retry", "nb_get_retry"):
-                if k == "nb_get_retry":
-                    c.err(ch.pos, "nb_get_retry is deprecated - please use 'retry'")
-                retry = _or(c.uint(ch, 0, 2**32 - 1, " - retry value invalid"), retry)
+            elif k == "connect_timeout":  # check_api.c *_handler() messages
+                ct = _or(c.timer(ch, 0.000001, default_msg=_hmsg(
+                    ch, "connect_timeout {} invalid - ignoring")), ct)
+            elif k == "retry":  # check_api.c retry_handler()
+                retry = _or(c.uint(ch, 0, 2**32 - 1, " - Invalid retry connection value "
+                                   f"'{ch.args[0] if ch.args else ''}'"), retry)
+            elif k == "nb_get_retry":
+                retry = _or(self._nb_get_retry(ch, kind), retry)
             elif k == "delay_before_retry":
-                dbr = _or(c.timer(ch), dbr)
+                dbr = _or(c.timer(ch, default_msg=_hmsg(
+                    ch, "Invalid delay_before_retry connection value '{}'")), dbr)
             elif k == "delay_loop":
-                dl = _or(c.timer(ch, 0.000001), dl)
+                dl = _or(c.timer(ch, 0.000001, default_msg=_hmsg(
+                    ch, "delay_loop '{}' is invalid - ignoring")), dl)
             elif k == "warmup":
-                wu = _or(c.timer(ch), wu)
+                wu = _or(c.timer(ch, default_msg=_hmsg(
+                    ch, "Invalid warmup connection value '{}'")), wu)
             elif k == "alpha":
                 alpha = c.flag(ch)
             elif k == "log_all_failures":
@@ -1903,6 +2473,23 @@ class Builder:
             unsupported=tuple(unsupported),
             **kw,  # type: ignore[arg-type]
         )
+
+    def _nb_get_retry(self, ch: Node, kind: CheckKind) -> int | None:
+        """``nb_get_retry N``: keepalived's old name for ``retry N``."""
+        c = self.ctx
+        arg = ch.args[0] if ch.args else ""
+        if kind in (CheckKind.HTTP_GET, CheckKind.SSL_GET):
+            # check_http.c http_get_retry_handler(): CONFIG_GENERAL_ERROR (not DEPRECATED)
+            c.err(ch.pos, "nb_get_retry is deprecated - please use 'retry'")
+            return c.uint(ch, 0, 2**32 - 1, f" - Invalid nb_get_retry value '{arg}'")
+        # keepalived 2.x: not a keyword of this checker (check_tcp.c etc. do not install it)
+        c.err(ch.pos, "Unknown keyword 'nb_get_retry'", DiagKind.UNKNOWN_KEYWORD)
+        v = c.uint(ch, 0, 2**32 - 1, f" - Invalid retry connection value '{arg}'")
+        if v is not None:
+            c.warn(ch.pos, f"lvsd applies nb_get_retry {arg} in {kind.value} as 'retry {v}'; "
+                   "keepalived 2.x ignores it (its retry stays the checker's default) - write "
+                   f"'retry {v}'")
+        return v
 
     def _url(self, node: Node) -> HttpUrl | None:
         c = self.ctx

@@ -6,6 +6,10 @@ This mirrors keepalived's ``lib/parser.c`` ``read_line()`` / ``decomment()`` /
 ``alloc_strvec_r()`` (2.x), re-implemented from its behaviour, in this order for each
 physical line:
 
+0. physical lines end at ``\\n`` only, as keepalived's ``fgets()`` does; trailing ``\\r``
+   characters go (CRLF files). U+0085, U+2028, U+2029, ``\\f``, ``\\v`` and ``\\x1c``-``\\x1e``
+   inside a line stay part of it (``str.splitlines`` would break there, turning the rest of
+   a GBK or latin-1 comment into config and shifting every later line number);
 1. decode (UTF-8; on failure latin-1 with one warning per file), strip CR/LF; a
    non-breaking space (U+00A0) is treated as whitespace with one warning per file
    (keepalived would take it as part of a keyword and report ``Unknown keyword``);
@@ -28,20 +32,61 @@ physical line:
 Tokens are whitespace separated; ``"..."`` is one token (without the quotes), an
 unmatched ``"`` reports ``Unmatched quote`` and drops the rest of the line. Each logical
 line keeps its raw text so script keywords can re-tokenise it with ``'...'`` quoting.
+
+Hostile files
+-------------
+Every file (the main one and each include) is ``stat()``-ed before it is opened and must be
+a regular, non-executable file, as keepalived's ``check_glob_file()`` demands (lib/parser.c);
+it is then opened ``O_NONBLOCK`` (a FIFO swapped in after the ``stat`` cannot block) and the
+opened descriptor is ``fstat()``-ed again, so a device, FIFO, socket or directory is never
+read. Refusals use keepalived's words: ``Configuration file 'F/' is a directory - skipping``,
+``Configuration file 'F' is not a regular non-executable file - skipping``. For the main file
+they are FATAL (keepalived exits); for an include they are what keepalived's
+``file_config_error(INCLUDE_R, ...)`` makes them: with ``includer``/``m``/``w``/``b``/``a``
+FATAL (``config_file_error`` is set and keepalived exits), with plain ``include`` an ERROR
+(keepalived logs it and runs without the file) -- a directory matched by a plain ``include``
+is only a WARNING (``conf.d/*`` matching a sub-directory is common and harmless).
+
+Files are read in 1 MiB chunks, never with an unbounded ``read()``. lvsd-only limits (keepalived
+has none; each is FATAL and stops reading at once, the diagnostics that follow are dropped):
+
+* ``MAX_FILE_BYTES`` = 64 MiB per file (the ``stat`` size is checked before reading too);
+* ``MAX_TOTAL_BYTES`` = 256 MiB over all files read, counting a file each time it is included;
+* ``MAX_FILES`` = 10,000 files read (each inclusion counts);
+* ``MAX_INCLUDE_DEPTH`` = 32 nested includes;
+* ``MAX_MATCHES`` = 100,000 paths from all include patterns (brace expansions and glob
+  matches) together.
+
+A file that includes itself (directly or through others) is skipped with an ERROR.
+
+Secrets
+-------
+``auth_pass`` and ``password`` values never appear in a message: the lexer's own messages
+that quote a line (``Unterminated quote``, ``Unmatched quote``) show ``auth_pass <redacted>``
+instead, and every value given to those keywords is collected in :attr:`LexState.secrets`
+(also from malformed lines) so the loader can redact it from every other diagnostic.
 """
 
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from lvsd.config.model import Diagnostic, Pos, Severity
+from lvsd.config.model import DiagKind, Diagnostic, Pos, Severity
 
 MAX_INCLUDE_DEPTH = 32
-MAX_FILES = 10000
+MAX_FILES = 10_000
+MAX_FILE_BYTES = 64 << 20
+MAX_TOTAL_BYTES = 256 << 20
+MAX_MATCHES = 100_000
+SECRET_KEYWORDS = frozenset({"auth_pass", "password"})
+REDACTED = "<redacted>"
+_CHUNK = 1 << 20  # read size, and the slice of text split into lines at a time
 _WS = " \t\f\v\r\n"
 _DEF_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)[ \t]*=")
 _REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -71,13 +116,84 @@ class LexState:
     files: list[str] = field(default_factory=list)
     defs: dict[str, list[str]] = field(default_factory=dict)
     block_depth: int = 0
-    read_file: Callable[[str], bytes] | None = None
+    # values given to auth_pass / password anywhere (also on malformed lines): redact them
+    secrets: set[str] = field(default_factory=set)
+    # set by a FATAL that stops reading: diagnostics[:abort_mark] are the meaningful ones
+    aborted: bool = False
+    abort_mark: int = 0
+    # the decommented text of each physical line starting with "~" (``~SEQ``), before the
+    # split at braces, by position: see :meth:`line_text`
+    tilde_lines: dict[Pos, str] = field(default_factory=dict)
+    # how to re-read a configuration file (bounded, regular files only); tests may replace it
+    read_file: Callable[[str], bytes] | None = field(default_factory=lambda: read_config_bytes)
 
-    def diag(self, pos: Pos | None, sev: Severity, msg: str) -> None:
-        self.diagnostics.append(Diagnostic(pos, sev, msg))
+    def line_text(self, pos: Pos) -> str | None:
+        """The decommented physical line at ``pos`` if it starts with ``~`` (a ``~SEQ`` line,
+        before the lexer split it at braces); None otherwise."""
+        return self.tilde_lines.get(pos)
+
+    def diag(self, pos: Pos | None, sev: Severity, msg: str,
+             kind: DiagKind = DiagKind.GENERAL) -> None:
+        self.diagnostics.append(Diagnostic(pos, sev, msg, kind))
+
+    def abort(self, pos: Pos | None, msg: str, kind: DiagKind = DiagKind.FATAL) -> None:
+        """One FATAL diagnostic, then nothing more is read."""
+        self.diag(pos, Severity.FATAL, msg, kind)
+        if not self.aborted:
+            self.aborted = True
+            self.abort_mark = len(self.diagnostics)
+
+    def note_secret(self, value: str) -> None:
+        """Remember a secret value (and its quote-stripped words) for redaction."""
+        value = value.strip(_WS)
+        if not value:
+            return
+        self.secrets.add(value)
+        bare = value.translate(_UNQUOTE)
+        self.secrets.add(bare.strip(_WS))
+        self.secrets.update(_WORD_RE.findall(bare))
+        self.secrets.discard("")
 
 
-def decode(data: bytes, name: str, state: LexState) -> str:
+_UNQUOTE = str.maketrans({'"': " ", "'": " ", "{": " ", "}": " "})
+_SECRET_LINE_RE = re.compile(
+    r"^(?P<pre>(?:@\^?[^ \t]*[ \t]+)?[ \t]*)(?P<kw>auth_pass|password)(?=[ \t\f\v\r\"]|$)"
+    r"(?P<rest>.*)$", re.DOTALL)
+
+
+def redact_line(text: str, state: LexState) -> str:
+    """``text`` as it may be shown in a message: a secret keyword's value is replaced by
+    ``<redacted>`` (and remembered in ``state.secrets``); any other line is unchanged."""
+    if "auth_pass" not in text and "password" not in text:
+        return text
+    m = _SECRET_LINE_RE.match(text)
+    if m is None:
+        return text
+    state.note_secret(m.group("rest"))
+    return f"{m.group('pre')}{m.group('kw')} {REDACTED}"
+
+
+def physical_lines(text: str) -> Iterator[str]:
+    """Split ``text`` at ``\\n`` only (keepalived's ``fgets()``), a slice at a time.
+
+    Unlike ``str.splitlines`` this keeps U+0085, U+2028, U+2029, ``\\f``, ``\\v`` and
+    ``\\x1c``-``\\x1e`` inside the line, and never holds more than about ``_CHUNK`` characters
+    of split lines at once (a file of newlines does not become a list of millions).
+    """
+    n = len(text)
+    start = 0
+    while start < n:
+        nl = text.find("\n", start + _CHUNK) if start + _CHUNK < n else -1
+        if nl < 0:  # the last slice: a final newline ends the last line, it starts none
+            chunk = text[start:-1] if text.endswith("\n") else text[start:]
+            start = n
+        else:
+            chunk = text[start:nl]
+            start = nl + 1
+        yield from chunk.split("\n")
+
+
+def decode(data: bytes | bytearray, name: str, state: LexState) -> str:
     """UTF-8, else latin-1 (every byte maps) with a warning naming the first bad byte."""
     try:
         text = data.decode("utf-8")
@@ -196,8 +312,16 @@ def split_quoted(text: str) -> tuple[list[str], bool]:
     return toks, bool(quote)
 
 
-def brace_expand(pattern: str) -> list[str]:
-    """Shell-style ``{a,b}`` expansion (nested, left to right)."""
+class TooManyMatches(ValueError):
+    """An include pattern expands to more than the allowed number of paths."""
+
+
+def brace_expand(pattern: str, limit: int | None = None) -> list[str]:
+    """Shell-style ``{a,b}`` expansion (nested, left to right).
+
+    With ``limit``, raises :class:`TooManyMatches` as soon as more than ``limit`` patterns
+    would result (``{a,b}{a,b}...`` doubles with each group).
+    """
     depth = 0
     start = -1
     for i, c in enumerate(pattern):
@@ -226,7 +350,9 @@ def brace_expand(pattern: str) -> list[str]:
                 pre, post = pattern[:start], pattern[i + 1 :]
                 out: list[str] = []
                 for p in parts:
-                    out.extend(brace_expand(pre + p + post))
+                    out.extend(brace_expand(pre + p + post, limit))
+                    if limit is not None and len(out) > limit:
+                        raise TooManyMatches(pattern)
                 return out
     return [pattern]
 
@@ -267,14 +393,87 @@ def _split_braces(text: str) -> list[str]:
     return [p for p in pieces if p]
 
 
+class _Refused(Exception):
+    """A file that must not be read: the message (keepalived's words) and its nature."""
+
+    def __init__(self, message: str, *, directory: bool = False, limit: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.directory = directory
+        self.limit = limit
+
+
+def _is_exec(mode: int) -> bool:
+    return bool(mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
+
+
+def read_regular_file(path: str, limit: int = MAX_FILE_BYTES,
+                      st: os.stat_result | None = None) -> tuple[bytearray, os.stat_result]:
+    """Read a regular, non-executable file of at most ``limit`` bytes without ever blocking on
+    it or reading more than ``limit + 1`` bytes. Raises :class:`_Refused` or ``OSError``
+    (``st``: the file's ``os.stat()`` when the caller has it already).
+
+    keepalived's check_glob_file() (lib/parser.c) stat()s each file before fopen(): a directory
+    is "is a directory - skipping", anything else that is not a regular non-executable file is
+    "is not a regular non-executable file - skipping". lvsd also opens O_NONBLOCK and checks the
+    opened descriptor, so a FIFO swapped in between the stat and the open cannot hang it.
+    """
+    not_regular = f"Configuration file '{path}' is not a regular non-executable file - skipping"
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError:  # keepalived: stat() failing is "not a regular ... file" too
+            raise _Refused(not_regular) from None
+    if stat.S_ISDIR(st.st_mode):
+        # keepalived's glob(GLOB_MARK) shows a directory with its trailing '/'
+        shown = path if path.endswith("/") else path + "/"
+        raise _Refused(f"Configuration file '{shown}' is a directory - skipping", directory=True)
+    if not stat.S_ISREG(st.st_mode) or _is_exec(st.st_mode):
+        raise _Refused(not_regular)
+    if st.st_size > limit:
+        raise _Refused("", limit=True)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fst = os.fstat(fd)
+        if (not stat.S_ISREG(fst.st_mode) or _is_exec(fst.st_mode)
+                or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino)):
+            raise _Refused(not_regular)  # replaced between stat() and open()
+        data = bytearray()
+        while True:
+            chunk = os.read(fd, min(_CHUNK, limit + 1 - len(data)))
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > limit:
+                raise _Refused("", limit=True)  # grew after the stat
+    finally:
+        os.close(fd)
+    return data, fst
+
+
+def read_config_bytes(path: str) -> bytes:
+    """:func:`read_regular_file` for callers that only know ``OSError``: a refused file
+    (not regular, executable, bigger than ``MAX_FILE_BYTES``) raises ``OSError`` too."""
+    try:
+        return bytes(read_regular_file(path)[0])
+    except _Refused as exc:
+        raise OSError(exc.message or f"{path}: bigger than {_mib(MAX_FILE_BYTES)}") from None
+
+
+def _mib(n: int) -> str:
+    return f"{n >> 20} MiB"
+
+
 class Lexer:
     """Yields logical :class:`Line` objects for a main file (and everything it includes)."""
 
     def __init__(self, state: LexState) -> None:
         self.state = state
         self._warned_nbsp: set[str] = set()
-        self._stack: list[str] = []  # files being read, outermost first (include loops)
-        self._reads = 0
+        self._stack: list[tuple[int, int]] = []  # (dev, inode) of the files being read
+        self._reads = 0  # files read, each inclusion counted
+        self._bytes = 0  # bytes read over all files
+        self._matches = 0  # paths produced by include patterns
 
     # ---------------------------------------------------------------- file level
 
@@ -282,8 +481,10 @@ class Lexer:
                         depth: int = 0) -> Iterator[Line]:
         st = self.state
         multiline: list[str] | None = None
-        for lineno, physical in enumerate(text.splitlines(), start=1):
+        for lineno, physical in enumerate(physical_lines(text), start=1):
             pos = Pos(name, lineno)
+            # keepalived's read_line() drops every trailing '\n' / '\r' (lib/parser.c)
+            physical = physical.rstrip("\r")
             if "\x00" in physical:
                 st.diag(pos, Severity.ERROR,
                         "configuration appears to have embedded NULs - ignoring line")
@@ -292,15 +493,16 @@ class Lexer:
                 if name not in self._warned_nbsp:
                     self._warned_nbsp.add(name)
                     st.diag(pos, Severity.WARNING,
-                            "non-breaking space treated as whitespace")
+                            "non-breaking space treated as whitespace", DiagKind.LVSD)
                 physical = physical.replace("\u00a0", " ").replace("\u3000", " ")
-            if not physical.strip(" \t\r\n\f\v"):
+            if not physical.strip(_WS):
                 if multiline is not None:
                     multiline = None
                 continue
-            buf, unterminated = decomment(physical.rstrip("\r\n"))
+            buf, unterminated = decomment(physical)
             if unterminated:
-                st.diag(pos, Severity.ERROR, f"Unterminated quote '{buf}'")
+                # keepalived's decomment() (lib/parser.c) echoes the line; never a secret
+                st.diag(pos, Severity.ERROR, f"Unterminated quote '{redact_line(buf, st)}'")
             if multiline is not None:
                 if buf.endswith("\\"):
                     part = buf[:-1].rstrip(" \t")
@@ -314,11 +516,15 @@ class Lexer:
             if not buf:
                 continue
             c0 = buf[0]
+            if c0 == "~":
+                st.tilde_lines[pos] = buf
             if c0 != "@" and c0 != "$" and not buf.startswith("include") and not (
                     st.defs and "$" in buf):
                 yield from self._pieces(buf, pos)  # fast path: the common plain line
                 continue
             yield from self._logical(buf, pos, base_dir, depth)
+            if st.aborted:
+                return
             # a multi-line definition started on this line?
             if buf.startswith("$") and buf.endswith("\\"):
                 m = _DEF_RE.match(buf)
@@ -365,6 +571,8 @@ class Lexer:
             m = _INCLUDE_RE.match(ln)
             if m is not None:
                 yield from self._include(m.group(1), m.group(2).strip(" \t"), pos, base_dir, depth)
+                if st.aborted:
+                    return
                 continue
             yield from self._pieces(ln, pos)
 
@@ -377,14 +585,19 @@ class Lexer:
                 st.block_depth += 1
             elif piece == "}":
                 if st.block_depth < 1:
-                    st.diag(pos, Severity.ERROR, "Extra '}' found")
+                    st.diag(pos, Severity.ERROR, "Extra '}' found", DiagKind.UNEXPECTED_EOB)
                     st.block_depth = 0
                     continue
                 st.block_depth -= 1
             toks, unmatched = split_tokens(piece)
             if unmatched:
-                st.diag(pos, Severity.ERROR, f"Unmatched quote: '{piece}'")
+                # keepalived's alloc_strvec_r() (lib/parser.c) echoes the line; never a secret
+                st.diag(pos, Severity.ERROR, f"Unmatched quote: '{redact_line(piece, st)}'",
+                        DiagKind.UNMATCHED_QUOTE)
             if toks:
+                if toks[0] in SECRET_KEYWORDS:
+                    redact_line(piece, st)  # remember the value, however malformed the line
+                    st.secrets.update(t for t in toks[1:] if t not in "{}")
                 out.append(Line(toks, piece, pos))
         return out
 
@@ -417,6 +630,28 @@ class Lexer:
         self.state.diag(pos, Severity.ERROR, "parameter substitution too deep - line left as is")
         return [buf]
 
+    def _expand(self, pattern: str, base_dir: str, pos: Pos) -> list[str] | None:
+        """The paths an include pattern names, sorted per brace alternative (keepalived's
+        glob(GLOB_BRACE)); None (after a FATAL) when the pattern budget is exhausted."""
+        budget = MAX_MATCHES - self._matches
+        matches: list[str] = []
+        try:
+            for pat in brace_expand(pattern, budget):
+                full = pat if os.path.isabs(pat) else os.path.join(base_dir, pat)
+                if glob.has_magic(full):
+                    found = list(itertools.islice(glob.iglob(full), budget - len(matches) + 1))
+                    matches.extend(sorted(found))
+                elif os.path.lexists(full):
+                    matches.append(full)
+                if len(matches) > budget:
+                    raise TooManyMatches(pattern)
+        except TooManyMatches:
+            self.state.abort(pos, f"include patterns name more than {MAX_MATCHES} files - "
+                             f"not loading '{pattern}'")
+            return None
+        self._matches += len(matches)
+        return matches
+
     def _include(self, kind: str, pattern: str, pos: Pos, base_dir: str,
                  depth: int) -> Iterator[Line]:
         st = self.state
@@ -426,51 +661,82 @@ class Lexer:
         toks, _ = split_tokens(pattern)
         pattern = toks[0] if toks else pattern
         if depth >= MAX_INCLUDE_DEPTH:
-            st.diag(pos, Severity.ERROR, f"include nesting deeper than {MAX_INCLUDE_DEPTH} - "
-                    f"ignoring {pattern}")
+            st.abort(pos, f"include nesting deeper than {MAX_INCLUDE_DEPTH} files - "
+                     f"not loading '{pattern}'")
             return
-        matches: list[str] = []
-        for pat in brace_expand(pattern):
-            full = pat if os.path.isabs(pat) else os.path.join(base_dir, pat)
-            if glob.has_magic(full):
-                matches.extend(sorted(glob.glob(full)))
-            elif os.path.exists(full):
-                matches.append(full)
+        matches = self._expand(pattern, base_dir, pos)
+        if matches is None:
+            return
         if not matches:
             sev = Severity.WARNING if kind == "" else Severity.ERROR
             st.diag(pos, sev, f"No config files matched '{pattern}'.")
             return
         for path in matches:
-            if os.path.isdir(path):
-                continue
-            real = os.path.realpath(path)
-            if real in self._stack:
-                st.diag(pos, Severity.ERROR, f"include loop: {path} is already being read - "
-                        "ignoring")
-                continue
-            if self._reads >= MAX_FILES:
-                st.diag(pos, Severity.ERROR, f"more than {MAX_FILES} configuration files - "
-                        f"ignoring {path}")
+            yield from self.lines_from_file(path, pos, depth + 1, kind)
+            if st.aborted:
                 return
-            yield from self.lines_from_file(path, pos, depth + 1)
 
-    def lines_from_file(self, path: str, from_pos: Pos | None, depth: int = 0) -> Iterator[Line]:
+    def _refuse(self, exc: _Refused, path: str, from_pos: Pos | None, kind: str) -> None:
+        """Report a file that is not read, as keepalived's file_config_error(INCLUDE_R)."""
         st = self.state
-        try:
-            if st.read_file is not None:
-                data = st.read_file(path)
+        if exc.limit:
+            if MAX_TOTAL_BYTES - self._bytes < MAX_FILE_BYTES:  # the total was the bound
+                st.abort(from_pos, f"Configuration file '{path}' would make the configuration "
+                         f"bigger than {_mib(MAX_TOTAL_BYTES)} in all - not loading")
             else:
-                with open(path, "rb") as fh:
-                    data = fh.read()
+                st.abort(from_pos, f"Configuration file '{path}' is bigger than "
+                         f"{_mib(MAX_FILE_BYTES)} - not loading")
+        elif from_pos is None:  # the main file: keepalived's check_conf_file() fails, no run
+            st.abort(None, exc.message, DiagKind.FILE_NOT_FOUND)
+        elif kind:  # includer/m/w/b/a: config_file_error is set, keepalived exits
+            st.diag(from_pos, Severity.FATAL, exc.message, DiagKind.FILE_NOT_FOUND)
+        elif exc.directory:  # plain include of a directory: logged, harmless
+            st.diag(from_pos, Severity.WARNING, exc.message, DiagKind.WARNING)
+        else:  # plain include: keepalived logs it and runs without the file
+            st.diag(from_pos, Severity.ERROR, exc.message)
+
+    def lines_from_file(self, path: str, from_pos: Pos | None, depth: int = 0,
+                        kind: str = "") -> Iterator[Line]:
+        """The lines of ``path`` (``from_pos``: the include line, None for the main file)."""
+        st = self.state
+        if self._reads >= MAX_FILES:
+            st.abort(from_pos, f"more than {MAX_FILES} configuration files read - "
+                     f"not loading '{path}'")
+            return
+        limit = min(MAX_FILE_BYTES, MAX_TOTAL_BYTES - self._bytes)
+        try:
+            try:
+                pre: os.stat_result | None = os.stat(path)
+            except FileNotFoundError:
+                if from_pos is None:  # lvsd's words: keepalived says "Config files missing"
+                    st.abort(None, f"Configuration file '{path}' not found",
+                             DiagKind.FILE_NOT_FOUND)
+                    return
+                pre = None
+            except OSError:
+                pre = None
+            if pre is not None and (pre.st_dev, pre.st_ino) in self._stack:
+                st.diag(from_pos, Severity.ERROR,
+                        f"include loop: {path} is already being read - ignoring")
+                return
+            data, fst = read_regular_file(path, limit, pre)
+        except _Refused as exc:
+            self._refuse(exc, path, from_pos, kind)
+            return
         except OSError as exc:
-            sev = Severity.FATAL if from_pos is None else Severity.ERROR
-            st.diag(from_pos, sev,
-                    f"Unable to read configuration file {path}: {exc.strerror or exc}")
+            msg = f"Configuration file '{path}' open problem ({exc.strerror or exc}) - skipping"
+            if from_pos is None:
+                st.abort(None, msg, DiagKind.FILE_NOT_FOUND)
+            else:
+                st.diag(from_pos, Severity.FATAL if kind else Severity.ERROR, msg,
+                        DiagKind.FILE_NOT_FOUND if kind else DiagKind.GENERAL)
             return
         st.files.append(path)
         self._reads += 1
+        self._bytes += len(data)
         text = decode(data, path, st)
-        self._stack.append(os.path.realpath(path))
+        del data
+        self._stack.append((fst.st_dev, fst.st_ino))
         try:
             yield from self.lines_from_text(text, path, os.path.dirname(path) or ".", depth)
         finally:

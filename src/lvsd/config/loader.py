@@ -9,21 +9,36 @@ always a :class:`~lvsd.config.model.Config`. A missing or unreadable main file i
 FATAL diagnostic; anything unexpected inside the loader (a bug) becomes one FATAL
 diagnostic naming the last position read, never a traceback.
 
+Hostile files (devices, FIFOs, sockets, directories, executables, oversized files, include
+bombs) are refused by the lexer before anything is read from them (see
+:mod:`lvsd.config.lexer` for the limits); a refusal that stops reading (a FATAL from the
+lexer) returns the diagnostics up to it and an empty model -- what follows would only be
+the noise of a half-read file.
+
+Secrets: every value given to ``auth_pass`` or ``password`` -- found by the lexer on any
+line, however malformed, and in the built model -- is replaced by ``<redacted>`` in every
+diagnostic message and in the arguments of unsupported keywords before the
+:class:`~lvsd.config.model.Config` is returned, whichever stage built the message. Values
+of 4 characters or more are redacted wherever they occur; shorter ones only as a whole
+word (so a password ``1`` does not blank out every digit).
+
 The config id used by ``@ID`` conditionals defaults to the first label of the host name,
 as keepalived's ``-i`` default does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
+import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from lvsd.config.grammar import Parser
 from lvsd.config.keywords import TABLES, Builder, Ctx
-from lvsd.config.lexer import Lexer, LexState, Line
-from lvsd.config.model import Config, Diagnostic, Severity
+from lvsd.config.lexer import REDACTED, Lexer, LexState, Line, decode
+from lvsd.config.model import Config, DiagKind, Diagnostic, Severity
 
 
 def default_config_id() -> str:
@@ -31,6 +46,40 @@ def default_config_id() -> str:
         return socket.gethostname().split(".", 1)[0]
     except OSError:  # pragma: no cover - gethostname does not fail on Linux
         return ""
+
+
+def _secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    parts = []
+    for s in sorted({s for s in secrets if s}, key=len, reverse=True):
+        e = re.escape(s)
+        parts.append(e if len(s) >= 4 else rf"(?<![A-Za-z0-9_.:/-]){e}(?![A-Za-z0-9_.:/-])")
+    return re.compile("|".join(parts)) if parts else None
+
+
+def _redacted(config: Config, state: LexState) -> Config:
+    """``config`` with every known secret value replaced in messages and unsupported args."""
+    secrets = set(state.secrets)
+    for inst in config.vrrp_instances:
+        if inst.auth_pass:
+            secrets.add(inst.auth_pass)
+    ssl = config.global_defs.ssl
+    if ssl is not None and ssl.password:
+        secrets.add(ssl.password)
+    pattern = _secret_pattern(secrets)
+    if pattern is None:
+        return config
+
+    def clean(text: str) -> str:
+        return pattern.sub(REDACTED, text)
+
+    diags = tuple(
+        dataclasses.replace(d, message=clean(d.message)) if pattern.search(d.message) else d
+        for d in config.diagnostics)
+    unsupported = tuple(
+        dataclasses.replace(u, args=tuple(clean(a) for a in u.args))
+        if any(pattern.search(a) for a in u.args) else u
+        for u in config.unsupported)
+    return dataclasses.replace(config, diagnostics=diags, unsupported=unsupported)
 
 
 def _run(state: LexState, lines_factory: Iterator[Line], source: str,
@@ -44,6 +93,11 @@ def _run(state: LexState, lines_factory: Iterator[Line], source: str,
     parser = Parser(TABLES, state)
     try:
         nodes = parser.parse(lines_factory)
+        if state.aborted:  # reading stopped at a FATAL: the rest would be noise
+            return _redacted(Config(
+                source=source, config_id=config_id,
+                diagnostics=tuple(state.diagnostics[:state.abort_mark]),
+                files=tuple(dict.fromkeys(state.files))), state)
         builder.build(nodes)
         builder.finish_vrrp()
     except RecursionError:
@@ -56,7 +110,7 @@ def _run(state: LexState, lines_factory: Iterator[Line], source: str,
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Config(
+    return _redacted(Config(
         source=source,
         config_id=config_id,
         global_defs=builder.global_defs,
@@ -69,7 +123,7 @@ def _run(state: LexState, lines_factory: Iterator[Line], source: str,
         unsupported=tuple(ctx.unsupported),
         diagnostics=tuple(state.diagnostics),
         files=tuple(dict.fromkeys(state.files)),
-    )
+    ), state)
 
 
 def load(path: str | os.PathLike[str], *, config_id: str | None = None) -> Config:
@@ -80,21 +134,12 @@ def load(path: str | os.PathLike[str], *, config_id: str | None = None) -> Confi
     except TypeError as exc:
         return Config(source=repr(path), config_id=cid, diagnostics=(
             Diagnostic(None, Severity.FATAL, f"invalid configuration file name: {exc}"),))
+    if not spath or "\x00" in spath:
+        return Config(source=repr(spath), config_id=cid, diagnostics=(
+            Diagnostic(None, Severity.FATAL, f"invalid configuration file name {spath!r}",
+                       DiagKind.FILE_NOT_FOUND),))
     state = LexState(config_id=cid)
-    if not os.path.exists(spath):
-        return Config(source=spath, config_id=cid, diagnostics=(
-            Diagnostic(None, Severity.FATAL, f"Configuration file '{spath}' not found"),))
-    if os.path.isdir(spath):
-        return Config(source=spath, config_id=cid, diagnostics=(
-            Diagnostic(None, Severity.FATAL, f"Configuration file '{spath}' is a directory"),))
-    try:
-        with open(spath, "rb") as fh:
-            fh.read(0)
-    except OSError as exc:
-        return Config(source=spath, config_id=cid, diagnostics=(
-            Diagnostic(None, Severity.FATAL,
-                       f"Unable to read configuration file '{spath}': {exc.strerror or exc}"),))
-    lexer = Lexer(state)
+    lexer = Lexer(state)  # refuses a missing, non-regular, executable or oversized file
     return _run(state, lexer.lines_from_file(spath, None), spath, cid)
 
 
@@ -105,7 +150,5 @@ def loads(text: str | bytes, *, name: str = "<string>", config_id: str | None = 
     state = LexState(config_id=cid)
     lexer = Lexer(state)
     if isinstance(text, bytes):
-        from lvsd.config.lexer import decode
-
         text = decode(text, name, state)
     return _run(state, lexer.lines_from_text(text, name, base_dir), name, cid)

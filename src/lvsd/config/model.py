@@ -36,15 +36,50 @@ NOPOS = Pos("<default>", 0)
 
 class Severity(enum.Enum):
     WARNING = "warning"
-    ERROR = "error"  # the config is still usable; something was ignored
-    FATAL = "fatal"  # no usable config (missing main file, unreadable, ...)
+    ERROR = "error"  # keepalived logs it and runs: something was skipped, defaulted or reset
+    FATAL = "fatal"  # keepalived would not run it (missing file, bad interface, ...)
+
+
+class DiagKind(enum.Enum):
+    """keepalived's ``config_err_t`` (lib/parser.h): what kind of problem a diagnostic is.
+
+    keepalived cannot run a config with FILE_NOT_FOUND, BAD_IF or FATAL; with the others it logs
+    and runs (skipping, defaulting or resetting what the message says). SECURITY is script
+    security (``keepalived -t`` exit 6). LVSD marks lvsd-only notices (keepalived is silent).
+    """
+
+    FILE_NOT_FOUND = "file_not_found"
+    BAD_IF = "bad_if"
+    FATAL = "fatal"
+    MULTIPLE_FILES = "multiple_files"
+    UNKNOWN_KEYWORD = "unknown_keyword"
+    UNEXPECTED_BOB = "unexpected_bob"
+    MISSING_BOB = "missing_bob"
+    UNEXPECTED_EOB = "unexpected_eob"
+    MISSING_EOB = "missing_eob"
+    UNMATCHED_QUOTE = "unmatched_quote"
+    MISSING_PARAMETER = "missing_parameter"
+    INVALID_NUMBER = "invalid_number"
+    GENERAL = "general"
+    WARNING = "warning"
+    DEPRECATED = "deprecated"
+    SECURITY = "security"
+    LVSD = "lvsd"
+    # keepalived only logs it when it runs (log_message, no config_err_t: `keepalived -t` is
+    # silent), e.g. a notify script that is missing and so dropped (config/hostcheck.py)
+    LOG = "log"
 
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
+    """One message about the config. ``severity`` says what lvsd does (WARNING: a notice;
+    ERROR: keepalived logs it and runs, so does lvsd unless ``--strict``; FATAL: keepalived
+    would not run the config, neither does lvsd); ``kind`` is keepalived's class of it."""
+
     pos: Pos | None
     severity: Severity
     message: str
+    kind: DiagKind = DiagKind.GENERAL
 
     def __str__(self) -> str:
         # keepalived's format: "(FILE: Line N) message"
@@ -89,6 +124,18 @@ class LvsSyncDaemon:
 
 
 @dataclass(frozen=True, slots=True)
+class LvsTimeouts:
+    """``lvs_timeouts [tcp N] [tcpfin N] [udp N]``: IPVS connection timeouts in seconds
+    (``ipvsadm --set``). None: not configured, the kernel's value is left (keepalived stores 0
+    for that, global_parser.c lvs_timeouts)."""
+
+    tcp: int | None = None
+    tcp_fin: int | None = None
+    udp: int | None = None
+    pos: Pos = NOPOS
+
+
+@dataclass(frozen=True, slots=True)
 class SslGlobal:
     """The top-level ``SSL { ca certificate key password }`` block (SSL_GET client certs)."""
 
@@ -123,6 +170,11 @@ class GlobalDefs:
     vrrp_skip_check_adv_addr: bool = False
     vrrp_startup_delay: float = 0.0
     vrrp_priority: int | None = None  # process priority; unsupported beyond parsing
+    # FIFO lines on effective priority changes (instances/groups may override; vrrp.c)
+    vrrp_notify_priority_changes: bool = False
+    # instances may name interfaces that do not exist yet: FAULT until they appear
+    dynamic_interfaces: bool = False
+    dynamic_interfaces_allow_if_changes: bool = False
     lvs_flush: bool = False
     # "no" (default: leave the table), "all" (flush everything), "vs" (only our services)
     lvs_flush_on_stop: str = "no"
@@ -143,6 +195,8 @@ class GlobalDefs:
     # lvsd extension: seconds a real server removed by a reload stays at weight 0 before it is
     # deleted (0: keepalived, deleted at once); virtual_server may override it
     lvs_drain_on_remove: float = 0.0
+    # lvs_timeouts: None (default) = leave the kernel's IPVS connection timeouts as they are
+    lvs_timeouts: LvsTimeouts | None = None
 
 
 # --------------------------------------------------------------------------------- VRRP
@@ -175,6 +229,36 @@ class VrrpTrackFile:
     init_file: int | None = None
     pos: Pos = NOPOS
     weight_reverse: bool = False  # ``weight N reverse``: the value counts negatively
+
+
+@dataclass(frozen=True, slots=True)
+class VrrpTrackProcess:
+    """``vrrp_track_process NAME { process PATH [PARAMS] param_match weight quorum quorum_max
+    fork_delay terminate_delay delay full_command }`` (keepalived vrrp_parser.c)."""
+
+    name: str
+    process: str  # the process name (comm) or, with full_command, argv[0]
+    params: tuple[str, ...] | None = None  # None: parameters not matched
+    param_match: str = "none"  # none | exact | partial | initial
+    full_command: bool = False  # match /proc/PID/cmdline instead of the comm name
+    weight: int = 0  # keepalived: 0 unless set (FAULT while the quorum is not achieved)
+    weight_reverse: bool = False
+    quorum: int = 1
+    quorum_max: int | None = None  # None: unbounded
+    fork_delay: float = 0.0
+    terminate_delay: float = 0.0
+    pos: Pos = NOPOS
+
+
+@dataclass(frozen=True, slots=True)
+class TrackProcessRef:
+    """A ``track_process`` entry, resolved against its ``vrrp_track_process`` definition."""
+
+    name: str
+    weight: int
+    reverse: bool
+    process: VrrpTrackProcess
+    pos: Pos = NOPOS
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +334,11 @@ class VrrpInstance:
     track_interfaces: tuple[TrackRef, ...] = ()
     track_scripts: tuple[TrackRef, ...] = ()
     track_files: tuple[TrackRef, ...] = ()
+    track_processes: tuple[TrackProcessRef, ...] = ()
     dont_track_primary: bool = False
-    use_vmac: str | None = None  # vmac interface name if set (unsupported by lvsd)
+    use_vmac: str | None = None  # the vmac interface's name when use_vmac is set
+    vmac_mac: str | None = None  # use_vmac's MAC argument (default 00:00:5e:00:0F:VRID)
+    vmac_xmit_base: bool = False  # adverts on the base interface, not the vmac
     accept: bool | None = None
     strict_mode: bool | None = None
     garp_master_delay: float = 5.0  # resolved from global vrrp_garp_master_delay
@@ -269,10 +356,12 @@ class VrrpInstance:
     notify_deleted: Script | None = None
     notify: Script | None = None
     notify_master_rx_lower_pri: Script | None = None
+    notify_priority_changes: bool | None = None  # None: the sync group's, else the global
     smtp_alert: bool = False
     unsupported: tuple[Unsupported, ...] = ()
     # resolved: mcast_dst_ip, else global vrrp_mcast_group4/6 for the instance's family
     mcast_group: str | None = None
+    interface_pos: Pos | None = None  # the `interface` line (host checks name it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,8 +377,10 @@ class VrrpSyncGroup:
     track_interfaces: tuple[TrackRef, ...] = ()
     track_scripts: tuple[TrackRef, ...] = ()
     track_files: tuple[TrackRef, ...] = ()
+    track_processes: tuple[TrackProcessRef, ...] = ()
     global_tracking: bool = False
     sync_group_tracking_weight: bool = False
+    notify_priority_changes: bool | None = None
     smtp_alert: bool = False
 
 

@@ -18,12 +18,15 @@ table is ready the moment it takes over).
   page's table is the reconciler's own view (its last full read plus what it read and applied
   since), so a pass reads the data plane once, not twice; the connection counters (``stats``,
   a full read with counters) are refreshed at start and on every sweep only.
-* Startup: load + validate the config (errors: exit 1 with ``file:line`` messages), open the
+* Startup: load the config and run :func:`lvsd.preflight.preflight` (the checks ``lvsd
+  check-config`` runs: keepalived's policy, what keepalived logs and runs through is logged with
+  its ``(FILE: Line N)`` and run through; only what keepalived cannot run, or with ``--strict``
+  any error, exits 1 with one line), open the
   data plane (a kernel without IPVS: one line telling to use ``--dataplane nftables``), start
   the status endpoint, the checks, the first full reconcile, then the VRRP runners; then
   ``READY=1`` to systemd (``Type=notify``).
-* SIGHUP: ``RELOADING=1``; load and validate the new file *completely* first (config
-  diagnostics, VRRP instance specs, a trial plan, what the data plane refuses). Any error: the
+* SIGHUP: ``RELOADING=1``; load and check the new file *completely* first, with the same
+  preflight and policy as a start. A config that would not start: the
   old config keeps running untouched; the errors go to the log, ``/status`` (``config``) and a
   ``reload`` event. Otherwise apply the difference: ``Scheduler.update`` (unchanged checkers
   keep state and retry counts, new ones start like at boot, alpha respected), ``Planner.reload``

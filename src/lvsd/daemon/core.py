@@ -15,9 +15,10 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lvsd.config.model import Config, VrrpInstance
+from lvsd.config.model import Config, Severity, VrrpInstance
+from lvsd.config.verdict import Verdict
 from lvsd.daemon import snapshot as snap
-from lvsd.daemon.configinfo import config_errors, config_secrets, config_warnings
+from lvsd.daemon.configinfo import config_secrets, config_warnings
 from lvsd.daemon.logsetup import SECRET_FILTER
 from lvsd.daemon.options import MODES, Options, StartupError
 from lvsd.daemon.reload import ConfigState, reload
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from lvsd.pool.planner import Action, Plan, Planner
     from lvsd.pool.reconciler import Reconciler, ReconcileResult
     from lvsd.pool.table import DestKey, ServiceKey
+    from lvsd.preflight import Preflight
     from lvsd.status.app import StatusServer
     from lvsd.vrrp.notify import Notifier
     from lvsd.vrrp.runner import VrrpRunner
@@ -68,6 +70,7 @@ class Daemon:
         self.started_at = time.time()
         self._mono_offset = self.started_at - time.monotonic()
         self.config: Config | None = None
+        self.verdict: Verdict | None = None  # the running config's diagnostics
         self.cfg_state = ConfigState(loaded_at=time.time())
         self.ready = False
         self.stopping = False
@@ -115,47 +118,21 @@ class Daemon:
         SECRET_FILTER.secrets.update(self.secrets)
         return cfg
 
-    def validate(self, cfg: Config) -> list[str]:
-        """Every reason not to run ``cfg`` (empty: good). Never raises."""
-        errors = config_errors(cfg)
-        if cfg.fatal:
-            return errors
-        if self.run_vrrp:
-            from lvsd.vrrp.runner import InstanceSpec
+    def preflight(self, cfg: Config) -> Preflight:
+        """Everything ``lvsd check-config`` checks, for this daemon's mode and data plane: the
+        verdict and the config to run (:mod:`lvsd.preflight`: one code path for run, reload and
+        check-config)."""
+        from lvsd.preflight import preflight
 
-            names = {i.name for i in cfg.vrrp_instances}
-            for sg in cfg.vrrp_sync_groups:
-                for n in sg.group:
-                    if n not in names:
-                        errors.append(f"{sg.pos}: vrrp_sync_group {sg.name}: unknown "
-                                      f"vrrp_instance {n}")
-            for inst in cfg.vrrp_instances:
-                try:
-                    InstanceSpec.from_config(inst, cfg, transport=self.opts.vrrp_transport)
-                except (ValueError, KeyError) as exc:
-                    errors.append(f"{inst.pos}: vrrp_instance {inst.name}: {exc}")
-        if self.run_checks:
-            errors += self._validate_pool(cfg)
-        return errors
+        return preflight(cfg, mode=self.opts.mode, dataplane=self.opts.dataplane,
+                         strict=self.opts.strict, vrrp_transport=self.opts.vrrp_transport,
+                         nft_table=self.opts.nft_table)
 
-    def _validate_pool(self, cfg: Config) -> list[str]:
-        """A trial plan's problems, and what the data plane refuses of every service, real
-        server and sorry server whatever its health (``planner.refusals``): a sorry server the
-        data plane cannot carry is refused at load, not when quorum is lost."""
-        from lvsd.checks.health import RealServerHealth
-        from lvsd.pool.planner import Planner, refusals
-
-        trial = Planner(cfg)
-        alive = {Planner.rs_id(vs, rs): RealServerHealth(alive=True)
-                 for vs in cfg.virtual_servers for rs in vs.real_servers}
-        try:
-            plan = trial.plan(alive, time.monotonic())
-        except Exception as exc:  # a planner bug must not take the daemon down
-            return [f"cannot plan the pool: {type(exc).__name__}: {exc}"]
-        errors = list(plan.problems)
-        if self.dataplane is not None:
-            errors += refusals(cfg, self.dataplane.refuse)
-        return errors
+    def log_diagnostics(self, verdict: Verdict, what: str = "config") -> None:
+        """Each diagnostic once, in position order, keepalived's text after ``what: ``."""
+        for d in verdict.diagnostics:
+            level = logging.WARNING if d.severity is Severity.WARNING else logging.ERROR
+            log.log(level, "%s: %s", what, d)
 
     # ---- data plane
     async def open_dataplane(self) -> None:
@@ -223,19 +200,15 @@ class Daemon:
                 loop.remove_signal_handler(sig)
 
     async def _startup(self) -> None:
-        cfg = self.load()
-        for w in config_warnings(cfg):
-            log.warning("config: %s", w)
+        pf = self.preflight(self.load())
+        cfg, verdict = pf.config, pf.verdict
+        self.log_diagnostics(verdict)
+        if not verdict.runnable:
+            raise StartupError(f"{self.opts.config_file}: not starting, {verdict.reason()}")
         if self.run_checks:
             await self.open_dataplane()
-        errors = self.validate(cfg)
-        if errors:
-            for e in errors:
-                log.error("config: %s", e)
-            raise StartupError(f"{self.opts.config_file}: {len(errors)} configuration "
-                               f"error(s), not starting: {errors[0]}"
-                               + (" (see log for the rest)" if len(errors) > 1 else ""))
         self.config = cfg
+        self.verdict = verdict
         self.cfg_state = ConfigState(loaded_at=time.time())
         self._write_pid()
         await self._start_status()
@@ -327,7 +300,8 @@ class Daemon:
         self.planner = Planner(cfg)
         self.reconciler = Reconciler(self.dataplane, sweep_interval=self.opts.sweep_interval,
                                      flush_on_start=g.lvs_flush,
-                                     flush_on_stop=g.lvs_flush_on_stop)
+                                     flush_on_stop=g.lvs_flush_on_stop,
+                                     timeouts=g.lvs_timeouts)
         self.scheduler = Scheduler(cfg, on_change=self._on_health)
         await self.scheduler.start()
         # first full reconcile (adopts what the data plane holds, or flushes with lvs_flush)
@@ -349,6 +323,7 @@ class Daemon:
         self.scheduler.update(cfg)
         self.planner.reload(cfg)
         self.reconciler.flush_on_stop = cfg.global_defs.lvs_flush_on_stop
+        self.reconciler.set_timeouts(cfg.global_defs.lvs_timeouts)
         self._wake.set()
 
     # ---- health -> plan -> reconcile
@@ -414,10 +389,8 @@ class Daemon:
         task.add_done_callback(self._bg.discard)
 
     def _record_reconcile(self, result: ReconcileResult) -> None:
-        from lvsd.pool.table import describe
-
-        if result.ops:
-            self.pool.last_ops = tuple(describe(op) for op in result.ops)
+        if result.ops or result.timeouts is not None:
+            self.pool.last_ops = result.descriptions
             self.bus.publish("reconcile", {"reason": result.reason, "ops": list(self.pool.last_ops),
                                            "repairs": result.repairs})
         if result.failed:
@@ -607,7 +580,10 @@ class Daemon:
             loaded_at=st.loaded_at, generation=st.generation, reloads_total=st.reloads_total,
             reload_failures_total=st.reload_failures_total, last_reload_at=st.last_reload_at,
             last_reload_ok=st.last_reload_ok, last_reload_errors=st.last_reload_errors,
-            warnings=tuple(config_warnings(cfg)) if cfg else ())
+            warnings=tuple(config_warnings(cfg)) if cfg else (),
+            diagnostics=snap.config_diagnostics(self.verdict),
+            diagnostics_total=self.verdict.counts() if self.verdict is not None else {},
+            strict=self.opts.strict)
         proc = m.ProcessStatus(os.getpid(), self.version, self.started_at, self.opts.mode,
                                self.ready, self.stopping)
         rec = self.reconciler.status if self.reconciler is not None else None

@@ -26,6 +26,9 @@ class Options:
     stop_timeout: float = 10.0
     nft_table: str = "lvsd"
     verbose: bool = False
+    # refuse to start / reject a reload on any config error, not only on what keepalived
+    # itself cannot run (opt-in, for CI pipelines)
+    strict: bool = False
 
 
 class StartupError(Exception):

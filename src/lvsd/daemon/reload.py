@@ -1,5 +1,8 @@
-"""SIGHUP: load and validate the new file completely, then apply the difference; on any error
-the running config stays untouched (see :mod:`lvsd.daemon` for what "the difference" keeps)."""
+"""SIGHUP: load and check the new file completely, then apply the difference. The policy is
+``lvsd run``'s (:mod:`lvsd.preflight`): what keepalived logs and runs through is logged and
+applied as keepalived applies it; a config keepalived could not run (or, with ``--strict``, any
+error) is rejected and the running config stays untouched (see :mod:`lvsd.daemon` for what "the
+difference" keeps)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lvsd.daemon.configinfo import config_warnings
+from lvsd.config.model import Severity
 from lvsd.daemon.sdnotify import sd_notify
 
 if TYPE_CHECKING:
@@ -51,20 +54,19 @@ async def reload(d: Daemon) -> bool:
         st = d.cfg_state
         st.reloads_total += 1
         st.last_reload_at = time.time()
-        new = d.load()
-        errors = d.validate(new)
-        if errors:
+        pf = d.preflight(d.load())
+        new, verdict = pf.config, pf.verdict
+        d.log_diagnostics(verdict, "reload")
+        if not verdict.runnable:
+            errors = [str(x) for x in verdict.blocking]
             st.failed(tuple(errors))
-            for e in errors:
-                log.error("reload rejected: %s", e)
-            log.error("reload rejected (%d error(s)): still running generation %d",
-                      len(errors), st.generation)
+            log.error("reload rejected (%s): still running generation %d",
+                      verdict.reason(), st.generation)
             d.bus.publish("reload", {"ok": False, "errors": errors, "generation": st.generation})
             sd_notify("READY=1\nSTATUS=reload rejected, previous config running")
             return False
-        for w in config_warnings(new):
-            log.warning("config: %s", w)
         d.config = new
+        d.verdict = verdict
         try:
             if d.run_checks:
                 d.reload_pool(new)
@@ -80,6 +82,8 @@ async def reload(d: Daemon) -> bool:
         st.applied()
         log.info("reload applied: generation %d", st.generation)
         d.bus.publish("reload", {"ok": True, "generation": st.generation,
-                                 "warnings": config_warnings(new)})
+                                 "diagnostics": verdict.counts(),
+                                 "warnings": [str(x) for x in verdict.diagnostics
+                                              if x.severity is not Severity.FATAL]})
         sd_notify(f"READY=1\nSTATUS=running config {new.config_id}")
         return True

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from lvsd.checks.health import RealServerHealth, RealServerId
     from lvsd.checks.scheduler import CheckerStatus as SchedCheckerStatus
     from lvsd.config.model import Config
+    from lvsd.config.verdict import Verdict
     from lvsd.dataplane.base import DestStats
     from lvsd.pool.planner import Plan
     from lvsd.pool.reconciler import ReconcilerStatus as RecStatus
@@ -37,6 +38,16 @@ def mono_to_wall(off: float) -> Conv:
         return None if t is None else t + off
 
     return conv
+
+
+def config_diagnostics(verdict: Verdict | None) -> tuple[m.ConfigDiagnostic, ...]:
+    """The running config's diagnostics, positions kept (``/status`` ``config.diagnostics``)."""
+    if verdict is None:
+        return ()
+    return tuple(m.ConfigDiagnostic(d.severity.value, d.kind.value, d.message,
+                                    d.pos.file if d.pos is not None and d.pos.line else None,
+                                    d.pos.line if d.pos is not None and d.pos.line else None)
+                 for d in verdict.diagnostics)
 
 
 def instances_status(runners: Iterable[VrrpRunner], cfg: Config | None,
@@ -175,4 +186,6 @@ def reconciler_status(s: RecStatus, *, errors_total: int, last_ops: tuple[str, .
         dataplane=s.dataplane, last_run_at=s.last_reconcile, runs_total=s.reconciles,
         ops_total=s.ops_applied, repairs_total=s.repairs, errors_total=errors_total,
         last_ops=last_ops, alarms=tuple(f"{a.op}: {a.error} (x{a.count})" for a in s.alarms),
-        last_error=last_error)
+        last_error=last_error,
+        timeouts_desired=s.timeouts_desired.named() if s.timeouts_desired is not None else {},
+        timeouts_kernel=s.timeouts_kernel.named() if s.timeouts_kernel is not None else {})

@@ -4,6 +4,8 @@ each runner's inputs, so that a reload can tell which runners the new file leave
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,32 @@ if TYPE_CHECKING:
     from lvsd.vrrp.runner import VrrpRunner
 
 Groups = dict[str, tuple[str | None, list[VrrpInstance]]]
+
+log = logging.getLogger("lvsd.vrrp")
+
+# vrrp_startup_delay is counted once, from the process's first VRRP start; a reload does not
+# restart it (keepalived vrrp_daemon.c sets vrrp_delayed_start_time only when !reload, and
+# instances added during the delay wait for the same end).
+_delay_end: float | None = None
+_delay_set = False
+
+
+def startup_delay_end(cfg: Config, started_at: float | None = None) -> float | None:
+    """The monotonic time before which no VRRP down timer may count (None: no delay).
+
+    ``started_at``: the daemon's start (monotonic); None: this process's first call. Logs
+    keepalived's "Delaying startup for %g seconds" when the delay is first set.
+    """
+    global _delay_end, _delay_set
+    delay = cfg.global_defs.vrrp_startup_delay
+    if started_at is not None:
+        return started_at + delay if delay > 0 else None
+    if not _delay_set:
+        _delay_set = True
+        if delay > 0:
+            _delay_end = time.monotonic() + delay
+            log.info("Delaying startup for %g seconds", delay)
+    return _delay_end
 
 
 def vrrp_groups(cfg: Config) -> Groups:
@@ -42,8 +70,10 @@ def runner_model(cfg: Config, group: str | None, members: list[VrrpInstance]) ->
 
 
 def make_runner(cfg: Config, group: str | None, members: list[VrrpInstance], *, transport: str,
-                on_event: Callable[[str, str, dict[str, Any]], None]) -> VrrpRunner:
-    """A runner for ``members`` (no I/O until its ``start()``)."""
+                on_event: Callable[[str, str, dict[str, Any]], None],
+                started_at: float | None = None) -> VrrpRunner:
+    """A runner for ``members`` (no I/O until its ``start()``); ``started_at`` see
+    :func:`startup_delay_end`."""
     from lvsd.vrrp.runner import InstanceSpec, VrrpRunner, notifier_from_config
 
     specs = [InstanceSpec.from_config(i, cfg, transport=transport) for i in members]
@@ -51,4 +81,5 @@ def make_runner(cfg: Config, group: str | None, members: list[VrrpInstance], *, 
     if group is not None:
         sg = next(s for s in cfg.vrrp_sync_groups if s.name == group)
         gnotifier = notifier_from_config("GROUP", sg, cfg)
-    return VrrpRunner(specs, sync_group=group, group_notifier=gnotifier, on_event=on_event)
+    return VrrpRunner(specs, sync_group=group, group_notifier=gnotifier, on_event=on_event,
+                      delayed_start=startup_delay_end(cfg, started_at))

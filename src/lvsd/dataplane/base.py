@@ -10,6 +10,12 @@ still reads everything. A data plane may also offer :class:`ServiceLister` (the 
 their settings without destinations, one cheap read) so the reconciler can notice a service
 deleted or edited by hand without reading every destination. An older data plane whose ``dump``
 takes no argument keeps working: the reconciler then always reads everything.
+
+IPVS connection timeouts (additive): a data plane that has them (kernel IPVS, memory) offers
+:class:`TimeoutHolder`, a read and a write of the three global values (``ipvsadm --set``). One
+without them (nftables: NAT there rides on conntrack, whose timeouts are the host's
+``nf_conntrack_*`` sysctls, not IPVS's) simply does not offer it; the reconciler then ignores
+``lvs_timeouts`` with a warning rather than refusing a config keepalived would run.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from lvsd.pool.table import DestKey, DestSpec, Op, ServiceKey, ServiceSpec, Table
+from lvsd.pool.table import DestKey, DestSpec, Op, ServiceKey, ServiceSpec, Table, Timeouts
 
 
 class DataPlaneError(Exception):
@@ -87,4 +93,19 @@ class ServiceLister(Protocol):
 
     async def dump_services(self) -> Mapping[ServiceKey, ServiceSpec]:
         """Every service the data plane holds (lvsd's or not) -> its settings, read fresh."""
+        ...
+
+
+@runtime_checkable
+class TimeoutHolder(Protocol):
+    """Optional: the IPVS connection timeouts (TCP, TCP FIN-wait, UDP), global to the data
+    plane (``ipvsadm --set`` / ``ipvsadm -L --timeout``)."""
+
+    async def get_timeouts(self) -> Timeouts:
+        """The three values the data plane holds now, read fresh (every field set)."""
+        ...
+
+    async def set_timeouts(self, timeouts: Timeouts) -> None:
+        """Write the fields of ``timeouts`` that are set; leave the others as they are.
+        Raises :class:`DataPlaneError` on failure."""
         ...

@@ -9,6 +9,10 @@ service keys, only those: one ``IPVS_CMD_GET_SERVICE`` and one destination dump 
 :meth:`apply` turns one :data:`Op` into one netlink request (``ipvsadm -A/-E/-D/-a/-e/-d``).
 It decides nothing; the reconciler diffs and chooses the operations.
 
+The connection timeouts (``ipvsadm --set`` / ``-L --timeout``) are one IPVS_CMD_GET_CONFIG /
+IPVS_CMD_SET_CONFIG request each (:meth:`IPVSDataPlane.get_timeouts`, :meth:`set_timeouts`);
+a write carries only the fields to change.
+
 Canonical form. ``dump()`` produces exactly the values that, given back to ``apply``, program
 the same kernel state, so a desired table written in this form diffs to nothing:
 
@@ -69,6 +73,7 @@ from lvsd.pool.table import (
     ServiceKey,
     ServiceSpec,
     Table,
+    Timeouts,
     addr_family,
     canonical_granularity,
     describe,
@@ -180,7 +185,11 @@ GENL_ID_CTRL, CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 0
 IPVS_GENL_NAME, IPVS_GENL_VERSION = b"IPVS\0", 1
 CMD_NEW_SERVICE, CMD_SET_SERVICE, CMD_DEL_SERVICE, CMD_GET_SERVICE = 1, 2, 3, 4
 CMD_NEW_DEST, CMD_SET_DEST, CMD_DEL_DEST, CMD_GET_DEST = 5, 6, 7, 8
+CMD_SET_CONFIG, CMD_GET_CONFIG = 12, 13
 ATTR_SERVICE, ATTR_DEST = 1, 2
+ATTR_TIMEOUT_TCP, ATTR_TIMEOUT_TCP_FIN, ATTR_TIMEOUT_UDP = 4, 5, 6
+_TIMEOUT_ATTRS = (("tcp", ATTR_TIMEOUT_TCP), ("tcp_fin", ATTR_TIMEOUT_TCP_FIN),
+                  ("udp", ATTR_TIMEOUT_UDP))
 SVC_AF, SVC_PROTOCOL, SVC_ADDR, SVC_PORT, SVC_FWMARK = 1, 2, 3, 4, 5
 SVC_SCHED_NAME, SVC_FLAGS, SVC_TIMEOUT, SVC_NETMASK = 6, 7, 8, 9
 DEST_ADDR, DEST_PORT, DEST_FWD, DEST_WEIGHT, DEST_U_THRESH, DEST_L_THRESH = 1, 2, 3, 4, 5, 6
@@ -305,6 +314,21 @@ def encode_op(op: Op) -> tuple[int, bytes]:
             return CMD_DEL_DEST, (_nla(ATTR_SERVICE, service_key_attrs(service))
                                   + _nla(ATTR_DEST, dest_key_attrs(key)))
     raise AssertionError(op)  # pragma: no cover
+
+
+def timeout_attrs(t: Timeouts) -> bytes:
+    """IPVS_CMD_SET_CONFIG attributes for the fields of ``t`` that are set (u32 seconds). The
+    kernel (ip_vs_genl_set_config) starts from its current values and replaces only the
+    attributes present, so a field left out keeps its value; a 0 also keeps it
+    (ip_vs_set_timeout sets non-zero values only)."""
+    return b"".join(_u32(attr, getattr(t, f)) for f, attr in _TIMEOUT_ATTRS
+                    if getattr(t, f) is not None)
+
+
+def decode_timeouts(msg: bytes) -> Timeouts:
+    """The IPVS_CMD_GET_CONFIG answer (a field the kernel did not report stays None)."""
+    a = parse_attrs(msg, _NLMSGHDR.size + _GENLHDR.size)
+    return Timeouts(**{f: (_int(a, attr) if attr in a else None) for f, attr in _TIMEOUT_ATTRS})
 
 
 def _netmask_bytes(af: int, granularity: str | None) -> bytes:
@@ -765,6 +789,29 @@ class IPVSDataPlane:
         async with self._lock:
             _, stats = await asyncio.to_thread(self._dump_sync, True)
         return stats
+
+    # --- connection timeouts (TimeoutHolder) --------------------------------------------
+
+    def _get_timeouts_sync(self) -> Timeouts:
+        msgs = self._do("get timeouts", None, CMD_GET_CONFIG, b"")
+        if not msgs:
+            raise DataPlaneError("IPVS: get timeouts: the kernel sent no answer", transient=True)
+        return decode_timeouts(msgs[0])
+
+    async def get_timeouts(self) -> Timeouts:
+        """``ipvsadm -L --timeout``: one IPVS_CMD_GET_CONFIG request."""
+        async with self._lock:
+            return await asyncio.to_thread(self._get_timeouts_sync)
+
+    async def set_timeouts(self, timeouts: Timeouts) -> None:
+        """``ipvsadm --set``: one IPVS_CMD_SET_CONFIG request with only the fields that are set
+        (the others keep their values). Nothing to set sends nothing."""
+        payload = timeout_attrs(timeouts)
+        if not payload:
+            return
+        async with self._lock:
+            await asyncio.to_thread(self._do, f"set timeouts {timeouts}", None, CMD_SET_CONFIG,
+                                    payload)
 
 
 async def probe(netns: str | None = None) -> str | None:

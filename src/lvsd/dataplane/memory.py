@@ -12,6 +12,13 @@ Tests can make it misbehave: :meth:`MemoryDataPlane.drift` changes the table beh
 reconciler's back (what ``ipvsadm -d`` / ``-e`` by hand does), and
 :meth:`MemoryDataPlane.fail_next` makes the next operations (or dumps) raise
 :class:`DataPlaneError`, transient or not.
+
+It also holds the IPVS connection timeouts (:class:`~lvsd.dataplane.base.TimeoutHolder`),
+starting at the kernel's defaults (tcp 900, tcpfin 120, udp 300: ip_vs_proto_tcp.c /
+ip_vs_proto_udp.c) and following the kernel's rules for a write (ip_vs_ctl.c
+``ip_vs_set_timeout``: a field left out or 0 keeps its value, a value above INT_MAX/HZ is
+EINVAL); :meth:`MemoryDataPlane.drift_timeouts` changes them by hand (``ipvsadm --set``) and
+:meth:`MemoryDataPlane.fail_timeouts` makes timeout reads or writes fail.
 """
 
 from __future__ import annotations
@@ -34,8 +41,14 @@ from lvsd.pool.table import (
     ServiceKey,
     ServiceSpec,
     Table,
+    Timeouts,
     describe,
 )
+
+#: the kernel's initial values (net/netfilter/ipvs/ip_vs_proto_tcp.c, ip_vs_proto_udp.c)
+KERNEL_DEFAULT_TIMEOUTS = Timeouts(tcp=900, tcp_fin=120, udp=300)
+#: the kernel refuses a timeout above INT_MAX / HZ seconds (ip_vs_set_timeout; HZ=250 on Debian)
+KERNEL_MAX_TIMEOUT = (2**31 - 1) // 250
 
 MutableTable = dict[ServiceKey, tuple[ServiceSpec, dict[DestKey, DestSpec]]]
 
@@ -85,6 +98,16 @@ def apply_op(table: MutableTable, op: Op) -> None:
             raise DataPlaneError(f"unknown operation {op!r}")
 
 
+def set_timeouts(have: Timeouts, write: Timeouts) -> Timeouts:
+    """``have`` after a write of ``write``, with the kernel's rules (ip_vs_ctl.c
+    ``ip_vs_set_timeout``: every value is checked first, then each non-zero one is set)."""
+    for f, v in write.items():
+        if not 0 <= v <= KERNEL_MAX_TIMEOUT:
+            raise DataPlaneError(f"set timeouts {write}: {f} {v}: Invalid argument (EINVAL)")
+    return Timeouts(**{f: (getattr(write, f) or getattr(have, f)) for f in ("tcp", "tcp_fin",
+                                                                          "udp")})
+
+
 @dataclass(slots=True)
 class _Fault:
     count: int
@@ -112,6 +135,10 @@ class MemoryDataPlane:
         self.service_lists = 0
         self._faults: list[_Fault] = []
         self.closed = False
+        self._timeouts = KERNEL_DEFAULT_TIMEOUTS
+        self.timeout_reads = 0
+        self.timeout_writes: list[Timeouts] = []  # every successful set_timeouts, as asked
+        self._timeout_faults: list[tuple[int, bool, bool]] = []  # (count, transient, writes)
 
     # --- DataPlane --------------------------------------------------------------------------
 
@@ -149,6 +176,18 @@ class MemoryDataPlane:
     async def close(self) -> None:
         self.closed = True
 
+    # --- TimeoutHolder ----------------------------------------------------------------------
+
+    async def get_timeouts(self) -> Timeouts:
+        self._maybe_fail_timeouts(write=False)
+        self.timeout_reads += 1
+        return self._timeouts
+
+    async def set_timeouts(self, timeouts: Timeouts) -> None:
+        self._maybe_fail_timeouts(write=True)
+        self._timeouts = set_timeouts(self._timeouts, timeouts)
+        self.timeout_writes.append(timeouts)
+
     # --- test hooks -------------------------------------------------------------------------
 
     @property
@@ -158,6 +197,28 @@ class MemoryDataPlane:
     def drift(self, op: Op) -> None:
         """Change the table behind the reconciler's back (like a hand-typed ipvsadm)."""
         apply_op(self._table, op)
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self._timeouts
+
+    def drift_timeouts(self, timeouts: Timeouts) -> None:
+        """Change the timeouts behind the reconciler's back (like ``ipvsadm --set``)."""
+        self._timeouts = set_timeouts(self._timeouts, timeouts)
+
+    def fail_timeouts(self, count: int = 1, *, transient: bool = True,
+                      writes_only: bool = False) -> None:
+        """Make the next ``count`` timeout reads and writes (or writes only) raise."""
+        self._timeout_faults.append((count, transient, writes_only))
+
+    def _maybe_fail_timeouts(self, *, write: bool) -> None:
+        for i, (count, transient, writes_only) in enumerate(self._timeout_faults):
+            if count > 0 and (write or not writes_only):
+                self._timeout_faults[i] = (count - 1, transient, writes_only)
+                what = "set timeouts" if write else "get timeouts"
+                raise DataPlaneError(f"{what}: Resource temporarily unavailable (EAGAIN)"
+                                     if transient else f"{what}: Invalid argument (EINVAL)",
+                                     transient=transient)
 
     def fail_next(self, count: int = 1, *, transient: bool = True,
                   match: Callable[[Op | None], bool] | None = None,

@@ -53,6 +53,12 @@ What it can do, and what it refuses (at config load, via :meth:`refuse`)
     always re-hashes onto the live ones here.
   * Refused: persistence (use ``lb_algo sh``), the ``ops`` flag, u/l thresholds, destination
     port 0.
+  * ``lvs_timeouts`` (IPVS connection timeouts): ignored, with a warning logged by the
+    reconciler. This data plane has no IPVS timeouts: a NAT binding here lives as long as its
+    conntrack entry, whose timeouts are the host-wide ``net.netfilter.nf_conntrack_*`` sysctls,
+    which are not lvsd's to change. Ignoring (not refusing) keeps every config that keepalived
+    runs usable here, as with the connection-count schedulers. It deliberately does not offer
+    :class:`~lvsd.dataplane.base.TimeoutHolder`.
 """
 
 from __future__ import annotations

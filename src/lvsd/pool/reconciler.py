@@ -53,6 +53,23 @@ the second equal the first, for the services lvsd owns, and does nothing else.
   (each retried) so a bad one cannot block the rest; every operation that still fails becomes
   an :class:`Alarm` in the status (with the op and the error) and a log error. Alarms clear when
   a later reconcile applies everything. Nothing is dropped silently: the next sweep tries again.
+* Connection timeouts (keepalived ``lvs_timeouts``; :meth:`Reconciler.set_timeouts`): the
+  kernel's three global IPVS timeouts (TCP, TCP FIN-wait, UDP) are owned the same way, field by
+  field, through the data plane's optional :class:`~lvsd.dataplane.base.TimeoutHolder`.
+  :func:`timeouts_write` is the pure diff. The desired value of a field is the configured one;
+  a field lvsd changed and that is no longer configured (the keyword, or that option of it,
+  dropped by a reload) is desired back at the value the kernel had before lvsd first wrote it
+  (keepalived: check_daemon.c start_check sets them, or with none configured on a reload
+  restores the originals, libipvs.c ``ipvs_set_timeout`` saving those at the first change); any
+  other field is not lvsd's and is never written. They are read fresh (one request) at the
+  start, every sweep, whenever the desired value changed and after a failure, and written only
+  where the kernel differs, only those fields (start adopts equal values: no write). A write
+  while the desired value is unchanged is drift (``ipvsadm --set`` by hand): logged as a repair
+  and counted. A failure is an alarm like any operation's and is retried on every reconcile.
+  On :meth:`Reconciler.stop` the changed fields are restored to their saved values, as
+  keepalived's ``ipvs_stop`` does (ipvswrapper.c) whatever ``lvs_flush_on_stop`` says; a
+  reload never passes through the originals (keepalived restores then sets them again). A
+  data plane without timeouts (nftables) ignores ``lvs_timeouts`` with one warning.
 """
 
 from __future__ import annotations
@@ -65,10 +82,11 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Protocol, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from lvsd.dataplane.base import DataPlane, DataPlaneError, ServiceLister
+from lvsd.dataplane.base import DataPlane, DataPlaneError, ServiceLister, TimeoutHolder
 from lvsd.pool.table import (
     AddDest,
     AddService,
@@ -84,11 +102,13 @@ from lvsd.pool.table import (
     ServiceKey,
     ServiceSpec,
     Table,
+    Timeouts,
     describe,
     op_service,
 )
 
 log = logging.getLogger("lvsd.pool.reconciler")
+_T = TypeVar("_T")
 
 FLUSH_ON_STOP = ("no", "all", "vs")
 #: reconcile reasons that always read the whole data plane
@@ -179,6 +199,38 @@ def apply_ops(table: Table, ops: Sequence[Op]) -> dict[ServiceKey, ServiceEntry]
     return {k: ServiceEntry(s, d) for k, (s, d) in out.items()}
 
 
+class TimeoutValues(Protocol):
+    """What :meth:`Reconciler.set_timeouts` takes: the config's ``lvs_timeouts`` or a
+    :class:`Timeouts` (seconds; None or 0 = not configured, as in keepalived)."""
+
+    @property
+    def tcp(self) -> int | None: ...
+
+    @property
+    def tcp_fin(self) -> int | None: ...
+
+    @property
+    def udp(self) -> int | None: ...
+
+
+def configured_timeouts(value: TimeoutValues | None) -> Timeouts:
+    """The configured fields (keepalived: a 0 is "not set", global_parser.c lvs_timeouts)."""
+    if value is None:
+        return Timeouts()
+    return Timeouts(value.tcp or None, value.tcp_fin or None, value.udp or None)
+
+
+def wanted_timeouts(configured: Timeouts, saved: Timeouts) -> Timeouts:
+    """Per field: the configured value, else the saved original of a field lvsd changed (to be
+    restored), else None (not lvsd's)."""
+    return replace(saved, **dict(configured.items()))
+
+
+def timeouts_write(want: Timeouts, actual: Timeouts) -> Timeouts:
+    """The minimal write: the wanted fields whose kernel value differs (empty: nothing)."""
+    return Timeouts(**{f: v for f, v in want.items() if getattr(actual, f) != v})
+
+
 # ------------------------------------------------------------------------------ async shell
 
 
@@ -197,10 +249,19 @@ class ReconcileResult:
     ops: tuple[Op, ...]  # applied
     repairs: int
     failed: tuple[Alarm, ...]
+    timeouts: Timeouts | None = None  # the connection timeouts written, if any
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def descriptions(self) -> tuple[str, ...]:
+        """One ipvsadm-like line per write applied: the operations, then a timeouts write."""
+        out = tuple(describe(op) for op in self.ops)
+        if self.timeouts is not None:
+            out += (f"set timeouts {self.timeouts}",)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +283,15 @@ class ReconcilerStatus:
     scoped_reads: int = 0
     service_lists: int = 0
     last_read: str = ""  # "full", "none", or "scoped N" (N services) for the last reconcile
+    #: connection timeouts: what lvsd wants per field (None: lvsd manages none), what the
+    #: kernel held at the last read or write, the originals of the fields lvsd changed (restored
+    #: on stop or when no longer configured), writes since start, and why they are ignored
+    #: (a data plane without timeouts), else ""
+    timeouts_desired: Timeouts | None = None
+    timeouts_kernel: Timeouts | None = None
+    timeouts_saved: Timeouts = field(default_factory=Timeouts)
+    timeouts_writes: int = 0
+    timeouts_ignored: str = ""
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -251,6 +321,7 @@ class Reconciler:
         retry_wait_max: float = 1.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        timeouts: TimeoutValues | None = None,
     ) -> None:
         if flush_on_stop not in FLUSH_ON_STOP:
             raise ValueError(f"lvs_flush_on_stop must be one of {FLUSH_ON_STOP}, "
@@ -292,6 +363,16 @@ class Reconciler:
         self._scoped_reads = 0
         self._service_lists = 0
         self._last_read = ""
+        # connection timeouts (see the module docstring)
+        self._tholder: TimeoutHolder | None = (
+            dataplane if isinstance(dataplane, TimeoutHolder) else None)
+        self._timeouts = configured_timeouts(timeouts)
+        self._timeouts_saved = Timeouts()
+        self._timeouts_reached: Timeouts | None = None  # the wanted value last reached
+        self._timeouts_kernel: Timeouts | None = None
+        self._timeouts_writes = 0
+        self._timeout_alarm: Alarm | None = None
+        self._timeouts_warned: Timeouts | None = None
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -305,6 +386,19 @@ class Reconciler:
         self._generation += 1
         self._wake.set()
 
+    def set_timeouts(self, timeouts: TimeoutValues | None) -> None:
+        """New configured connection timeouts (``global_defs.lvs_timeouts``; None: none).
+        Wakes the loop if it runs; the next reconcile writes what differs."""
+        new = configured_timeouts(timeouts)
+        if new != self._timeouts:
+            self._timeouts = new
+            self._wake.set()
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """The configured connection timeouts (fields not configured are None)."""
+        return self._timeouts
+
     @property
     def desired(self) -> Mapping[ServiceKey, ServiceEntry]:
         return self._desired
@@ -315,6 +409,13 @@ class Reconciler:
 
     @property
     def status(self) -> ReconcilerStatus:
+        want = wanted_timeouts(self._timeouts, self._timeouts_saved)
+        ignored = ""
+        if self._tholder is None and not self._timeouts.empty:
+            ignored = self._timeouts_unsupported()
+        alarms = tuple(self._alarms.values())
+        if self._timeout_alarm is not None:
+            alarms += (self._timeout_alarm,)
         return ReconcilerStatus(
             dataplane=getattr(self.dataplane, "name", type(self.dataplane).__name__),
             last_reconcile=self._last_reconcile,
@@ -322,15 +423,21 @@ class Reconciler:
             reconciles=self._reconciles,
             ops_applied=self._ops_applied,
             repairs=self._repairs,
-            alarms=tuple(self._alarms.values()),
+            alarms=alarms,
             owned=len(self._owned),
-            in_sync=self._in_sync,
+            in_sync=self._in_sync and self._timeout_alarm is None and (
+                self._tholder is None or self._timeouts_reached == want),
             actual=self._actual,
             actual_full_read_at=self._actual_full_at,
             full_reads=self._full_reads,
             scoped_reads=self._scoped_reads,
             service_lists=self._service_lists,
             last_read=self._last_read,
+            timeouts_desired=None if want.empty or self._tholder is None else want,
+            timeouts_kernel=self._timeouts_kernel,
+            timeouts_saved=self._timeouts_saved,
+            timeouts_writes=self._timeouts_writes,
+            timeouts_ignored=ignored,
         )
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -355,6 +462,7 @@ class Reconciler:
             await self._flush(all_services=True, reason="lvs_flush_on_stop all")
         elif self.flush_on_stop == "vs":
             await self._flush(all_services=False, reason="lvs_flush_on_stop vs")
+        await self._restore_timeouts()
 
     async def run(self) -> None:
         """Reconcile on every change and at least every ``sweep_interval`` seconds."""
@@ -487,6 +595,18 @@ class Reconciler:
             return await self._reconcile(reason, full)
 
     async def _reconcile(self, reason: str, full: bool | None = None) -> ReconcileResult:
+        result = await self._reconcile_services(reason, full)
+        if self._timeouts.empty and self._timeouts_saved.empty and self._timeout_alarm is None:
+            self._timeouts_reached = Timeouts()  # none to manage: not even a read
+            return result
+        written, repaired, alarm = await self._sync_timeouts(reason, full)
+        if written is None and alarm is None:
+            return result
+        return replace(result, timeouts=written, repairs=result.repairs + repaired,
+                       failed=result.failed + ((alarm,) if alarm is not None else ()))
+
+    async def _reconcile_services(self, reason: str, full: bool | None = None
+                                  ) -> ReconcileResult:
         now = self._clock()
         self._reconciles += 1
         self._last_reconcile = now
@@ -598,3 +718,106 @@ class Reconciler:
                 except DataPlaneError as exc:
                     self._alarm(describe(op), exc, now)
             self._in_sync = False
+
+    # --- connection timeouts ----------------------------------------------------------------
+
+    def _timeouts_unsupported(self) -> str:
+        return (f"lvs_timeouts ({self._timeouts}) ignored: the {self.status_name} data plane "
+                "has no IPVS connection timeouts (its connections follow conntrack's timeouts)")
+
+    @property
+    def status_name(self) -> str:
+        return getattr(self.dataplane, "name", type(self.dataplane).__name__)
+
+    def _timeout_failed(self, what: str, exc: DataPlaneError, now: float) -> Alarm:
+        prev = self._timeout_alarm
+        alarm = Alarm(what, str(exc), exc.transient,
+                      prev.since if prev is not None else now,
+                      prev.count + 1 if prev is not None else 1)
+        self._timeout_alarm = alarm
+        log.error("data plane %s: %s failed: %s", self.status_name, what, exc)
+        return alarm
+
+    async def _sync_timeouts(self, reason: str, full: bool | None
+                             ) -> tuple[Timeouts | None, int, Alarm | None]:
+        """Read the kernel's timeouts and write the wanted fields that differ. Returns (what
+        was written or None, 1 if that was a drift repair else 0, the alarm of a failure)."""
+        holder = self._tholder
+        if holder is None:
+            if self._timeouts != self._timeouts_warned:
+                self._timeouts_warned = self._timeouts
+                log.warning("%s", self._timeouts_unsupported())
+            return None, 0, None
+        want = wanted_timeouts(self._timeouts, self._timeouts_saved)
+        needed = (full or (full is None and reason in FULL_REASONS)
+                  or self._timeout_alarm is not None or want != self._timeouts_reached)
+        if not needed:
+            return None, 0, None
+        now = self._clock()
+        try:
+            actual = await self._retry(holder.get_timeouts)
+        except DataPlaneError as exc:
+            return None, 0, self._timeout_failed("get timeouts", exc, now)
+        self._timeouts_kernel = actual
+        write = timeouts_write(want, actual)
+        if write.empty:
+            self._timeouts_reached = want
+            self._timeout_alarm = None
+            return None, 0, None
+        drift = want == self._timeouts_reached
+        before = Timeouts(**{f: getattr(actual, f) for f, _ in write.items()})
+        restoring = [f for f, _ in write.items() if getattr(self._timeouts, f) is None]
+        note = " (restoring the kernel's value from before lvsd)" if restoring else ""
+        if drift:
+            log.warning("repair (drift found by %s): set IPVS timeouts %s (kernel had %s)%s",
+                        reason, write, before, note)
+        else:
+            log.info("%s: set IPVS timeouts %s (kernel had %s)%s", reason, write, before, note)
+        # the kernel's value before lvsd's first change of a field is what a restore puts back
+        # (libipvs.c ipvs_set_timeout: ipvs_get_timeout() before the first change)
+        # (a field being restored has its saved value already)
+        self._timeouts_saved = replace(self._timeouts_saved, **{
+            f: getattr(actual, f) for f, _ in write.items()
+            if getattr(self._timeouts_saved, f) is None})
+        try:
+            await self._retry(lambda: holder.set_timeouts(write))
+        except DataPlaneError as exc:
+            return None, 0, self._timeout_failed(f"set timeouts {write}", exc, now)
+        self._timeouts_writes += 1
+        self._ops_applied += 1
+        self._repairs += int(drift)
+        self._timeouts_kernel = replace(actual, **dict(write.items()))
+        # a field put back is no longer lvsd's
+        self._timeouts_saved = replace(self._timeouts_saved, **dict.fromkeys(restoring))
+        self._timeouts_reached = wanted_timeouts(self._timeouts, self._timeouts_saved)
+        self._timeout_alarm = None
+        return write, int(drift), None
+
+    async def _restore_timeouts(self) -> None:
+        """At stop: the fields lvsd changed back to their saved values (keepalived ipvs_stop)."""
+        holder = self._tholder
+        saved = self._timeouts_saved
+        if holder is None or saved.empty:
+            return
+        async with self._lock:
+            now = self._clock()
+            try:
+                actual = await self._retry(holder.get_timeouts)
+                write = timeouts_write(saved, actual)
+                if not write.empty:
+                    log.info("stop: set IPVS timeouts %s (restoring the kernel's values from "
+                             "before lvsd)", write)
+                    await self._retry(lambda: holder.set_timeouts(write))
+                    self._timeouts_writes += 1
+                    self._ops_applied += 1
+            except DataPlaneError as exc:
+                self._timeout_failed(f"restore timeouts {saved}", exc, now)
+                return
+            self._timeouts_saved = Timeouts()
+            self._timeouts_reached = None
+
+    async def _retry(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        async for attempt in self._retrying():
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable")  # pragma: no cover

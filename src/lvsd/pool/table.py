@@ -8,6 +8,11 @@ desired table from config + health; every data plane can ``dump()`` its actual t
 shape; the reconciler diffs the two into a minimal list of :data:`Op` values that a data plane
 applies one by one. Nothing here does I/O.
 
+Besides the table, IPVS has one global setting lvsd manages, the connection :class:`Timeouts`
+(keepalived's ``lvs_timeouts``); they are not services, so they are not :data:`Op` values: the
+reconciler reads and writes them through a data plane's optional
+:class:`~lvsd.dataplane.base.TimeoutHolder` interface.
+
 Addresses are kept as normalised strings (``str(ipaddress.ip_address(x))``) so values compare,
 hash and serialise trivially.
 """
@@ -150,6 +155,49 @@ class ServiceEntry:
 
 
 Table = Mapping[ServiceKey, ServiceEntry]
+
+
+# --- IPVS connection timeouts (global, not per service) -------------------------------------
+
+#: the fields of :class:`Timeouts` and ipvsadm's names for them (``--set tcp tcpfin udp``)
+TIMEOUT_FIELDS = (("tcp", "tcp"), ("tcp_fin", "tcpfin"), ("udp", "udp"))
+#: keepalived's LVS_MAX_TIMEOUT (keepalived/include/global_data.h): 31 days
+MAX_TIMEOUT = 86400 * 31
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """IPVS connection timeouts in seconds, what ``ipvsadm --set tcp tcpfin udp`` sets: TCP
+    established, TCP FIN-wait, UDP. They are global to the network namespace's IPVS, not per
+    service. ``None`` for a field: not part of this value (desired: leave the kernel's value;
+    read: not reported)."""
+
+    tcp: int | None = None
+    tcp_fin: int | None = None
+    udp: int | None = None
+
+    def items(self) -> list[tuple[str, int]]:
+        """(field, seconds) of the fields that are set, in ipvsadm's order."""
+        out = []
+        for f, _ in TIMEOUT_FIELDS:
+            v = getattr(self, f)
+            if v is not None:
+                out.append((f, int(v)))
+        return out
+
+    @property
+    def empty(self) -> bool:
+        return not self.items()
+
+    def named(self) -> dict[str, int]:
+        """ipvsadm's name -> seconds of the fields that are set (``{"tcp": 900, "udp": 300}``)."""
+        names = dict(TIMEOUT_FIELDS)
+        return {names[f]: v for f, v in self.items()}
+
+    def __str__(self) -> str:
+        """ipvsadm-like: ``tcp 900 tcpfin 120 udp 300`` (only the set fields)."""
+        names = dict(TIMEOUT_FIELDS)
+        return " ".join(f"{names[f]} {v}" for f, v in self.items()) or "(none)"
 
 
 # --- operations a data plane applies -------------------------------------------------------

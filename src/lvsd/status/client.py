@@ -66,6 +66,28 @@ def _rs_health(rs: dict[str, Any]) -> str:
     return "draining" if rs.get("draining") else _health(rs["alive"])
 
 
+DIAGNOSTICS_SHOWN = 20
+
+
+def format_diagnostics(cfg: dict[str, Any]) -> list[str]:
+    """The running config's errors (what was skipped, as keepalived skips it) and warnings."""
+    diags = cfg.get("diagnostics") or []
+    if not diags:
+        return []
+    tot = cfg.get("diagnostics_total") or {}
+    out = [f"config: {tot.get('error', 0)} error(s) skipped as keepalived does, "
+           f"{tot.get('warning', 0)} warning(s)" + (" [strict]" if cfg.get("strict") else "")]
+    errors = [d for d in diags if d["severity"] != "warning"]
+    shown = (errors or diags)[:DIAGNOSTICS_SHOWN]
+    for d in shown:
+        where = f"({d['file']}: Line {d['line']}) " if d.get("file") and d.get("line") else ""
+        out.append(f"  {d['severity'].upper():<7} {where}{d['message']}")
+    rest = len(errors or diags) - len(shown)
+    if rest > 0:
+        out.append(f"  ... {rest} more (GET /status: config.diagnostics)")
+    return out
+
+
 def format_status(s: dict[str, Any]) -> str:
     """Human-readable status: instances, then an ``ipvsadm -Ln``-like table."""
     out: list[str] = []
@@ -76,6 +98,7 @@ def format_status(s: dict[str, Any]) -> str:
     if cfg["last_reload_ok"] is False:
         out.append("last reload REJECTED (old config still running):")
         out.extend(f"  {e}" for e in cfg["last_reload_errors"])
+    out.extend(format_diagnostics(cfg))
     if s["instances"]:
         out.append("")
         out.append(f"{'VRRP Instance':<16} {'VRID':>4} {'Interface':<10} {'State':<7} "

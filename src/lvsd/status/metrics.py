@@ -66,6 +66,13 @@ class SnapshotCollector:
         c = CounterMetricFamily("lvsd_config_reload_failures", "Reloads rejected")
         c.add_metric([], s.config.reload_failures_total)
         yield c
+        g = GaugeMetricFamily("lvsd_config_diagnostics",
+                              "Diagnostics of the running config by severity (error: logged "
+                              "and skipped as keepalived does; warning: lvsd notices)",
+                              labels=["severity"])
+        for sev in ("warning", "error", "fatal"):
+            g.add_metric([sev], float(s.config.diagnostics_total.get(sev, 0)))
+        yield g
 
         # ---- VRRP
         il = ["instance"]

@@ -132,6 +132,28 @@ class ReconcilerStatus:
     last_ops: tuple[str, ...] = ()  # ipvsadm-like descriptions of the last run's ops
     alarms: tuple[str, ...] = ()  # current alarms (e.g. a destination that cannot be set)
     last_error: str | None = None
+    # IPVS connection timeouts (lvs_timeouts), ipvsadm's names -> seconds: what lvsd enforces
+    # ({}: none) and what the kernel held at the last read ({}: never read)
+    timeouts_desired: Mapping[str, int] = field(default_factory=dict)
+    timeouts_kernel: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigDiagnostic:
+    """One config diagnostic of the running config, with its position (keepalived's
+    ``(FILE: Line N) message``): what was skipped, defaulted or reset, and lvsd's notices."""
+
+    severity: str  # warning | error | fatal
+    kind: str  # keepalived's class: unknown_keyword, invalid_number, general, security, lvsd...
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    @property
+    def text(self) -> str:
+        if self.file is None or not self.line:
+            return self.message
+        return f"({self.file}: Line {self.line}) {self.message}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +167,11 @@ class ConfigStatus:
     last_reload_at: float | None = None
     last_reload_ok: bool | None = None  # None: never reloaded
     last_reload_errors: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()  # diagnostics of the running config
+    warnings: tuple[str, ...] = ()  # diagnostics of the running config, as text
+    # every diagnostic of the running config (sorted by position) and their count by severity
+    diagnostics: tuple[ConfigDiagnostic, ...] = ()
+    diagnostics_total: Mapping[str, int] = field(default_factory=dict)
+    strict: bool = False  # --strict: any error refuses a config
 
 
 @dataclass(frozen=True, slots=True)

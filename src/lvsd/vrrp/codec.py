@@ -60,8 +60,14 @@ VRID -> auth type / password (v2) -> advert interval equal to ours (v2 only: RFC
 RFC 3768 §7.1 orders VRID/auth before checksum in prose only; checking the checksum first
 makes a corrupted packet count as a checksum error rather than a misleading auth error.
 
-IPsec-AH (v2 auth type 2, or an IPv4 packet with protocol 51) is recognised and rejected with
-``AUTH_UNSUPPORTED``: lvsd does not implement AH (RFC 3768 removed it).
+IPsec-AH (keepalived's ``auth_type AH``; RFC 2338 auth type 2, removed by RFC 3768): the AH
+header itself is the transport's business (``lvsd.vrrp.ah``: ICV, SPI and sequence number are
+checked before the payload gets here). ``decode(..., ip_proto=51)`` means "this payload came out
+of a verified AH packet"; it must then be what the instance expects (keepalived
+``vrrp_check_packet``: "Received AH header but auth type not AH" / "No AH header but auth type is
+AH", both ``AUTH_TYPE``) and carry auth type 2; its 8 authentication bytes are not checked
+(keepalived sends zeros and ignores them). ``encode`` of an AH advert writes auth type 2 and 8
+zero bytes; the transport seals it.
 """
 
 from __future__ import annotations
@@ -115,7 +121,7 @@ class AuthType(enum.IntEnum):
 
     NONE = 0
     PASS = 1  # simple text password, 8 bytes zero padded
-    AH = 2  # IPsec AH: not supported by lvsd
+    AH = 2  # IPsec AH (RFC 2402 HMAC-MD5-96, keepalived's implementation: lvsd.vrrp.ah)
 
 
 class InvalidReason(enum.StrEnum):
@@ -132,7 +138,7 @@ class InvalidReason(enum.StrEnum):
     VRID = "vrid"  # not our virtual router
     AUTH_TYPE = "auth_type"  # v2 auth type differs from ours or is unknown
     AUTH_MISMATCH = "auth_mismatch"  # v2 password differs
-    AUTH_UNSUPPORTED = "auth_unsupported"  # IPsec-AH
+    AUTH_UNSUPPORTED = "auth_unsupported"  # an AH header protecting another protocol
     ADVERT_INT = "advert_int"  # v2: interval differs from ours; v3: zero interval
     ADDR_COUNT = "addr_count"  # strict mode: address count differs from ours
     ADDR_LIST = "addr_list"  # strict mode: address list differs from ours
@@ -277,6 +283,7 @@ def encode(
                   len(advert.addresses))) + word
     body = b"".join(a.packed for a in advert.addresses)
     if advert.version == 2:
+        # keepalived vrrp_build_vrrp_v2 copies the password for PASS only (AH: zeros)
         auth = (
             _pad_password(advert.auth_data)
             if advert.auth_type == AuthType.PASS
@@ -312,7 +319,8 @@ def decode(
     """Validate and parse a received VRRP payload. Never raises: any problem is an ``Invalid``.
 
     ``ttl`` is the IPv4 TTL / IPv6 hop limit of the received packet (None: unknown, not
-    checked). ``ip_proto`` is the IPv4 protocol number (51 = AH, rejected as unsupported).
+    checked). ``ip_proto`` is the IPv4 protocol number: 51 = the payload came out of an IPsec-AH
+    packet the transport has verified (see the module docstring).
     """
     try:
         return _decode(bytes(payload), src, dst, ttl, expect or Expect(), ip_proto)
@@ -336,8 +344,10 @@ def _decode(
     fam = src.version
     if dst.version != fam:
         return Invalid(r.FAMILY, f"source {src} and destination {dst} differ in family")
-    if ip_proto == IPPROTO_AH:
-        return Invalid(r.AUTH_UNSUPPORTED, "IPsec-AH authenticated advert (not supported)")
+    # keepalived vrrp_check_packet: the AH header must be there exactly when we expect AH
+    if (ip_proto == IPPROTO_AH) != (ex.auth_type == AuthType.AH):
+        return Invalid(r.AUTH_TYPE, "Received AH header but auth type not AH"
+                       if ip_proto == IPPROTO_AH else "No AH header but auth type is AH")
     if len(buf) < HEADER_LEN:
         return Invalid(r.TRUNCATED, f"{len(buf)} bytes, the fixed header needs {HEADER_LEN}")
     vers, typ = buf[0] >> 4, buf[0] & 0x0F
@@ -402,8 +412,6 @@ def _decode(
         if at not in (0, 1, 2):
             return Invalid(r.AUTH_TYPE, f"unknown auth type {at}")
         auth_type = AuthType(at)
-        if auth_type == AuthType.AH:
-            return Invalid(r.AUTH_UNSUPPORTED, "IPsec-AH auth type (not supported)")
         if auth_type != ex.auth_type:
             return Invalid(
                 r.AUTH_TYPE, f"auth type {auth_type.name}, expected {ex.auth_type.name}"

@@ -10,6 +10,10 @@ returns ``list[Action]`` to execute in order:
 * ``m.tick(now)``                               fire every timer due at ``now``
 * ``m.interface(name, up, now)``                tracked interface state (send before start too)
 * ``m.script(name, ok, now)``                   one raw vrrp_script result (rise/fall applied here)
+* ``m.process(name, up, now)``                  a vrrp_track_process quorum gained/lost
+* ``m.unavailable(reason, now)``                the shell cannot run the instance (reason) or can
+                                                again (None), e.g. its interface does not exist
+* ``m.delayed_start = T``                       vrrp_startup_delay: set before ``start``
 * ``m.shutdown(now)``                           priority-0 advert if master, then STOPPED
 * ``m.update(params, now)``                     new parameters in place (reload), same state
 * ``m.handle(event, now)``                      the same, with the ``Event`` dataclasses
@@ -20,7 +24,8 @@ Actions (frozen dataclasses): ``SendAdvert(advert)``, ``BecomeMaster/BecomeBacku
 (reason, previous)``, ``AddVips(addresses)``, ``RemoveVips(addresses)``,
 ``SendGratuitous(addresses, count, reason)`` (GARP for IPv4, unsolicited NA for IPv6; the shell
 spaces the ``count`` packets by ``vrrp_garp_interval``), ``RunNotify(state, priority)`` with
-state one of MASTER, BACKUP, FAULT, STOP, MASTER_RX_LOWER_PRI.
+state one of MASTER, BACKUP, FAULT, STOP, MASTER_RX_LOWER_PRI, or MASTER_PRIORITY /
+BACKUP_PRIORITY (``notify_priority_changes``), ``PriorityChanged(old, new)`` (for the log).
 
 ``SyncGroup(name, machines)``: keepalived's vrrp_sync_group; route member events through it
 (``group.handle(member_name, event, now)`` -> ``[(member_name, action), ...]``).
@@ -101,9 +106,29 @@ agree); a v3 backup keeps the interval it learned from the master (RFC 5798 §6.
 objects keep their last known state by name (new ones start up/unknown, the shell feeds real
 states); the new effective priority may enter or leave FAULT exactly as a tracking change does.
 
+Startup delay (``vrrp_startup_delay``, keepalived vrrp_daemon.c / vrrp_scheduler.c
+``vrrp_init_instance_sands``): the shell sets ``delayed_start`` (an absolute time) before
+``start``. The instance starts as usual (BACKUP, notify BACKUP) and processes adverts as usual,
+but until ``delayed_start`` every (re)arming of the Master_Down_Timer counts from
+``delayed_start`` instead of ``now``: no takeover before ``delayed_start + Master_Down_Interval``
+(or ``+ Skew_Time`` after a priority-0 advert). An address owner, which keepalived puts in BACKUP
+with a 1 µs down timer (no notify), becomes master at ``delayed_start``.
+
+Priority changes (keepalived vrrp_track.c ``vrrp_set_effective_priority``): every change of the
+effective priority returns ``PriorityChanged(old, new)`` ("Changing effective priority from %d
+to %d"), and with ``notify_priority_changes`` a ``RunNotify`` of MASTER_PRIORITY (in MASTER) or
+BACKUP_PRIORITY (any other state): keepalived writes it to the notify FIFOs only
+(vrrp_notify.c ``send_instance_priority_notifies``).
+
+Tracked processes (``vrrp_track_process``): the shell reports quorum gained/lost
+(``process_track``); weights and FAULT exactly as for scripts (keepalived vrrp_track.c
+``process_update_track_process_status``); unknown until the first report (counts nothing).
+
+Unavailable (lvsd, for ``dynamic_interfaces``): while the shell reports a reason the instance
+cannot run (its interface does not exist), that reason is a fault like a tracked object down.
+
 Not implemented (documented keepalived features): the "rogue address owner" back-off when two
-routers both claim priority 255 (here the RFC tie-break by address applies), IPsec-AH,
-``vrrp_startup_delay`` (the shell can delay ``start``), notify_priority_changes.
+routers both claim priority 255 (here the RFC tie-break by address applies), IPsec-AH.
 """
 
 from __future__ import annotations
@@ -128,6 +153,8 @@ __all__ = [
     "Counters",
     "Event",
     "InterfaceChanged",
+    "PriorityChanged",
+    "ProcessResult",
     "Reconfigure",
     "RemoveVips",
     "RunNotify",
@@ -140,6 +167,7 @@ __all__ = [
     "SyncGroup",
     "Timer",
     "Transition",
+    "Unavailable",
     "VrrpMachine",
 ]
 
@@ -187,6 +215,21 @@ class ScriptResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessResult:
+    """A tracked process (vrrp_track_process) gained (``up``) or lost its quorum."""
+
+    name: str
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """The shell cannot run the instance (``reason``), or can again (``reason`` None)."""
+
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     pass
 
@@ -198,7 +241,8 @@ class Reconfigure:
     params: VrrpParams
 
 
-Event = Start | AdvertReceived | Timer | InterfaceChanged | ScriptResult | Shutdown | Reconfigure
+Event = (Start | AdvertReceived | Timer | InterfaceChanged | ScriptResult | ProcessResult
+         | Unavailable | Shutdown | Reconfigure)
 
 
 # ----------------------------------------------------------------------------------- actions
@@ -260,6 +304,14 @@ class RunNotify:
     priority: int
 
 
+@dataclass(frozen=True, slots=True)
+class PriorityChanged:
+    """The effective priority changed (keepalived logs "Changing effective priority")."""
+
+    old: int
+    new: int
+
+
 Action = (
     SendAdvert
     | BecomeMaster
@@ -269,6 +321,7 @@ Action = (
     | RemoveVips
     | SendGratuitous
     | RunNotify
+    | PriorityChanged
 )
 
 
@@ -386,6 +439,10 @@ class VrrpMachine:
         self._scripts: dict[str, _ScriptTrack] = {
             t.name: _ScriptTrack(t.rise, t.fall, t.init_fail) for t in params.track_scripts
         }
+        self._procs: dict[str, bool | None] = {t.name: None for t in params.track_processes}
+        self._unavailable: str | None = None
+        # vrrp_startup_delay: no down timer counts from before this time (set by the shell)
+        self.delayed_start: float | None = None
         self.effective_priority = self._compute_priority()
         self._started = False
         self._stopped = False
@@ -417,7 +474,7 @@ class VrrpMachine:
         return bool(self.fault_reasons())
 
     def fault_reasons(self) -> list[str]:
-        reasons = []
+        reasons = [self._unavailable] if self._unavailable else []
         for t in self.params.track_interfaces:
             if t.weight == 0 and self._iface_up[t.name] == t.reverse:
                 reasons.append(f"interface {t.name} {'up (reverse)' if t.reverse else 'down'}")
@@ -425,6 +482,12 @@ class VrrpMachine:
             ok = self._scripts[s.name].ok
             if s.weight == 0 and ok is not None and ok == s.reverse:
                 reasons.append(f"script {s.name} {'ok (reverse)' if s.reverse else 'failed'}")
+        for tp in self.params.track_processes:
+            up = self._procs[tp.name]
+            if tp.weight == 0 and up is not None and up == tp.reverse:
+                # keepalived vrrp_track.c: "tracked process %s quorum not achieved"
+                reasons.append(f"tracked process {tp.name} quorum "
+                               f"{'achieved (reverse)' if tp.reverse else 'not achieved'}")
         return reasons
 
     def handle(self, event: Event, now: float) -> list[Action]:
@@ -439,6 +502,10 @@ class VrrpMachine:
                 return self.interface(name, up, now)
             case ScriptResult(name, ok):
                 return self.script(name, ok, now)
+            case ProcessResult(name, up):
+                return self.process(name, up, now)
+            case Unavailable(reason):
+                return self.unavailable(reason, now)
             case Shutdown():
                 return self.shutdown(now)
             case Reconfigure(params):
@@ -509,6 +576,7 @@ class VrrpMachine:
                 tr.retune(t.rise, t.fall)
             scripts[t.name] = tr
         self._scripts = scripts
+        self._procs = {t.name: self._procs.get(t.name) for t in params.track_processes}
         self.effective_priority = self._compute_priority()
         if not self._started or self._stopped:
             self.master_adver_int = params.advert_int
@@ -641,6 +709,19 @@ class VrrpMachine:
             return []
         return self._tracking_changed(now, f"script {name} {'ok' if tr.ok else 'failed'}")
 
+    def process(self, name: str, up: bool, now: float) -> list[Action]:
+        if name not in self._procs or self._procs[name] == up:
+            return []
+        self._procs[name] = up
+        return self._tracking_changed(
+            now, f"tracked process {name} quorum {'gained' if up else 'lost'}")
+
+    def unavailable(self, reason: str | None, now: float) -> list[Action]:
+        if reason == self._unavailable:
+            return []
+        self._unavailable = reason
+        return self._tracking_changed(now, reason or "available again")
+
     def force(self, target: State, now: float, reason: str) -> list[Action]:
         """Move to ``target`` because a sync group says so (keepalived vrrp_sync_*)."""
         if self._stopped or not self._started or self.state in (target, State.INIT):
@@ -678,6 +759,8 @@ class VrrpMachine:
             "vips_held": self.state == State.MASTER,  # as far as the machine knows
             "sync_group": self.group_name,
             "fault_reasons": self.fault_reasons(),
+            "tracked_processes": dict(self._procs),
+            "startup_delay_until": self.delayed_start,
             "next_deadline": self.next_deadline,
             "counters": self.counters.as_dict(),
         }
@@ -694,7 +777,16 @@ class VrrpMachine:
         for s in p.track_scripts:
             if s.weight:
                 total += _contribution(s.weight, s.reverse, self._scripts[s.name].ok)
+        for tp in p.track_processes:
+            if tp.weight:
+                total += _contribution(tp.weight, tp.reverse, self._procs[tp.name])
         return max(1, min(PRIO_OWNER - 1, total))
+
+    def _down_base(self, now: float) -> float:
+        """When a down timer armed at ``now`` starts counting (keepalived
+        vrrp_init_instance_sands: from ``vrrp_delayed_start_time`` until it has passed)."""
+        d = self.delayed_start
+        return d if d is not None and d > now else now
 
     def _skew(self) -> float:
         return self.params.skew_time(self.effective_priority, self.master_adver_int)
@@ -765,6 +857,16 @@ class VrrpMachine:
                     *self._enter_fault(now, "startup: sync group member in FAULT")]
         if self._starts_as_owner():
             self.wantstate = State.MASTER
+            if self._down_base(now) > now:
+                # keepalived vrrp_init_state: an owner enters BACKUP with a 1 us down timer
+                # (no notify) -- which vrrp_startup_delay defers to the end of the delay
+                acts = [RemoveVips(self.params.addresses),
+                        *self._enter_backup(now, "startup as address owner: startup delay",
+                                            notify=False)]
+                self._down_at = self._down_base(now)
+                self._down_reason = "startup as address owner (priority 255), after delay"
+                self.wantstate = State.MASTER
+                return acts
             return self._become_master(now, "startup as address owner (priority 255)")
         return [RemoveVips(self.params.addresses), *self._enter_backup(now, "startup")]
 
@@ -795,7 +897,7 @@ class VrrpMachine:
         acts.append(RunNotify("MASTER", self.effective_priority))
         return acts
 
-    def _enter_backup(self, now: float, reason: str) -> list[Action]:
+    def _enter_backup(self, now: float, reason: str, *, notify: bool = True) -> list[Action]:
         prev = self.state
         acts: list[Action] = [BecomeBackup(reason, prev)]
         if prev == State.MASTER:
@@ -806,8 +908,9 @@ class VrrpMachine:
         self._record(now, State.BACKUP, reason)
         self.wantstate = State.BACKUP
         self._clear_timers()
-        self._down_at = now + self._mdi()
-        acts.append(RunNotify("BACKUP", self.effective_priority))
+        self._down_at = self._down_base(now) + self._mdi()
+        if notify:
+            acts.append(RunNotify("BACKUP", self.effective_priority))
         return acts
 
     def _enter_fault(self, now: float, reason: str) -> list[Action]:
@@ -830,7 +933,7 @@ class VrrpMachine:
         self.wantstate = State.MASTER
         if self.master_gate is not None and not self.master_gate():
             # keepalived vrrp_sync_can_goto_master: wait for the rest of the group.
-            self._down_at = now + self._mdi()
+            self._down_at = self._down_base(now) + self._mdi()
             return []
         return self._become_master(now, self._down_reason)
 
@@ -840,18 +943,25 @@ class VrrpMachine:
         self.effective_priority = self._compute_priority()
         if not self._started or self._stopped:
             return []
+        acts: list[Action] = []
+        if self.effective_priority != old_prio:
+            acts.append(PriorityChanged(old_prio, self.effective_priority))
+            if self.params.notify_priority_changes:
+                # keepalived vrrp_notify.c send_instance_priority_notifies (FIFO only)
+                st = "MASTER_PRIORITY" if self.state == State.MASTER else "BACKUP_PRIORITY"
+                acts.append(RunNotify(st, self.effective_priority))
         if self.state == State.INIT:
-            return self._leave_init(now)
+            return acts + self._leave_init(now)
         reasons = self.fault_reasons()
         if reasons and self.state != State.FAULT:
             self.wantstate = State.FAULT
-            return self._enter_fault(now, what)
+            return acts + self._enter_fault(now, what)
         if not reasons and self.state == State.FAULT:
-            return self._leave_fault(now, what)
+            return acts + self._leave_fault(now, what)
         moved = self.effective_priority != old_prio and self.state == State.BACKUP
         if moved and self._down_at is not None:
             self._down_at += self._skew() - old_skew
-        return []
+        return acts
 
     def _leave_fault(self, now: float, what: str) -> list[Action]:
         """No own fault left: Backup (an address owner: Master), unless the sync group holds
@@ -867,14 +977,14 @@ class VrrpMachine:
         p = self.params
         if adv.priority == 0:
             # RFC 5798 §6.4.2: the master is going away; take over after Skew_Time.
-            self._down_at = now + self._skew()
+            self._down_at = self._down_base(now) + self._skew()
             self._down_reason = f"priority 0 advert from {src}: took over after Skew_Time"
             return []
         delaying = p.preempt_delay > 0 and (self._preempt_at is None or self._preempt_at > now)
         if not p.preempt or adv.priority >= self.effective_priority or delaying:
             if p.version == 3:
                 self.master_adver_int = adv.advert_int  # RFC 5798 §6.4.2
-            self._down_at = now + self._mdi()
+            self._down_at = self._down_base(now) + self._mdi()
             self._down_reason = _DOWN_REASON
             self.master_address = src
             self.master_priority = adv.priority

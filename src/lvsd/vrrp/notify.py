@@ -7,12 +7,18 @@ On a state change of an instance (or sync group) keepalived runs, in order:
 1. the state's own script: ``notify_master`` / ``notify_backup`` / ``notify_fault`` /
    ``notify_stop``, exactly as written (its own arguments, none added); a master hearing a
    lower-priority advert runs ``notify_master_rx_lower_pri`` (state ``MASTER_RX_LOWER_PRI``)
-   and nothing else;
+   and no ``notify`` (keepalived vrrp_notify.c ``send_event_notify``);
 2. ``notify``, with four arguments appended: ``TYPE NAME STATE PRIORITY`` where TYPE is
    ``INSTANCE`` or ``GROUP``, STATE is ``MASTER``/``BACKUP``/``FAULT``/``STOP``, PRIORITY
-   the instance's current priority (keepalived 2.x; groups get no priority);
+   the instance's current priority (keepalived 2.x; groups get 0, vrrp_notify.c
+   ``notify_script_exec``);
 3. a line on ``notify_fifo`` / ``vrrp_notify_fifo``: ``INSTANCE "VI_1" MASTER 100`` (or
-   ``GROUP "G1" MASTER``), newline terminated.
+   ``GROUP "G1" MASTER 0``: keepalived's ``notify_fifo`` always prints a priority, 0 for a
+   group), newline terminated; also for ``MASTER_RX_LOWER_PRI``.
+
+With ``notify_priority_changes`` an effective priority change writes only a FIFO line
+(``INSTANCE "VI_1" MASTER_PRIORITY 90``, or ``BACKUP_PRIORITY`` when not master): no script
+is run (vrrp_notify.c ``send_instance_priority_notifies``).
 
 ``Notifier.notify`` only schedules: every script runs as its own asyncio task with a timeout
 (killed, and counted, when it overruns), so the state machine never waits for one. Scripts
@@ -116,18 +122,20 @@ class Notifier:
     def notify(self, state: str, priority: int | None) -> None:
         """Schedule everything for entering ``state``; returns at once."""
         jobs: list[tuple[ScriptSpec, tuple[str, ...]]] = []
+        if priority is None and self.kind == "GROUP":
+            priority = 0  # keepalived vrrp_notify.c send_group_notifies / notify_group_fifo
         own = self.scripts.get(state)
         if own is not None:
             jobs.append((own, ()))
         generic = self.scripts.get("notify")
-        if state == "MASTER_RX_LOWER_PRI":
-            generic = None  # keepalived: only notify_master_rx_lower_pri, no FIFO line
+        if state in ("MASTER_RX_LOWER_PRI", "MASTER_PRIORITY", "BACKUP_PRIORITY"):
+            generic = None  # keepalived vrrp_notify.c send_event_notify: no `notify` script
         if generic is not None:
             extra: tuple[str, ...] = (self.kind, self.name, state)
             if priority is not None:
                 extra += (str(priority),)
             jobs.append((generic, extra))
-        for path in self.fifos if state != "MASTER_RX_LOWER_PRI" else ():
+        for path in self.fifos:
             self._write_fifo(path, fifo_line(self.kind, self.name, state, priority))
         if not jobs:
             return

@@ -5,7 +5,9 @@ API summary
 ``VrrpParams``        frozen; validated in ``__post_init__`` (``ValueError`` naming the field).
 ``TrackedInterface``  ``track_interface`` entry (weight 0 => FAULT while down).
 ``TrackedScript``     ``track_script`` entry with the script's rise/fall/init_fail.
+``TrackedProcess``    ``track_process`` entry (weight 0 => FAULT while the quorum is lost).
 ``params.expect()``   the ``codec.Expect`` a receiver should decode this instance's adverts with.
+``params.ah_key``     the IPsec-AH key with ``auth_type AH`` (else None), for the transport.
 ``params.skew_time(priority, master_adver_int)`` / ``master_down_interval(...)``: RFC timers.
 ``params_from_instance(inst, globals, *, primary_address=None) -> VrrpParams``
                       from the keepalived.conf model (``lvsd.config.model.VrrpInstance``).
@@ -21,6 +23,10 @@ Timers, RFC 5798 §6.1 with keepalived's choices:
 
 keepalived computes the skew from the *effective* priority (tracking weights included), except
 that an address owner (configured priority 255) always uses 255.
+
+Authentication (VRRPv2 only, keepalived ``vrrp_complete_instance``): ``PASS`` (the password in
+the advert) or ``AH`` (IPsec-AH sealed by the transport, ``lvsd.vrrp.ah``); an authentication
+block without a password means none. The password is at most 8 bytes.
 
 Tracking (keepalived ``vrrp_track.c``): a tracker with weight 0 puts the instance in FAULT while
 it is down (or, with ``reverse``, while it is up). A non-zero weight W changes the effective
@@ -44,6 +50,7 @@ if TYPE_CHECKING:  # the config model is a sibling contract; only its types are 
 
 __all__ = [
     "TrackedInterface",
+    "TrackedProcess",
     "TrackedScript",
     "VrrpParams",
     "params_from_instance",
@@ -90,6 +97,20 @@ class TrackedScript:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackedProcess:
+    """``track_process`` entry: weight (-254..254, keepalived) and reverse; the quorum itself
+    is decided by ``process_track`` in the shell."""
+
+    name: str
+    weight: int = 0
+    reverse: bool = False
+
+    def __post_init__(self) -> None:
+        if not -254 <= self.weight <= 254:
+            raise ValueError(f"track_process {self.name}: weight {self.weight} not in -254..254")
+
+
+@dataclass(frozen=True, slots=True)
 class VrrpParams:
     """Everything a ``VrrpMachine`` needs. Times are float seconds."""
 
@@ -119,6 +140,8 @@ class VrrpParams:
     higher_prio_send_advert: bool = False
     track_interfaces: tuple[TrackedInterface, ...] = ()
     track_scripts: tuple[TrackedScript, ...] = ()
+    track_processes: tuple[TrackedProcess, ...] = ()
+    notify_priority_changes: bool = False
     strict: bool = False
     unicast: bool = False  # no TTL=255 check (keepalived)
     unicast_ttl_range: tuple[int, int] | None = None
@@ -162,9 +185,7 @@ class VrrpParams:
             raise ValueError(f"{where}: preempt_delay must be >= 0")
         if self.down_timer_adverts < 1:
             raise ValueError(f"{where}: down_timer_adverts must be >= 1")
-        if self.auth_type == AuthType.AH:
-            raise ValueError(f"{where}: auth_type AH is not supported by lvsd")
-        if self.auth_type == AuthType.PASS and self.version != 2:
+        if self.auth_type != AuthType.NONE and self.version != 2:
             raise ValueError(f"{where}: authentication exists only in VRRPv2")
         for v, n in (
             (self.garp_master_delay, "garp_master_delay"),
@@ -212,6 +233,14 @@ class VrrpParams:
             priority, master_adver_int
         )
 
+    @property
+    def ah_key(self) -> bytes | None:
+        """The IPsec-AH key (the password as keepalived pads it) with ``auth_type AH``, else
+        None. The transport seals and verifies AH packets with it (``lvsd.vrrp.ah``)."""
+        if self.auth_type != AuthType.AH:
+            return None
+        return self.auth_pass[:8].ljust(8, b"\x00")
+
     def expect(self) -> Expect:
         """How to decode adverts addressed to this instance."""
         return Expect(
@@ -226,6 +255,8 @@ class VrrpParams:
             ttl_range=self.unicast_ttl_range,
             v3_checksum_as_v2=self.v3_checksum_as_v2,
             old_unicast_checksum=self.old_unicast_checksum,
+            # an AH packet's ICV covers every byte: keepalived allows no trailing padding
+            allow_padding=self.auth_type != AuthType.AH,
         )
 
 
@@ -281,6 +312,8 @@ def params_from_instance(
     tscripts: list[TrackedScript] = []
     for ref in sc_refs:
         vs = (scripts or {}).get(ref.name)
+        if vs is None and sync_group is not None and ref in sync_group.track_scripts:
+            continue  # keepalived: "track script %s not found, ignoring..." (reported at load)
         if vs is None:
             raise ValueError(f"{where}: track_script {ref.name} has no vrrp_script definition")
         weight = vs.weight if ref.weight is None else ref.weight
@@ -290,13 +323,31 @@ def params_from_instance(
         tscripts.append(
             TrackedScript(ref.name, weight, reverse, vs.rise, vs.fall, vs.init_fail)
         )
-    auth_type = AuthType.NONE
-    if inst.auth_type == "PASS":
-        auth_type = AuthType.PASS
-    elif inst.auth_type == "AH":
-        raise ValueError(f"{where}: auth_type AH is not supported by lvsd")
+    auth_type = {"PASS": AuthType.PASS, "AH": AuthType.AH}.get(inst.auth_type or "",
+                                                              AuthType.NONE)
     if inst.version == 3:
         auth_type = AuthType.NONE  # keepalived: "VRRP version 3 does not support authentication"
+    if not inst.auth_pass:
+        # keepalived vrrp.c vrrp_complete_instance: "Authentication specified but no password
+        # given. Ignoring"
+        auth_type = AuthType.NONE
+    tprocs: list[TrackedProcess] = []
+    for pref in (*inst.track_processes,
+                 *(sync_group.track_processes if sync_group is not None else ())):
+        # keepalived vrrp.c add_vrrp_to_track_process: on both instance and group, the group's
+        # weight is used unless the instance's is 0
+        prev = next((i for i, t in enumerate(tprocs) if t.name == pref.name), None)
+        if prev is not None:
+            if tprocs[prev].weight:
+                tprocs[prev] = TrackedProcess(pref.name, pref.weight, tprocs[prev].reverse)
+            continue
+        tprocs.append(TrackedProcess(pref.name, pref.weight, pref.reverse))
+    # keepalived vrrp.c: the instance's setting, else its sync group's, else the global one
+    npc = inst.notify_priority_changes
+    if npc is None and sync_group is not None:
+        npc = sync_group.notify_priority_changes
+    if npc is None:
+        npc = bool(globals_ and globals_.vrrp_notify_priority_changes)
     strict = bool(inst.strict_mode) or bool(globals_ and globals_.vrrp_strict)
     initial = inst.state.value if inst.state is not None else None
     # keepalived clears nopreempt and preempt_delay when the initial state is MASTER
@@ -328,6 +379,8 @@ def params_from_instance(
             higher_prio_send_advert=inst.higher_prio_send_advert and not strict,
             track_interfaces=tuple(ifaces),
             track_scripts=tuple(tscripts),
+            track_processes=tuple(tprocs),
+            notify_priority_changes=npc,
             strict=strict,
             unicast=bool(inst.unicast_peers),
         )

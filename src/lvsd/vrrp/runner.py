@@ -20,6 +20,25 @@ Events in:
 * ``vrrp_script`` results: each tracked script runs every ``interval`` with a ``timeout``
   (unset: the interval, keepalived); a timeout or a non-zero exit is a failure; the machine
   applies rise/fall.
+* ``vrrp_track_process`` quorums: one ``process_track.ProcessTracker`` per runner over every
+  process its members track; /proc is scanned once before ``start`` (the states are known
+  at startup, as in keepalived) and then every ``process_poll_interval`` (0.5 s, in a worker
+  thread: a scan must not delay adverts) and when a fork/terminate delay expires; each quorum
+  change is logged ("Quorum gained/lost for tracked process X") and fed as ``ProcessResult``.
+* ``dynamic_interfaces`` (keepalived global_defs): a member whose interface does not exist
+  when its transport opens is *pending*: the machine gets ``Unavailable("interface X does not
+  exist (dynamic_interfaces)")`` and so starts in (or enters) FAULT with that reason. The link
+  watcher also watches such interfaces (and address events): on ``RTM_NEWLINK`` or
+  ``RTM_NEWADDR`` a pending member opens a fresh transport and GARP socket (a re-created
+  interface has a new ifindex) and, once open, gets ``Unavailable(None)``: FAULT -> BACKUP ->
+  the usual election; on ``RTM_DELLINK`` it is pending again (FAULT, socket closed). Without
+  ``dynamic_interfaces`` a missing interface makes ``start`` fail, as before.
+
+``delayed_start`` (``vrrp_startup_delay``, keepalived vrrp_daemon.c: "Delaying startup for %g
+seconds") is handed to every machine, also to members added by a reload during the delay
+(keepalived's ``vrrp_delayed_start_time`` is global); see ``machine`` for its effect.
+``PriorityChanged`` is logged as keepalived does ("(X) Changing effective priority from A to
+B"); ``RunNotify`` MASTER_PRIORITY / BACKUP_PRIORITY becomes a FIFO line only (``notify``).
 
 Actions out, executed strictly in order by one worker task per runner (so VIP changes never
 overtake each other) while the machine itself never waits: ``SendAdvert`` (encoded for each
@@ -55,6 +74,7 @@ import contextlib
 import functools
 import logging
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -72,6 +92,8 @@ from lvsd.vrrp.machine import (
     BecomeMaster,
     Event,
     InterfaceChanged,
+    PriorityChanged,
+    ProcessResult,
     Reconfigure,
     RemoveVips,
     RunNotify,
@@ -82,12 +104,15 @@ from lvsd.vrrp.machine import (
     State,
     SyncGroup,
     Timer,
+    Unavailable,
     VrrpMachine,
 )
 from lvsd.vrrp.notify import Notifier, ScriptSpec, run_as, script_argv
 from lvsd.vrrp.params import VrrpParams
+from lvsd.vrrp.process_track import ProcessSpec, ProcessTracker, read_procs, spec_from_model
 from lvsd.vrrp.transport import UDP_PORT, Packet, Transport, make_transport
 from lvsd.vrrp.vips import Vip, VipResult, VipSet
+from lvsd.vrrp.vmac import VmacLink, VmacPlan
 
 __all__ = ["CheckScript", "InstanceSpec", "VrrpRunner", "identity", "notifier_from_config"]
 
@@ -128,6 +153,19 @@ class InstanceSpec:
     notifier: Notifier | None = None
     scripts: tuple[CheckScript, ...] = ()
     garp_interval: float = 0.0
+    processes: tuple[ProcessSpec, ...] = ()  # vrrp_track_process definitions it tracks
+    dynamic_interfaces: bool = False  # global dynamic_interfaces: the interface may not exist
+    vmac: VmacPlan | None = None  # use_vmac: the instance runs on this macvlan (vmac.py)
+
+    @property
+    def io_interface(self) -> str:
+        """Where adverts are sent and received: the vmac, or ``interface``."""
+        return self.vmac.io_interface if self.vmac is not None else self.interface
+
+    @property
+    def garp_interface(self) -> str:
+        """Where GARP/NA go out: the vmac (the VIPs are on it), or ``interface``."""
+        return self.vmac.name if self.vmac is not None else self.interface
 
     @classmethod
     def from_config(cls, inst: Any, cfg: Any, *, transport: str = "raw") -> InstanceSpec:
@@ -143,7 +181,11 @@ class InstanceSpec:
         if not inst.interface:
             raise ValueError(f"{where}: no interface")
         scripts_by_name = {s.name: s for s in cfg.vrrp_scripts}
-        params = params_from_instance(inst, g, scripts=scripts_by_name)
+        sg = next((s for s in cfg.vrrp_sync_groups if inst.name in s.group), None)
+        params = params_from_instance(inst, g, scripts=scripts_by_name, sync_group=sg)
+        procs: dict[str, ProcessSpec] = {}
+        for pref in (*inst.track_processes, *(sg.track_processes if sg is not None else ())):
+            procs.setdefault(pref.name, spec_from_model(pref.process))
         checks = []
         for ref in inst.track_scripts:
             vs = scripts_by_name[ref.name]
@@ -154,6 +196,7 @@ class InstanceSpec:
             checks.append(CheckScript(ref.name, spec, vs.interval, vs.timeout))
         notifier = notifier_from_config("INSTANCE", inst, cfg)
         fam = params.family
+        vmac = VmacPlan.for_instance(inst)
         return cls(
             params=params,
             interface=inst.interface,
@@ -163,11 +206,15 @@ class InstanceSpec:
             check_unicast_src=inst.check_unicast_src or g.vrrp_check_unicast_src,
             mcast_group=getattr(inst, "mcast_group", None) or (
                 g.vrrp_mcast_group4 if fam == 4 else g.vrrp_mcast_group6),
-            vips=tuple(vip_from_model(v) for v in inst.virtual_ipaddresses),
-            excluded=tuple(vip_from_model(v) for v in inst.virtual_ipaddresses_excluded),
+            vips=tuple(_place(vmac, vip_from_model(v)) for v in inst.virtual_ipaddresses),
+            excluded=tuple(_place(vmac, vip_from_model(v))
+                           for v in inst.virtual_ipaddresses_excluded),
             notifier=notifier,
             scripts=tuple(checks),
             garp_interval=g.vrrp_garp_interval if fam == 4 else g.vrrp_gna_interval,
+            processes=tuple(procs.values()),
+            dynamic_interfaces=g.dynamic_interfaces,
+            vmac=vmac,
         )
 
 
@@ -203,26 +250,37 @@ class _Close:
     """A member left on reload: close its netlink and GARP sockets after its VIP work."""
 
 
-def identity(spec: InstanceSpec) -> tuple[str, int, int, int]:
-    """What makes two specs the same VRRP instance across a reload (see the docstring)."""
+def identity(spec: InstanceSpec) -> tuple[Any, ...]:
+    """What makes two specs the same VRRP instance across a reload (see the docstring); a
+    changed ``use_vmac`` (name, MAC, xmit_base) too, as keepalived recreates the vmac."""
     p = spec.params
-    return (spec.interface, p.vrid, p.version, p.family)
+    return (spec.interface, p.vrid, p.version, p.family, spec.vmac)
+
+
+def _place(vmac: VmacPlan | None, vip: Vip) -> Vip:
+    """The VIP on the vmac if it belongs there (``VmacPlan.place_vip``)."""
+    return vmac.place_vip(vip) if vmac is not None else vip
 
 
 def _transport_key(spec: InstanceSpec) -> tuple[Any, ...]:
     tr: Any = spec.transport if isinstance(spec.transport, str) else id(spec.transport)
     return (tr, spec.peers, spec.src_ip, spec.check_unicast_src, spec.mcast_group,
-            spec.udp_port)
+            spec.udp_port, spec.params.ah_key)
 
 
-def _transport_of(spec: InstanceSpec) -> Transport:
-    """The spec's ready transport, or a new (unopened) one of the kind it names."""
+def _transport_of(spec: InstanceSpec, previous: Transport | None = None) -> Transport:
+    """The spec's ready transport, or a new (unopened) one of the kind it names (``previous``:
+    the one it replaces on reload; its IPsec-AH sequence counter carries over)."""
     tr = spec.transport
     if not isinstance(tr, str):
         return tr
-    return make_transport(tr, spec.interface, spec.params.family, peers=spec.peers,
+    made = make_transport(tr, spec.io_interface, spec.params.family, peers=spec.peers,
                           src_ip=spec.src_ip, check_unicast_src=spec.check_unicast_src,
-                          group=spec.mcast_group, port=spec.udp_port)
+                          group=spec.mcast_group, port=spec.udp_port,
+                          ah_key=spec.params.ah_key, vrid=spec.params.vrid, previous=previous)
+    if spec.vmac is not None and hasattr(made, "source_ifname"):
+        made.source_ifname = spec.interface  # adverts from the base's address (vmac.py)
+    return made
 
 
 def _close_all(*groups: Iterable[Transport]) -> None:
@@ -233,10 +291,18 @@ def _close_all(*groups: Iterable[Transport]) -> None:
                 tr.close()
 
 
+def _if_exists(name: str) -> bool:
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
+
+
 def _vips_of(spec: InstanceSpec) -> tuple[Vip, ...]:
     p = spec.params
     return spec.vips if spec.vips is not None else tuple(
-        Vip(str(a), 32 if a.version == 4 else 128) for a in p.addresses)
+        _place(spec.vmac, Vip(str(a), 32 if a.version == 4 else 128)) for a in p.addresses)
 
 
 @dataclass
@@ -250,6 +316,10 @@ class _Member:
     other_vrid: int = 0
     vip_errors: Counter[str] = field(default_factory=Counter)
     script_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # dynamic_interfaces: why the transport is not open (the interface does not exist)
+    pending: str | None = None
+    reopening: bool = False
+    vmac: VmacLink | None = None  # use_vmac: the macvlan this member created or adopted
 
     @property
     def name(self) -> str:
@@ -266,8 +336,15 @@ class VrrpRunner:
     def __init__(self, specs: InstanceSpec | Sequence[InstanceSpec], *,
                  sync_group: str | None = None, group_notifier: Notifier | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 on_event: Callable[[str, str, dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[str, str, dict[str, Any]], None] | None = None,
+                 delayed_start: float | None = None,
+                 process_poll_interval: float = 0.5) -> None:
         self.specs = [specs] if isinstance(specs, InstanceSpec) else list(specs)
+        # vrrp_startup_delay: the ``clock`` time before which no down timer counts
+        self.delayed_start = delayed_start
+        self.process_poll_interval = process_poll_interval
+        self.processes: ProcessTracker | None = None
+        self._proc_task: asyncio.Task[None] | None = None
         if not self.specs:
             raise ValueError("a VRRP runner needs at least one instance")
         self.sync_group_name = sync_group
@@ -303,11 +380,11 @@ class VrrpRunner:
             self.members[m.name] = m
         for m in self.members.values():
             try:
-                await m.transport.open(functools.partial(self._on_packet, m))
+                await self._open_member(m)
             except Exception:
                 self._close_transports()
+                await self._vmacs_down(self.members.values())
                 raise
-            m.machine.set_primary_address(m.transport.source)
         if len(self.members) > 1 or self.sync_group_name:
             self.group = SyncGroup(self.sync_group_name or "group",
                                    [m.machine for m in self.members.values()])
@@ -321,6 +398,7 @@ class VrrpRunner:
         self._watch(tracked)
         for m in self.members.values():
             self._start_scripts(m)
+        await self._start_processes()
         now = self.clock()
         if self.group is not None:
             self._execute(self.group.start(now))
@@ -340,6 +418,8 @@ class VrrpRunner:
             t.cancel()
         if self._link_task is not None:
             self._link_task.cancel()
+        if self._proc_task is not None:
+            self._proc_task.cancel()
         for m in self.members.values():
             for t in m.script_tasks:
                 t.cancel()
@@ -359,17 +439,174 @@ class VrrpRunner:
         for m in self.members.values():
             m.garp.close()
             m.vipset.close()
+        await self._vmacs_down(self.members.values())
         self.stopped.set()
 
     # ------------------------------------------------------------------ reload
     def _new_member(self, spec: InstanceSpec) -> _Member:
         p = spec.params
-        return _Member(spec, VrrpMachine(p), _transport_of(spec),
-                       VipSet(spec.interface, _vips_of(spec), spec.excluded),
-                       Garp(spec.interface), p.expect())
+        m = _Member(spec, VrrpMachine(p), _transport_of(spec),
+                    VipSet(spec.interface, _vips_of(spec), spec.excluded),
+                    Garp(spec.garp_interface), p.expect())
+        m.machine.delayed_start = self.delayed_start
+        return m
+
+    async def _open_member(self, m: _Member) -> None:
+        """Open ``m``'s transport; with ``dynamic_interfaces`` a missing interface leaves it
+        pending (the instance in FAULT) instead of failing (keepalived vrrp_if.c
+        if_get_by_ifname: "... doesn't currently exist - will use if created")."""
+        try:
+            if m.spec.vmac is not None:
+                await self._vmac_up(m)
+            await m.transport.open(functools.partial(self._on_packet, m))
+        except Exception:
+            if not m.spec.dynamic_interfaces or _if_exists(m.spec.interface):
+                raise
+            with contextlib.suppress(Exception):
+                m.transport.close()
+            if m.pending is None:
+                log.info("Configuration specifies interface %s which doesn't currently exist "
+                         "- will use if created", m.spec.interface)
+            m.pending = f"interface {m.spec.interface} does not exist (dynamic_interfaces)"
+            self._feed(m, Unavailable(m.pending), rearm=False)
+            return
+        m.machine.set_primary_address(m.transport.source)
+        if m.pending is not None:
+            m.pending = None
+            self._feed(m, Unavailable(None), rearm=False)
+
+    async def _vmac_up(self, m: _Member) -> None:
+        """use_vmac: create or adopt the macvlan before the transport opens on it, in any
+        state (keepalived vrrp.c vrrp_complete_instance -> netlink_link_add_vmac). A running
+        member with the same vmac name shares its link (a reload), so its removal keeps it."""
+        plan = m.spec.vmac
+        assert plan is not None
+        if m.vmac is None:
+            m.vmac = next((o.vmac for o in self.members.values() if o is not m
+                           and o.vmac is not None and o.vmac.plan.name == plan.name), None)
+        if m.vmac is None:
+            m.vmac = VmacLink(plan)
+        m.vmac.plan = plan
+        await m.vmac.up()
+
+    async def _vmacs_down(self, gone: Iterable[_Member], keep: Iterable[_Member] = ()) -> None:
+        """Delete the vmacs of ``gone`` that no member of ``keep`` uses (keepalived vrrp.c
+        clear_diff_vrrp / shutdown_vrrp_instances), after their VIPs went."""
+        links = {id(m.vmac): m.vmac for m in gone if m.vmac is not None}
+        for m in keep:
+            if m.vmac is not None:
+                links.pop(id(m.vmac), None)
+        for link in links.values():
+            try:
+                await link.down()
+            except Exception as exc:  # netlink gone: report, go on with the others
+                self._error(link.plan.instance, f"cannot remove VMAC {link.plan.name}: {exc}")
+
+    async def _reopen(self, m: _Member) -> None:
+        """The interface of a pending member (re)appeared: a fresh transport and GARP socket."""
+        if m.reopening or self._stopped:
+            return
+        m.reopening = True
+        try:
+            m.transport = _transport_of(m.spec, m.transport)  # keeps the AH sequence counter
+            m.garp.close()
+            m.garp = Garp(m.spec.garp_interface)
+            try:
+                await self._open_member(m)
+            except Exception as exc:  # exists but not usable yet (no address): next event
+                with contextlib.suppress(Exception):
+                    m.transport.close()
+                reason = f"interface {m.spec.interface}: {exc}"
+                if reason != m.pending:
+                    m.pending = reason
+                    self._feed(m, Unavailable(reason), rearm=False)
+            if m.pending is None:
+                log.info("VRRP_Instance(%s) interface %s is back", m.name, m.spec.interface)
+        finally:
+            m.reopening = False
+            if not self._stopped:
+                self._rearm()
+
+    def _link_gone(self, name: str) -> None:
+        """RTM_DELLINK: dynamic members on ``name`` go to FAULT and close their transport."""
+        for m in list(self.members.values()):
+            if m.spec.dynamic_interfaces and m.spec.interface == name and m.pending is None:
+                m.pending = f"interface {name} does not exist (dynamic_interfaces)"
+                self._feed(m, Unavailable(m.pending))
+                with contextlib.suppress(Exception):
+                    m.transport.close()
+
+    def _link_seen(self) -> None:
+        """A link or address appeared: retry the pending members."""
+        assert self._loop is not None
+        for m in self.members.values():
+            if m.pending is not None and not m.reopening:
+                task = self._loop.create_task(self._reopen(m))
+                self._tasks.append(task)
+                task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
 
     def _tracked_names(self) -> set[str]:
-        return {t.name for m in self.members.values() for t in m.spec.params.track_interfaces}
+        names = {t.name for m in self.members.values() for t in m.spec.params.track_interfaces}
+        return names | {m.spec.interface for m in self.members.values()
+                        if m.spec.dynamic_interfaces}
+
+    # ------------------------------------------------------------------ track_process
+    def _process_specs(self) -> list[ProcessSpec]:
+        out: dict[str, ProcessSpec] = {}
+        for m in self.members.values():
+            for ps in m.spec.processes:
+                out.setdefault(ps.name, ps)
+        return list(out.values())
+
+    async def _start_processes(self) -> None:
+        """(Re)build the process tracker if the tracked processes changed, scan /proc once
+        and feed the states before anything starts (keepalived init_track_processes)."""
+        specs = self._process_specs()
+        if self.processes is not None and self.processes.specs == specs:
+            return
+        if self._proc_task is not None:
+            self._proc_task.cancel()
+            self._proc_task = None
+        if not specs:
+            self.processes = None
+            return
+        tracker = ProcessTracker(specs)
+        procs = await asyncio.to_thread(read_procs, tracker.need_cmdline)
+        self.processes = tracker
+        self._process_changes(tracker.observe(procs, self.clock()), initial=True)
+        assert self._loop is not None
+        self._proc_task = self._loop.create_task(self._poll_processes(tracker))
+
+    def _process_changes(self, changes: list[tuple[str, bool]], initial: bool = False) -> None:
+        for name, up in changes:
+            if not initial:
+                # keepalived vrrp_track.c process_update_track_process_status
+                log.info("Quorum %s for tracked process %s", "gained" if up else "lost", name)
+            for m in self.members.values():
+                if any(t.name == name for t in m.spec.params.track_processes):
+                    self._feed(m, ProcessResult(name, up), rearm=False)
+        if changes and not self._stopped:
+            self._rearm()
+
+    async def _poll_processes(self, tracker: ProcessTracker) -> None:
+        while not self._stopped:
+            wait = self.process_poll_interval
+            due = tracker.next_deadline
+            if due is not None:
+                wait = max(0.0, min(wait, due - self.clock()))
+            await asyncio.sleep(wait)
+            try:
+                procs = await asyncio.to_thread(read_procs, tracker.need_cmdline)
+            except Exception as exc:  # keep the last states
+                self._error("*", f"process scan failed: {exc}")
+                continue
+            if self._stopped or self.processes is not tracker:
+                return
+            self._process_changes(tracker.observe(procs, self.clock()))
 
     def _watch(self, tracked: set[str]) -> None:
         assert self._loop is not None
@@ -426,16 +663,19 @@ class VrrpRunner:
                 if old is None:
                     m = self._new_member(spec)
                     fresh[i] = m
-                    await m.transport.open(functools.partial(self._on_packet, m))
-                    m.machine.set_primary_address(m.transport.source)
+                    await self._open_member(m)
+                elif old.pending is not None:
+                    pass  # no transport open: the next link event opens the new one
                 elif _transport_key(spec) != _transport_key(old.spec):
-                    tr = _transport_of(spec)
+                    tr = _transport_of(spec, old.transport)
                     swaps[i] = tr
                     await tr.open(functools.partial(self._on_packet, old))
             tracked = {t.name for s in specs for t in s.params.track_interfaces}
+            tracked |= {s.interface for s in specs if s.dynamic_interfaces}
             links = await self._link_states(tracked) if tracked else {}
         except Exception:
             _close_all([m.transport for m in fresh.values()], swaps.values())
+            await self._vmacs_down(fresh.values(), keep=self.members.values())
             raise
         if self._stopped:  # stopped while we were opening sockets
             _close_all([m.transport for m in fresh.values()], swaps.values())
@@ -498,6 +738,7 @@ class VrrpRunner:
             for m in fresh.values():
                 self._execute([(m.name, a) for a in m.machine.start(now)])
         self._rearm()
+        await self._start_processes()
         return outcome
 
     def _reconfigure(self, m: _Member, spec: InstanceSpec, now: float) -> None:
@@ -557,8 +798,8 @@ class VrrpRunner:
             return
         if log.isEnabledFor(logging.DEBUG):  # the clock read is per packet: only when asked
             log.debug("packet at %.6f from %s", self.clock(), pkt.src)
-        res = codec.decode(pkt.payload, src=pkt.src, dst=pkt.dst, ttl=pkt.ttl,
-                           expect=m.expect, ip_proto=pkt.ip_proto)
+        res = pkt.error or codec.decode(pkt.payload, src=pkt.src, dst=pkt.dst, ttl=pkt.ttl,
+                                        expect=m.expect, ip_proto=pkt.ip_proto)
         self._feed(m, AdvertReceived(res, pkt.src))
 
     def _feed(self, m: _Member, event: Event, *, rearm: bool = True) -> None:
@@ -612,24 +853,32 @@ class VrrpRunner:
 
     async def _watch_links(self, names: set[str]) -> None:
         from pyroute2 import AsyncIPRoute
-        from pyroute2.netlink.rtnl import RTMGRP_LINK
+        from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
 
         ipr = AsyncIPRoute()
         try:
-            await ipr.bind(groups=RTMGRP_LINK)
+            await ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
             # a change between the first dump and bind() would be missed: read again
             for name, up in (await self._link_states(names)).items():
                 for m in self.members.values():
                     self._feed(m, InterfaceChanged(name, up))
+            self._link_seen()  # dynamic_interfaces: one may have appeared meanwhile
             while True:
                 async for msg in ipr.get():
+                    if msg["event"] == "RTM_NEWADDR":  # dynamic_interfaces: an address came
+                        self._link_seen()
+                        continue
                     name = msg.get_attr("IFLA_IFNAME")
                     if name not in names:
                         continue
                     if msg["event"] == "RTM_DELLINK":
                         up = False
-                    else:
+                        self._link_gone(name)
+                    elif msg["event"] == "RTM_NEWLINK":
                         up = msg["flags"] & (IFF_UP | IFF_RUNNING) == IFF_UP | IFF_RUNNING
+                        self._link_seen()
+                    else:
+                        continue
                     for m in self.members.values():
                         self._feed(m, InterfaceChanged(name, up))
         except asyncio.CancelledError:
@@ -680,10 +929,15 @@ class VrrpRunner:
         elif isinstance(act, RunNotify):
             if m.spec.notifier is not None:
                 m.spec.notifier.notify(act.state, act.priority)
+        elif isinstance(act, PriorityChanged):
+            # keepalived vrrp_track.c vrrp_set_effective_priority
+            log.info("(%s) Changing effective priority from %d to %d", m.name, act.old, act.new)
         else:
             self._queue.put_nowait((m, act))
 
     def _send(self, m: _Member, act: SendAdvert) -> None:
+        if m.pending is not None:
+            return  # dynamic_interfaces: the interface is gone, nothing to send on
         tr = m.transport
         p = m.spec.params
         for dst in tr.destinations:
@@ -738,6 +992,7 @@ class VrrpRunner:
                 elif isinstance(act, _Close):
                     m.garp.close()
                     m.vipset.close()
+                    await self._vmacs_down([m], keep=self.members.values())
             except Exception as exc:  # never let one failure stop the worker
                 self._error(m.name, f"{type(act).__name__} failed: {exc}")
 
@@ -771,6 +1026,15 @@ class VrrpRunner:
                 "filtered": getattr(m.transport, "filtered", 0),
             }
             st["other_vrid"] = m.other_vrid
+            st["interface_pending"] = m.pending
+            if m.spec.vmac is not None:
+                v = m.spec.vmac
+                st["vmac"] = {"name": v.name, "mac": v.mac, "xmit_base": v.xmit_base,
+                              "io_interface": v.io_interface}
+            if self.processes is not None:
+                counts = self.processes.counts()
+                st["process_counts"] = {t.name: counts.get(t.name)
+                                        for t in m.spec.params.track_processes}
             st["garp_sent"] = m.garp.sent
             st["vip_errors"] = dict(m.vip_errors)
             out[m.name] = st

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from ipaddress import ip_address
 from typing import Any
 
@@ -92,6 +93,10 @@ def runners_from_config(path: str, transport: str) -> list[VrrpRunner]:
         print(f"config: {d}", file=sys.stderr)
     if cfg.fatal:
         raise SystemExit(f"{path}: fatal configuration errors")
+    delay = cfg.global_defs.vrrp_startup_delay
+    delayed = time.monotonic() + delay if delay > 0 else None
+    if delayed is not None:  # keepalived vrrp_daemon.c start_vrrp
+        logging.getLogger("lvsd.vrrp").info("Delaying startup for %g seconds", delay)
     by_name = {i.name: i for i in cfg.vrrp_instances}
     runners: list[VrrpRunner] = []
     grouped: set[str] = set()
@@ -100,10 +105,12 @@ def runners_from_config(path: str, transport: str) -> list[VrrpRunner]:
                  for n in sg.group if n in by_name]
         grouped.update(sg.group)
         runners.append(VrrpRunner(specs, sync_group=sg.name,
-                                  group_notifier=notifier_from_config("GROUP", sg, cfg)))
+                                  group_notifier=notifier_from_config("GROUP", sg, cfg),
+                                  delayed_start=delayed))
     for inst in cfg.vrrp_instances:
         if inst.name not in grouped:
-            runners.append(VrrpRunner(InstanceSpec.from_config(inst, cfg, transport=transport)))
+            runners.append(VrrpRunner(InstanceSpec.from_config(inst, cfg, transport=transport),
+                                      delayed_start=delayed))
     return runners
 
 

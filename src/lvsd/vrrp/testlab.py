@@ -78,6 +78,7 @@ class NodeOpts:
     state: str | None = None  # MASTER | BACKUP
     nopreempt: bool = False
     auth_pass: str | None = None
+    auth_type: str = "PASS"  # or "AH" (with auth_pass)
     unicast_src: str | None = None
     unicast_peers: Sequence[str] = ()
     garp_master_delay: float = 0.0
@@ -222,8 +223,8 @@ def keepalived_conf(name: str, o: NodeOpts) -> str:
     if o.nopreempt:
         lines.append("  nopreempt")
     if o.auth_pass:
-        lines += ["  authentication {", "    auth_type PASS", f"    auth_pass {o.auth_pass}",
-                  "  }"]
+        lines += ["  authentication {", f"    auth_type {o.auth_type}",
+                  f"    auth_pass {o.auth_pass}", "  }"]
     if o.unicast_src:
         lines.append(f"  unicast_src_ip {o.unicast_src}")
     if o.unicast_peers:

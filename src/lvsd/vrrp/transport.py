@@ -24,9 +24,24 @@ Raw (``RawTransport``, the default and the only wire-compatible kind):
   hop limit and destination come from ``IPV6_RECVHOPLIMIT`` / ``IPV6_RECVPKTINFO``. Sent from
   the interface's link-local address (RFC 5798 §5.1.2.1) to ff02::12 with
   ``IPV6_MULTICAST_HOPS=255`` (or to each unicast peer with ``IPV6_UNICAST_HOPS=255``).
+* IPsec-AH (``auth_type AH``, IPv4 only; ``make_transport(..., ah_key=...)``): both sockets
+  use protocol 51 instead of 112 and the send socket sets ``IP_HDRINCL``: the AH ICV covers the
+  IP header, so lvsd writes the header itself exactly as keepalived does (``lvsd.vrrp.ah``:
+  TOS 0xc0, its own IP id, TTL 255; the kernel fills in the checksum). ``send`` seals each
+  payload with the instance's ``AhSession`` (one sequence number per advert: it advances on the
+  send to ``destinations[0]``, and the runner sends each advert to the destinations in order).
+  A received packet of our VRID is verified (ICV, SPI, sequence number) before the runner sees
+  it; the payload handed over is the VRRP message after the AH header, with ``ip_proto`` 51
+  and, when it failed, ``Packet.error`` (the runner counts that instead of decoding). The
+  session (its sequence counter) is carried over when a reload replaces the transport
+  (``previous``), as keepalived keeps it; while both sockets are open (the moment between
+  opening the new one and closing the old) a packet read by both counts once as a replay.
 * Unicast (``unicast_peer``): one packet per peer, addressed to it; only packets from a peer
   are accepted when ``check_unicast_src`` is set (keepalived), and a packet from one of our
   own source addresses is always dropped.
+* ``use_vmac`` (``lvsd.vrrp.vmac``): the transport is opened on the vmac interface (the base
+  with ``vmac_xmit_base``) with ``source_ifname`` the base interface, whose address adverts
+  are sent from (keepalived), so they leave with the virtual MAC as Ethernet source.
 
 UDP (``UdpTransport``, an lvsd extension for hosts without raw sockets or multicast; never
 the default and not understood by keepalived or routers): the same payloads as UDP datagrams
@@ -43,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import socket
 import struct
 from collections.abc import Callable, Sequence
@@ -50,7 +66,16 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Protocol
 
-from lvsd.vrrp.codec import IPPROTO_VRRP, MCAST_GROUP4, MCAST_GROUP6, TTL, IPAddress
+from lvsd.vrrp.ah import AhSession
+from lvsd.vrrp.codec import (
+    IPPROTO_AH,
+    IPPROTO_VRRP,
+    MCAST_GROUP4,
+    MCAST_GROUP6,
+    TTL,
+    Invalid,
+    IPAddress,
+)
 
 __all__ = [
     "UDP_PORT",
@@ -68,6 +93,7 @@ IP_MULTICAST_ALL = 49  # linux/in.h; not exported by the socket module
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 IP_PKTINFO: int = getattr(socket, "IP_PKTINFO", 8)
 _RECV_BUF = 65535
+log = logging.getLogger("lvsd.vrrp")
 _ANC_BUF = socket.CMSG_SPACE(64) * 4
 
 
@@ -85,6 +111,7 @@ class Packet:
     ttl: int | None
     ip_proto: int = IPPROTO_VRRP
     ifindex: int | None = None
+    error: Invalid | None = None  # IPsec-AH verification failed: discard and count this
 
 
 class Transport(Protocol):
@@ -180,14 +207,24 @@ class _Endpoint:
         self.destinations: tuple[IPAddress, ...] = self.peers or (self.group,)
         self.source: IPAddress = IPv4Address(0) if family == 4 else IPv6Address(0)
         self.ifindex = 0
+        # the interface whose address adverts are sent from: ``ifname``, or the base of a
+        # use_vmac interface (keepalived vrrp.h VRRP_PKT_SADDR: IF_ADDR(configured_ifp))
+        self.source_ifname = ifname
         self.send_errors = 0
         self.filtered = 0
 
 
-def _raw_socket(family: int, ifb: bytes) -> socket.socket:
-    """A non-blocking raw protocol-112 socket bound to the interface named ``ifb``."""
+def _ifindex(ifname: str) -> int:
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        raise TransportError(f"interface {ifname!r} does not exist") from None
+
+
+def _raw_socket(family: int, ifb: bytes, proto: int = IPPROTO_VRRP) -> socket.socket:
+    """A non-blocking raw socket of ``proto`` (112, or 51 for AH) bound to interface ``ifb``."""
     sock = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6,
-                         socket.SOCK_RAW, IPPROTO_VRRP)
+                         socket.SOCK_RAW, proto)
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifb)
@@ -198,19 +235,29 @@ def _raw_socket(family: int, ifb: bytes) -> socket.socket:
 
 
 class RawTransport(_Endpoint):
-    """Raw IP protocol 112 on one interface; multicast unless ``peers`` are given."""
+    """Raw IP protocol 112 on one interface; multicast unless ``peers`` are given.
+
+    ``ah``: IPsec-AH (protocol 51) sealed and verified with this session (IPv4 only).
+    """
 
     def __init__(self, ifname: str, family: int = 4, *, peers: Sequence[str] = (),
                  src_ip: str | None = None, check_unicast_src: bool = False,
-                 group: str | None = None) -> None:
+                 group: str | None = None, ah: AhSession | None = None) -> None:
         super().__init__(ifname, family, peers, src_ip, check_unicast_src, group)
+        if ah is not None and family != 4:
+            raise TransportError("IPsec-AH authentication exists for IPv4 only")
+        self.ah = ah
+        self.proto = IPPROTO_AH if ah is not None else IPPROTO_VRRP
         self._rx: socket.socket | None = None
         self._tx: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_packet: Callable[[Packet], None] | None = None
 
     async def open(self, on_packet: Callable[[Packet], None]) -> None:
-        self.ifindex, self.source = await _pick_source(self.ifname, self.family, self._src_cfg)
+        self.ifindex, self.source = await _pick_source(self.source_ifname, self.family,
+                                                       self._src_cfg)
+        if self.source_ifname != self.ifname:  # use_vmac: send and receive on the vmac
+            self.ifindex = _ifindex(self.ifname)
         if self.source.version != self.family:
             raise TransportError(f"source {self.source} is not IPv{self.family}")
         for p in self.peers:
@@ -241,14 +288,16 @@ class RawTransport(_Endpoint):
 
     def _open4(self) -> None:
         ifb = self.ifname.encode()
-        rx = self._rx = _raw_socket(4, ifb)
+        rx = self._rx = _raw_socket(4, ifb, self.proto)
         rx.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         with contextlib.suppress(OSError):
             rx.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
         if not self.peers:
             mreqn = self.group.packed + bytes(4) + struct.pack("=i", self.ifindex)
             rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
-        tx = self._tx = _raw_socket(4, ifb)
+        tx = self._tx = _raw_socket(4, ifb, self.proto)
+        if self.ah is not None:
+            tx.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)  # the ICV covers the header
         tx.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
         tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, TTL)
         tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
@@ -326,14 +375,26 @@ class RawTransport(_Endpoint):
         elif dst != self.group:
             self.filtered += 1
             return None
-        return Packet(payload, src, dst, ttl, proto, ifindex)
+        error = None
+        if proto == IPPROTO_AH and self.ah is not None:
+            # keepalived checks the TTL before AH (multicast only, vrrp_check_packet)
+            payload, error = self.ah.open_packet(data, ttl_ok=bool(self.peers) or ttl == TTL)
+            if error is not None:
+                log.info("IPsec-AH packet from %s on %s discarded: %s", src, self.ifname,
+                         error.detail)
+        return Packet(payload, src, dst, ttl, proto, ifindex, error)
 
     def send(self, payload: bytes, dst: IPAddress) -> None:
         tx = self._tx
         if tx is None:
             return
         try:
-            if self.family == 4:
+            if self.family == 4 and self.ah is not None:
+                assert isinstance(dst, IPv4Address) and isinstance(self.source, IPv4Address)
+                packet = self.ah.seal_advert(payload, self.source, dst,
+                                             new_advert=dst == self.destinations[0])
+                tx.sendto(packet, (str(dst), 0))
+            elif self.family == 4:
                 tx.sendto(payload, (str(dst), 0))
             else:
                 scope = self.ifindex if (dst.is_link_local or dst.is_multicast) else 0
@@ -460,8 +521,25 @@ class UdpTransport(_Endpoint):
 
 def make_transport(kind: str, ifname: str, family: int, *, peers: Sequence[str] = (),
                    src_ip: str | None = None, check_unicast_src: bool = False,
-                   group: str | None = None, port: int = UDP_PORT) -> Transport:
-    """``kind`` is "raw" (default, wire compatible) or "udp" (lvsd extension)."""
+                   group: str | None = None, port: int = UDP_PORT,
+                   ah_key: bytes | None = None, vrid: int = 0,
+                   previous: Transport | None = None) -> Transport:
+    """``kind`` is "raw" (default, wire compatible) or "udp" (lvsd extension).
+
+    ``ah_key`` (``VrrpParams.ah_key``): IPsec-AH for virtual router ``vrid`` (raw IPv4 only);
+    ``previous``: the transport this one replaces on a reload, whose AH sequence counter it
+    continues.
+    """
+    if ah_key is not None:
+        if kind != "raw":
+            raise TransportError("auth_type AH needs the raw transport (the AH header "
+                                 "authenticates the IP header)")
+        ah = AhSession(ah_key, vrid, unicast=bool(peers))
+        prev_ah = getattr(previous, "ah", None)
+        if isinstance(prev_ah, AhSession):
+            ah.continue_from(prev_ah)
+        return RawTransport(ifname, family, peers=peers, src_ip=src_ip,
+                            check_unicast_src=check_unicast_src, group=group, ah=ah)
     if kind == "raw":
         return RawTransport(ifname, family, peers=peers, src_ip=src_ip,
                             check_unicast_src=check_unicast_src, group=group)

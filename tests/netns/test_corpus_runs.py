@@ -1,0 +1,180 @@
+"""The property: every keepalived.conf keepalived runs, lvsd runs (and only those).
+
+For each file of the shared corpus (``../shared/corpus/keepalived``), and for seeded mutants of
+them, a namespace is shaped like the host the file was written for (its interfaces under their
+own names, its source addresses; ``kahost.host_needs``). Inside it:
+
+* ``keepalived -t -f FILE`` says whether keepalived would run the file: its exit status (0, 5, 6
+  run; anything else does not) and its messages (a BAD_IF hides behind exit 5, see
+  ``kahost.KA_FATAL_MESSAGES`` for the classes keepalived 2.2.7 cannot run with);
+* ``lvsd run -f FILE --dataplane memory`` must then reach ``/healthz`` 200 and stop cleanly on
+  SIGTERM where keepalived runs, and refuse (exit status != 0, one ``lvsd: ...`` line, no
+  traceback) where keepalived would not.
+
+Mutants are built from a corpus file with a seeded generator (drop / duplicate / swap lines,
+out-of-range numbers, misspelled keywords, lost braces, prefixes on addresses, renamed
+interfaces) and run on the host of the *original* file, so a renamed interface is a real
+non-existent interface. ``LVSD_MUTANTS=N`` runs N of them (default 30); the case id is the seed,
+so ``-k mutant-17`` reproduces one; a failure prints the mutated config.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+
+import pytest
+from kahost import Case, check_file, corpus_files
+
+from conftest import require
+from lvsd.lab.netns import have_netns
+
+pytestmark = [pytest.mark.netns, pytest.mark.interop]
+
+FILES = corpus_files()
+N_MUTANTS = int(os.environ.get("LVSD_MUTANTS", "30"))
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [f"{p.parent.name}/{p.name}" for p in paths]
+
+
+@pytest.fixture(autouse=True)
+def _need_corpus_and_netns() -> None:
+    require(have_netns())
+    if not FILES:
+        require("keepalived corpus not found beside the clone (../shared/corpus/keepalived)")
+
+
+def _assert_agree(case: Case) -> None:
+    assert not case.problems(), case.report()
+
+
+@pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
+def test_corpus_file_runs_where_keepalived_runs(path: Path, tmp_path: Path) -> None:
+    case = check_file(f"{path.parent.name}/{path.name}", path, tmp_path)
+    _assert_agree(case)
+    if case.ka.runs:
+        # what made it ready: the file's own instances and services, not an empty daemon
+        st = case.lvsd.status
+        assert st is not None and st["process"]["ready"], case.report()
+
+
+# ------------------------------------------------------------------------ mutants
+
+_NUM = re.compile(r"(?<![\w.:/-])\d+(?![\w.:/-])")
+_IPV4 = re.compile(r"(?<![\w.])(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(?![\w./])")
+_IFREF = re.compile(r"\b(interface|dev)(\s+)([A-Za-z][\w.-]*)")
+_BAD_NUMBERS = ("-1", "0", "256", "65536", "4294967296", "99999999999", "1.5", "0x10", "abc")
+
+
+def _misspell(word: str, rng: random.Random) -> str:
+    if len(word) < 3:
+        return word + "x"
+    i = rng.randrange(len(word) - 1)
+    how = rng.choice(("drop", "double", "swap"))
+    if how == "drop":
+        return word[:i] + word[i + 1:]
+    if how == "double":
+        return word[:i] + word[i] + word[i:]
+    return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+
+
+def mutate(text: str, rng: random.Random) -> tuple[str, list[str]]:
+    """``text`` with 1-3 random edits, and what they were (for the failure report)."""
+    lines = text.splitlines()
+    done: list[str] = []
+    for _ in range(rng.randint(1, 3)):
+        code = [i for i, ln in enumerate(lines) if ln.strip() and ln.strip()[0] not in "#!"]
+        if not code:
+            break
+        i = rng.choice(code)
+        op = rng.choice(("drop", "dup", "swap", "number", "misspell", "brace", "prefix",
+                         "interface"))
+        ln = lines[i]
+        if op == "drop":
+            del lines[i]
+        elif op == "dup":
+            lines.insert(i, ln)
+        elif op == "swap" and i + 1 < len(lines):
+            lines[i], lines[i + 1] = lines[i + 1], lines[i]
+        elif op == "number" and _NUM.search(ln):
+            ms = list(_NUM.finditer(ln))
+            m = rng.choice(ms)
+            lines[i] = ln[:m.start()] + rng.choice(_BAD_NUMBERS) + ln[m.end():]
+        elif op == "misspell":
+            m = re.match(r"(\s*)(\S+)", ln)
+            if m and m.group(2) not in "{}":
+                lines[i] = m.group(1) + _misspell(m.group(2), rng) + ln[m.end():]
+        elif op == "brace":
+            braces = [i for i, ln in enumerate(lines) if "{" in ln or "}" in ln]
+            if braces:
+                i = rng.choice(braces)
+                ln = lines[i]
+                ch = rng.choice([c for c in "{}" if c in ln])
+                k = ln.index(ch)
+                lines[i] = ln[:k] + ln[k + 1:]
+        elif op == "prefix":
+            addrs = [(i, m) for i, ln in enumerate(lines) for m in _IPV4.finditer(ln)]
+            if addrs:
+                i, m = rng.choice(addrs)
+                ln = lines[i]
+                lines[i] = ln[:m.end()] + rng.choice(("/24", "/32", "/33", "/8", "/")) + \
+                    ln[m.end():]
+        elif op == "interface":
+            refs = [(i, m) for i, ln in enumerate(lines) for m in _IFREF.finditer(ln)]
+            if refs:
+                i, m = rng.choice(refs)
+                ln = lines[i]
+                lines[i] = ln[:m.start(3)] + rng.choice(("nosuch0", m.group(3) + "9")) + \
+                    ln[m.end(3):]
+        else:
+            continue
+        done.append(f"{op} line {i + 1}")
+    return "\n".join(lines) + "\n", done
+
+
+def _mutant(n: int) -> tuple[Path, str, list[str]]:
+    rng = random.Random(f"lvsd-mutant-{n}")  # str seeds are stable across runs and hash seeds
+    base = rng.choice(FILES)
+    text, edits = mutate(base.read_text(encoding="utf-8", errors="surrogateescape"), rng)
+    return base, text, edits
+
+
+@pytest.mark.parametrize("n", range(N_MUTANTS), ids=[f"mutant-{n:02}" for n in range(N_MUTANTS)])
+def test_mutant_runs_where_keepalived_runs(n: int, tmp_path: Path) -> None:
+    base, text, edits = _mutant(n)
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(text, encoding="utf-8", errors="surrogateescape")
+    case = check_file(f"mutant-{n:02} of {base.parent.name}/{base.name} ({', '.join(edits)})",
+                      conf, tmp_path / "run", host_from=base, show_text=True)
+    _assert_agree(case)
+
+
+def test_mutants_are_deterministic_and_varied() -> None:
+    """The generator reproduces a case from its number, and does produce both outcomes'
+    material: edits of several kinds across several files."""
+    assert [_mutant(n) for n in range(5)] == [_mutant(n) for n in range(5)]
+    kinds = {e.split()[0] for n in range(N_MUTANTS) for e in _mutant(n)[2]}
+    bases = {_mutant(n)[0] for n in range(N_MUTANTS)}
+    assert len(kinds) >= 5 and len(bases) >= min(10, N_MUTANTS // 2), (kinds, len(bases))
+
+
+def test_missing_interface_keepalived_refuses_and_so_does_lvsd(tmp_path: Path) -> None:
+    """The negative side on a known case: the tutorial config on a host without its ``ens33``
+    (keepalived: "Non-existent interface specified in configuration", vrrp_daemon.c)."""
+    from kahost import HostSpec, KaHost, LvsdOutcome
+
+    tutorial = next(p for p in FILES if p.name == "lvs-keepalived.conf")
+    spec = HostSpec()
+    spec.add_if("eth0")
+    spec.add_addr("eth0", "192.168.55.254/24")
+    with KaHost(spec) as host:
+        ka = host.keepalived_t(tutorial, tmp_path)
+        lv: LvsdOutcome = host.run_lvsd(tutorial, tmp_path)
+        case = Case("tutorial without ens33", tutorial, ka, lv, host.describe())
+    assert not ka.runs and ka.fatal, case.report()
+    _assert_agree(case)
+    assert "Non-existent interface" in lv.last_line, case.report()
