@@ -169,7 +169,7 @@ async def guest_part(args: argparse.Namespace) -> dict[str, float | str | bool]:
     rec = Reconciler(dp)
     rec.set_desired(desired)
     t0 = time.perf_counter()
-    r = await rec.start(run_loop=False)
+    r = await rec.start()
     res["lvsd_cold_s"] = time.perf_counter() - t0
     assert r.ok, r.failed[:3]
     res["lvsd_cold_ops"] = count(r.ops)

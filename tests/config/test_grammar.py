@@ -266,7 +266,7 @@ def test_unsupported_keywords_kept_and_warned_once() -> None:
 vrrp_instance VI_1 {
   interface eth0
   virtual_router_id 3
-  use_vmac
+  use_vmac_addr
   virtual_ipaddress {
     192.0.2.10
   }
@@ -276,12 +276,14 @@ vrrp_instance VI_1 {
 }
 """)
     kws = [(u.keyword, u.pos.line, u.context) for u in cfg.unsupported]
-    assert kws == [("enable_snmp_checker", 2, "global_defs"), ("use_vmac", 8, "vrrp_instance VI_1"),
+    assert kws == [("enable_snmp_checker", 2, "global_defs"),
+                   ("use_vmac_addr", 8, "vrrp_instance VI_1"),
                    ("virtual_routes", 12, "vrrp_instance VI_1")]
     warns = [d for d in cfg.diagnostics if d.severity is Severity.WARNING]
     assert len(warns) == 3 and cfg.ok
-    assert cfg.vrrp_instances[0].use_vmac == "vrrp.3"
-    assert [u.keyword for u in cfg.vrrp_instances[0].unsupported] == ["use_vmac", "virtual_routes"]
+    assert cfg.vrrp_instances[0].use_vmac is None  # use_vmac is supported (test_vrrp_vmac.py)
+    assert [u.keyword for u in cfg.vrrp_instances[0].unsupported] == ["use_vmac_addr",
+                                                                      "virtual_routes"]
 
 
 # ------------------------------------------------------------------ messy bytes

@@ -216,7 +216,9 @@ def test_unicast_keyword_without_peers(tmp_path: Path) -> None:
 @pytest.mark.interop
 def test_unicast_keyword_without_peers_keepalived(tmp_path: Path) -> None:
     path = write(tmp_path, UNICAST)
-    assert_keepalived_says(path, 0, diags(load(path))[0][1])
+    _, said = keepalived_t(path)
+    assert (0, diags(load(path))[0][1]) in said
+    assert [ln for ln in said if ln[0] in (4, 5)] == []  # both /24 source forms are accepted
 
 
 PEERS = VRRP_HEAD + """\
@@ -413,6 +415,35 @@ def test_fatal_conditions(case: str, tmp_path: Path) -> None:
 def test_fatal_conditions_keepalived(case: str, tmp_path: Path) -> None:
     text, message = FATALS[case]
     # keepalived -t only reports them (exit 5); running, its VRRP process stops on them
+    assert_keepalived_says(write(tmp_path, text), 0, message)
+
+
+def _two(extra: str = "", vrid_b: int = 5) -> str:
+    return "".join(
+        f"vrrp_instance {n} {{\n interface eth9\n virtual_router_id {v}\n{extra}"
+        f" virtual_ipaddress {{\n  10.0.0.{i}\n }}\n}}\n"
+        for i, (n, v) in enumerate((("A", 5), ("B", vrid_b)), 1))
+
+
+UNICAST_PAIR = " unicast_src_ip 192.168.0.91\n unicast_peer {\n  192.168.0.2\n }\n"
+VRID_CONFLICTS = {
+    "multicast": (_two(), "A and B both use VRID 5 with IPv4 on interface eth9"),
+    "unicast": (_two(UNICAST_PAIR), "(A) duplicate VRID conflict with B VRID 5"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(VRID_CONFLICTS))
+def test_duplicate_vrid_is_fatal(case: str, tmp_path: Path) -> None:
+    text, message = VRID_CONFLICTS[case]
+    cfg = load(write(tmp_path, text))
+    assert [(m, k, s) for _, m, k, s in diags(cfg)] == [(message, DiagKind.FATAL, Severity.FATAL)]
+    assert load(write(tmp_path, _two(vrid_b=6))).ok  # different VRIDs: fine
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("case", sorted(VRID_CONFLICTS))
+def test_duplicate_vrid_keepalived(case: str, tmp_path: Path) -> None:
+    text, message = VRID_CONFLICTS[case]
     assert_keepalived_says(write(tmp_path, text), 0, message)
 
 

@@ -23,6 +23,10 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -35,6 +39,8 @@ pytestmark = [pytest.mark.netns, pytest.mark.interop]
 
 FILES = corpus_files()
 N_MUTANTS = int(os.environ.get("LVSD_MUTANTS", "30"))
+# cases run this many at a time (each in its own namespaces): they mostly wait on processes
+WORKERS = int(os.environ.get("LVSD_CORPUS_WORKERS", "3"))
 
 
 def _ids(paths: list[Path]) -> list[str]:
@@ -52,14 +58,71 @@ def _assert_agree(case: Case) -> None:
     assert not case.problems(), case.report()
 
 
+class Runner:
+    """Runs the selected cases of this module ``WORKERS`` at a time, started when the first
+    of them is reached; each test then waits for its own result (pytest still reports and
+    selects them one by one: ``-k`` runs only what it selects)."""
+
+    def __init__(self, items: list[pytest.Item]) -> None:
+        self.items = items
+        self.pool = ThreadPoolExecutor(max_workers=WORKERS)
+        self.futures: dict[str, Future[Case]] = {}
+        self.base = Path(tempfile.mkdtemp(prefix="lvsd-corpus-"))
+
+    def submit_all(self) -> None:
+        if self.futures:
+            return
+        for item in self.items:
+            cs = getattr(item, "callspec", None)
+            if cs is None:
+                continue
+            job = _job(cs.params)
+            if job is not None:
+                self.futures[item.nodeid] = self.pool.submit(job, self.base / str(len(
+                    self.futures)))
+
+    def result(self, nodeid: str) -> Case:
+        self.submit_all()
+        return self.futures[nodeid].result(timeout=600)
+
+    def close(self) -> None:
+        for f in self.futures.values():
+            f.cancel()
+        self.pool.shutdown(wait=True)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _job(params: dict[str, object]) -> Callable[[Path], Case] | None:
+    if "path" in params:
+        path = params["path"]
+        assert isinstance(path, Path)
+        return lambda work: check_file(f"{path.parent.name}/{path.name}", path, work)
+    if "n" in params:
+        n = params["n"]
+        assert isinstance(n, int)
+        return lambda work: _check_mutant(n, work)
+    return None
+
+
+@pytest.fixture(scope="module")
+def runner(request: pytest.FixtureRequest) -> Iterator[Runner]:
+    mine = [it for it in request.session.items if it.module is request.module]
+    r = Runner(mine)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
 @pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
-def test_corpus_file_runs_where_keepalived_runs(path: Path, tmp_path: Path) -> None:
-    case = check_file(f"{path.parent.name}/{path.name}", path, tmp_path)
+def test_corpus_file_runs_where_keepalived_runs(path: Path, runner: Runner,
+                                                 request: pytest.FixtureRequest) -> None:
+    case = runner.result(request.node.nodeid)
     _assert_agree(case)
     if case.ka.runs:
-        # what made it ready: the file's own instances and services, not an empty daemon
-        st = case.lvsd.status
+        st = case.lvsd.status  # what answered: this file's daemon, ready
         assert st is not None and st["process"]["ready"], case.report()
+        assert st["config"]["file"] == str(path), case.report()
 
 
 # ------------------------------------------------------------------------ mutants
@@ -84,7 +147,9 @@ def _misspell(word: str, rng: random.Random) -> str:
 
 def mutate(text: str, rng: random.Random) -> tuple[str, list[str]]:
     """``text`` with 1-3 random edits, and what they were (for the failure report)."""
-    lines = text.splitlines()
+    lines = text.splitlines(keepends=True)  # line endings (CRLF files) kept
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
     done: list[str] = []
     for _ in range(rng.randint(1, 3)):
         code = [i for i, ln in enumerate(lines) if ln.strip() and ln.strip()[0] not in "#!"]
@@ -133,24 +198,29 @@ def mutate(text: str, rng: random.Random) -> tuple[str, list[str]]:
         else:
             continue
         done.append(f"{op} line {i + 1}")
-    return "\n".join(lines) + "\n", done
+    return "".join(lines), done
 
 
 def _mutant(n: int) -> tuple[Path, str, list[str]]:
     rng = random.Random(f"lvsd-mutant-{n}")  # str seeds are stable across runs and hash seeds
     base = rng.choice(FILES)
-    text, edits = mutate(base.read_text(encoding="utf-8", errors="surrogateescape"), rng)
+    text, edits = mutate(base.read_bytes().decode("utf-8", "surrogateescape"), rng)
     return base, text, edits
 
 
-@pytest.mark.parametrize("n", range(N_MUTANTS), ids=[f"mutant-{n:02}" for n in range(N_MUTANTS)])
-def test_mutant_runs_where_keepalived_runs(n: int, tmp_path: Path) -> None:
+def _check_mutant(n: int, work: Path) -> Case:
     base, text, edits = _mutant(n)
-    conf = tmp_path / "keepalived.conf"
-    conf.write_text(text, encoding="utf-8", errors="surrogateescape")
-    case = check_file(f"mutant-{n:02} of {base.parent.name}/{base.name} ({', '.join(edits)})",
-                      conf, tmp_path / "run", host_from=base, show_text=True)
-    _assert_agree(case)
+    work.mkdir(parents=True, exist_ok=True)
+    conf = work / "keepalived.conf"
+    conf.write_bytes(text.encode("utf-8", "surrogateescape"))
+    return check_file(f"mutant-{n:02} of {base.parent.name}/{base.name} ({', '.join(edits)})",
+                      conf, work / "run", host_from=base, show_text=True)
+
+
+@pytest.mark.parametrize("n", range(N_MUTANTS), ids=[f"mutant-{n:02}" for n in range(N_MUTANTS)])
+def test_mutant_runs_where_keepalived_runs(n: int, runner: Runner,
+                                           request: pytest.FixtureRequest) -> None:
+    _assert_agree(runner.result(request.node.nodeid))
 
 
 def test_mutants_are_deterministic_and_varied() -> None:

@@ -90,7 +90,7 @@ def test_round_trip_one_transaction_idempotent(ns: str) -> None:
         dp = plane(ns, "lvsdrt")
         rec = Reconciler(dp, sleep=_nosleep)
         rec.set_desired(SHAPES)
-        res = await rec.start(run_loop=False)
+        res = await rec.start()
         assert res.ok and dp.transactions == 1
         assert diff(SHAPES, await dp.dump()) == []
         assert (await rec.reconcile("sweep")).ops == () and dp.transactions == 1
@@ -147,7 +147,7 @@ def test_hand_damage_is_repaired(ns: str, damage: str) -> None:
         dp = plane(ns, "lvsddmg")
         rec = Reconciler(dp, sleep=_nosleep)
         rec.set_desired({V4: SHAPES[V4]})
-        await rec.start(run_loop=False)
+        await rec.start()
         h = obj_id(V4)
         if damage == "vmap":
             nft(ns, "delete", "element", "inet", "lvsddmg", "svc4", "{ tcp . 192.0.2.10 . 80 }")
@@ -202,7 +202,7 @@ def test_scoped_dump_and_service_list(ns: str) -> None:
         dp = plane(ns, "lvsdscope")
         rec = Reconciler(dp, sleep=_nosleep)
         rec.set_desired(SHAPES)
-        assert (await rec.start(run_loop=False)).ok
+        assert (await rec.start()).ok
         missing = ServiceKey.for_addr("203.0.113.9", 80, Proto.TCP)
         got = await dp.dump([V4, F6, missing])
         assert dict(got) == {V4: SHAPES[V4], F6: SHAPES[F6]}  # exactly those, no error

@@ -43,7 +43,7 @@ from conftest import require
 from lvsd.config.loader import load
 from lvsd.lab.netns import Host, Topology, have_netns
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.interop]  # interop: keepalived -t on the file
 
 TUTORIAL = next((p for p in corpus_files() if p.name == "lvs-keepalived.conf"), None)
 DIRECTOR = "192.168.55.135"

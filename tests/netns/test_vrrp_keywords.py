@@ -274,9 +274,12 @@ def test_daemon_delay_dynamic_interface_and_process(topo: Topology, tmp_path: Pa
     try:
         assert wait_for(lambda: inst().get("state") == "FAULT", 15), log.read_text()
         assert any("interface dyn0 does not exist (dynamic_interfaces)" in r for r in reasons())
+        # the reason is in /status while it lasts (not only in the transition text)
+        assert "interface dyn0 does not exist (dynamic_interfaces)" in inst()["fault_reasons"]
         assert "Delaying startup for 1 seconds" in log.read_text()
         _macvlan(topo, True)
         assert wait_for(lambda: inst().get("state") == "MASTER", 15), log.read_text()
+        assert inst()["fault_reasons"] == []
         assert wait_for(lambda: b.state() == "BACKUP", 5), b.log()
         proc.kill()
         assert wait_for(lambda: inst().get("state") == "FAULT", 10), log.read_text()

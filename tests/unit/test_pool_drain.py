@@ -18,11 +18,10 @@ import pytest
 from lvsd.checks.health import RealServerHealth, RealServerId
 from lvsd.config.loader import loads
 from lvsd.config.model import Config
-from lvsd.dataplane.base import DestStats
 from lvsd.dataplane.memory import MemoryDataPlane
 from lvsd.pool.planner import Planner
 from lvsd.pool.reconciler import Reconciler
-from lvsd.pool.table import DestKey, Proto, ServiceEntry, ServiceKey
+from lvsd.pool.table import DestKey, DestStats, Proto, ServiceEntry, ServiceKey
 
 pytestmark = pytest.mark.unit
 
@@ -189,7 +188,7 @@ def test_zero_connections_end_the_drain_early_only_with_fresh_stats() -> None:
 def test_reconciler_programs_weight_zero_then_deletes() -> None:
     async def run() -> list[dict[ServiceKey, dict[str, int]]]:
         dp = MemoryDataPlane()
-        rec = Reconciler(dp, sweep_interval=10.0)
+        rec = Reconciler(dp)
         pl = Planner(conf(["10.0.0.1", "10.0.0.2"], global_drain=30))
         seen = []
         for step, c in ((0.0, None), (1.0, conf(["10.0.0.2"], global_drain=30)),

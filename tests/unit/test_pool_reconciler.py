@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
@@ -51,7 +50,7 @@ async def test_start_adopts_without_deletes_and_leaves_foreign_alone() -> None:
     dp = MemoryDataPlane({A: entry(A, (R1, 3), (R2, 1)), FOREIGN: foreign})
     rec = make(dp)
     rec.set_desired(desired)
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert res.ok
     assert not any(isinstance(op, DelService | DelDest) for op in dp.ops)
     assert dp.ops == [AddService(ServiceSpec(B)), AddDest(B, DestSpec(R1, 1))]
@@ -65,7 +64,7 @@ async def test_lvs_flush_flushes_at_start_and_flush_on_stop_modes() -> None:
     dp = MemoryDataPlane({A: entry(A, (R1, 1)), FOREIGN: entry(FOREIGN, (R2, 1))})
     rec = make(dp, flush_on_start=True, flush_on_stop="vs")
     rec.set_desired({A: entry(A, (R1, 1))})
-    await rec.start(run_loop=False)
+    await rec.start()
     assert DelService(FOREIGN) in dp.ops and DelService(A) in dp.ops
     assert set(dp.table) == {A}
     dp.drift(AddService(ServiceSpec(FOREIGN)))
@@ -74,7 +73,7 @@ async def test_lvs_flush_flushes_at_start_and_flush_on_stop_modes() -> None:
     dp2 = MemoryDataPlane({FOREIGN: entry(FOREIGN)})
     rec2 = make(dp2)
     rec2.set_desired({A: entry(A, (R1, 1))})
-    await rec2.start(run_loop=False)
+    await rec2.start()
     await rec2.stop()
     assert set(dp2.table) == {A, FOREIGN}  # default: table left as it is
     rec3 = make(dp2, flush_on_stop="all")
@@ -86,7 +85,7 @@ async def test_drift_repaired_and_logged(caplog: pytest.LogCaptureFixture) -> No
     dp = MemoryDataPlane()
     rec = make(dp)
     rec.set_desired({A: entry(A, (R1, 3), (R2, 1))})
-    await rec.start(run_loop=False)
+    await rec.start()
     dp.drift(DelDest(A, R1))  # ipvsadm -d
     dp.drift(EditDest(A, DestSpec(R2, 50)))  # ipvsadm -e
     dp.drift(AddDest(A, DestSpec(DestKey("10.9.9.9", 80), 1)))  # ipvsadm -a
@@ -97,37 +96,13 @@ async def test_drift_repaired_and_logged(caplog: pytest.LogCaptureFixture) -> No
     assert sum("repair" in r.message for r in caplog.records) == 3
 
 
-async def test_periodic_sweep_repairs_within_one_interval() -> None:
-    dp = MemoryDataPlane()
-    rec = Reconciler(dp, sweep_interval=0.05, sleep=_nosleep)
-    rec.set_desired({A: entry(A, (R1, 1))})
-    await rec.start()
-    try:
-        dp.drift(DelService(A))
-        for _ in range(100):  # bounded wait for the sweep (not a timing assertion)
-            await asyncio.sleep(0.02)
-            if A in dp.table:
-                break
-        assert dp.table[A] == entry(A, (R1, 1))
-        assert rec.status.repairs == 2  # service + its dest
-        rec.set_desired({A: entry(A, (R1, 7))})  # a change wakes the loop
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if dp.table[A].dests[R1].weight == 7:
-                break
-        assert dp.table[A].dests[R1].weight == 7
-        assert rec.status.repairs == 2  # a config change is not a repair
-    finally:
-        await rec.stop()
-
-
 async def test_transient_error_retried_then_succeeds() -> None:
     dp = MemoryDataPlane()
     rec = make(dp, retry_attempts=4)
     rec.set_desired({A: entry(A, (R1, 1))})
     dp.fail_next(2, transient=True, match=lambda op: isinstance(op, AddDest))
     dp.fail_next(1, transient=True, match=lambda op: op is None)  # one dump fails too
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert res.ok and dp.table == {A: entry(A, (R1, 1))}
     assert rec.status.alarms == ()
 
@@ -140,7 +115,7 @@ async def test_persistent_error_becomes_alarm_not_dropped() -> None:
                  and op.dest.key == R2)
     dp.fail_next(1000, transient=False, match=lambda op: isinstance(op, AddService)
                  and op.spec.key == B, message="Invalid argument (EINVAL)")
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert not res.ok
     alarms = {a.op: a for a in rec.status.alarms}
     assert "add dest 10.0.0.2:80 to TCP 192.0.2.10:80 weight 1 masq" in alarms
@@ -162,7 +137,7 @@ async def test_dump_failure_is_an_alarm() -> None:
     rec = make(dp, retry_attempts=2)
     rec.set_desired({A: entry(A)})
     dp.fail_next(2, transient=True, match=lambda op: op is None)
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert [a.op for a in res.failed] == ["dump"]
     assert (await rec.reconcile()).ok
 
@@ -171,7 +146,7 @@ async def test_reload_drops_removed_service_but_restart_does_not_know_it() -> No
     dp = MemoryDataPlane()
     rec = make(dp)
     rec.set_desired({A: entry(A, (R1, 1)), B: entry(B, (R1, 1))})
-    await rec.start(run_loop=False)
+    await rec.start()
     rec.set_desired({A: entry(A, (R1, 1))})
     res = await rec.reconcile()
     assert res.ops == (DelService(B),) and B not in rec.owned
@@ -179,7 +154,7 @@ async def test_reload_drops_removed_service_but_restart_does_not_know_it() -> No
     dp.drift(AddService(ServiceSpec(B)))
     rec2 = make(dp)
     rec2.set_desired({A: entry(A, (R1, 1))})
-    res = await rec2.start(run_loop=False)
+    res = await rec2.start()
     assert res.ops == () and B in dp.table
 
 

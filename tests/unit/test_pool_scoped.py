@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from lvsd.dataplane.base import DataPlane, DestStats, ServiceLister
+from lvsd.dataplane.base import DataPlane, ServiceLister
 from lvsd.dataplane.memory import MemoryDataPlane
 from lvsd.pool.reconciler import Reconciler
 from lvsd.pool.table import (
@@ -19,6 +19,7 @@ from lvsd.pool.table import (
     DelService,
     DestKey,
     DestSpec,
+    DestStats,
     EditDest,
     EditService,
     Op,
@@ -70,7 +71,7 @@ async def started(initial: Table | None = None) -> tuple[MemoryDataPlane, Reconc
     dp = MemoryDataPlane(initial)
     rec = make(dp)
     rec.set_desired(table())
-    assert (await rec.start(run_loop=False)).ok
+    assert (await rec.start()).ok
     assert rec.status.last_read == "full" and dp.dumps == 1
     dp.ops.clear()
     return dp, rec
@@ -216,7 +217,7 @@ async def test_a_data_plane_without_scoped_dump_still_works_with_full_reads() ->
     old = OldDataPlane()
     rec = make(old)  # type: ignore[arg-type]  # deliberately the old signature
     rec.set_desired(table())
-    assert (await rec.start(run_loop=False)).ok
+    assert (await rec.start()).ok
     old.inner.drift(DelDest(C, R1))
     rec.set_desired(table(a=entry(A, (R1, 3), (R2, 2))))
     res = await rec.reconcile("change")

@@ -156,7 +156,7 @@ def test_which_data_planes_hold_timeouts() -> None:
 async def test_start_writes_only_differing_fields_once_then_is_idempotent() -> None:
     dp = MemoryDataPlane()
     rec = make(dp, LvsTimeouts(tcp=7200, udp=300))  # udp already the kernel's value
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert res.ok and res.timeouts == Timeouts(tcp=7200)
     assert res.descriptions[-1] == "set timeouts tcp 7200"
     assert dp.timeout_writes == [Timeouts(tcp=7200)]  # udp and tcpfin not written
@@ -176,7 +176,7 @@ async def test_start_adopts_equal_values_without_a_write() -> None:
     dp = MemoryDataPlane()
     dp.drift_timeouts(Timeouts(tcp=7200, udp=50))  # e.g. left by an earlier run
     rec = make(dp, Timeouts(tcp=7200, udp=50))
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert res.ok and res.timeouts is None and dp.timeout_writes == []
     assert rec.status.in_sync
 
@@ -184,7 +184,7 @@ async def test_start_adopts_equal_values_without_a_write() -> None:
 async def test_no_timeouts_configured_means_no_read_and_no_write() -> None:
     dp = MemoryDataPlane()
     rec = make(dp)
-    await rec.start(run_loop=False)
+    await rec.start()
     await rec.reconcile("sweep")
     assert dp.timeout_reads == 0 and dp.timeout_writes == []
     assert rec.status.timeouts_desired is None and rec.status.in_sync
@@ -194,7 +194,7 @@ async def test_drift_by_hand_is_repaired_on_sweep_and_logged(
         caplog: pytest.LogCaptureFixture) -> None:
     dp = MemoryDataPlane()
     rec = make(dp, Timeouts(tcp=7200, udp=50))
-    await rec.start(run_loop=False)
+    await rec.start()
     dp.drift_timeouts(Timeouts(tcp=500, tcp_fin=7))  # ipvsadm --set 500 7 0
     reads = dp.timeout_reads
     change = await rec.reconcile("change")  # a health change does not read the timeouts
@@ -213,7 +213,7 @@ async def test_reload_change_removal_and_partial_removal(
         caplog: pytest.LogCaptureFixture) -> None:
     dp = MemoryDataPlane()
     rec = make(dp, Timeouts(tcp=7200, udp=50))
-    await rec.start(run_loop=False)
+    await rec.start()
     assert rec.status.timeouts_saved == Timeouts(tcp=900, udp=300)
     # a reload changes one value: one write of that field, not a repair
     rec.set_timeouts(LvsTimeouts(tcp=3600, udp=50))
@@ -245,7 +245,7 @@ async def test_reload_change_removal_and_partial_removal(
 async def test_stop_restores_what_lvsd_changed_as_keepalived_does() -> None:
     dp = MemoryDataPlane()
     rec = make(dp, Timeouts(tcp=7200, udp=50))
-    await rec.start(run_loop=False)
+    await rec.start()
     dp.drift_timeouts(Timeouts(tcp_fin=9))  # not lvsd's: stays
     await rec.stop()
     assert dp.timeouts == Timeouts(900, 9, 300)
@@ -255,7 +255,7 @@ async def test_stop_restores_what_lvsd_changed_as_keepalived_does() -> None:
     dp2 = MemoryDataPlane()
     dp2.drift_timeouts(Timeouts(tcp=7200))
     rec2 = make(dp2, Timeouts(tcp=7200))
-    await rec2.start(run_loop=False)
+    await rec2.start()
     await rec2.stop()
     assert dp2.timeout_writes == [] and dp2.timeouts.tcp == 7200
 
@@ -265,9 +265,9 @@ async def test_restart_adopts_and_cannot_restore_what_an_earlier_run_changed() -
     adopted (no write, no traffic effect) and are its 'originals' (keepalived alike)."""
     dp = MemoryDataPlane()
     first = make(dp, Timeouts(tcp=7200))
-    await first.start(run_loop=False)  # and then killed: no stop
+    await first.start()  # and then killed: no stop
     second = make(dp, Timeouts(tcp=7200))
-    await second.start(run_loop=False)
+    await second.start()
     assert dp.timeout_writes == [Timeouts(tcp=7200)]
     second.set_timeouts(None)
     assert (await second.reconcile("change")).timeouts is None
@@ -278,7 +278,7 @@ async def test_transient_failure_retried_persistent_one_is_an_alarm_until_fixed(
     dp = MemoryDataPlane()
     dp.fail_timeouts(2, transient=True, writes_only=True)
     rec = make(dp, Timeouts(udp=50))
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert res.ok and dp.timeouts.udp == 50  # retried within the reconcile
     rec.set_timeouts(Timeouts(udp=60))
     dp.fail_timeouts(2, transient=False, writes_only=True)  # not retried: one per reconcile
@@ -299,7 +299,7 @@ async def test_read_failure_is_an_alarm_and_services_still_reconcile() -> None:
     dp = MemoryDataPlane()
     dp.fail_timeouts(10, transient=False)
     rec = make(dp, Timeouts(tcp=100))
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert [a.op for a in res.failed] == ["get timeouts"]
     assert A in dp.table  # the table is programmed regardless
     assert not rec.status.in_sync
@@ -310,7 +310,7 @@ async def test_kernel_limit_refusal_is_named() -> None:
     parser's 31-day cap keeps configs far below it."""
     dp = MemoryDataPlane()
     rec = make(dp, Timeouts(tcp=2**31))
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert [a.op for a in res.failed] == [f"set timeouts tcp {2**31}"]
     assert dp.timeouts == KERNEL_DEFAULT_TIMEOUTS
 
@@ -336,7 +336,7 @@ async def test_data_plane_without_timeouts_ignores_them_with_one_warning(
     assert isinstance(dp, DataPlane) and not isinstance(dp, TimeoutHolder)
     rec = make(dp, Timeouts(tcp=7200))  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, LOGGER):
-        res = await rec.start(run_loop=False)
+        res = await rec.start()
         await rec.reconcile("sweep")
         await rec.reconcile("sweep")
     assert res.ok and A in dp.inner.table

@@ -109,6 +109,12 @@ def test_where_adverts_go() -> None:
     assert plan(xmit_base=True).io_interface == "eth0"
 
 
+def test_plan_equality_ignores_the_instance_name() -> None:
+    # identity() on reload: a renamed instance keeps its vmac; a changed MAC or mode does not
+    assert plan(instance="VI_2") == plan()
+    assert plan(mac="02:00:00:00:00:01") != plan() and plan(xmit_base=True) != plan()
+
+
 def test_vip_placement() -> None:
     p = plan()
     assert p.place_vip(Vip("192.0.2.100", 24)).dev == "vrrp.51"
@@ -236,7 +242,7 @@ vrrp_instance F {
 }
 """
 
-# what keepalived 2.2.7 -t says for CONF, checked by hand (tests/netns/test_vrrp_vmac.py
+# what keepalived 2.2.7 -t says for CONF, checked by hand (tests/netns/test_vrrp_vmac_netns.py
 # compares with the real keepalived)
 KEEPALIVED_SAYS = [
     (10, "VMAC interface name 'bad/name' too long or invalid characters - ignoring"),

@@ -53,35 +53,46 @@ _KIND_ONLY: dict[str, frozenset[CheckKind]] = {
 }
 _CHECKER_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Checker)
                      if f.name in _KIND_ONLY}
-_FIELDS: dict[type, tuple[str, ...]] = {}
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+_SCALAR = frozenset({str, int, float, bool, type(None)})
 
 
-def _field_names(cls: type) -> tuple[str, ...]:
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    return names
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass type (cached), None for any other type."""
+    try:
+        return _FIELDS[cls]
+    except KeyError:
+        names = (tuple(f.name for f in dataclasses.fields(cls))
+                 if dataclasses.is_dataclass(cls) else None)
+        _FIELDS[cls] = names
+        return names
 
 
 def _conv(value: Any, compact: bool = False) -> Any:
-    if isinstance(value, Pos):
+    cls = type(value)
+    if cls in _SCALAR:
+        return value
+    if cls is Pos:
         return str(value)
     if isinstance(value, enum.Enum):
         return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        cls = type(value)
+    names = _field_names(cls)
+    if names is not None:
         secrets = _SECRET_FIELDS.get(cls, frozenset())
+        checker = cls is Checker
         out: dict[str, Any] = {}
-        for name in _field_names(cls):
+        for name in names:
             v = getattr(value, name)
             if compact:
                 if v is None or v is False or v == () or v == frozenset():
                     continue
-                if (isinstance(value, Checker) and name in _KIND_ONLY
-                        and value.kind not in _KIND_ONLY[name]
+                if (checker and name in _KIND_ONLY and value.kind not in _KIND_ONLY[name]
                         and v == _CHECKER_DEFAULTS[name]):
                     continue
-            out[name] = REDACTED if (name in secrets and v is not None) else _conv(v, compact)
+            if name in secrets and v is not None:
+                out[name] = REDACTED
+            else:
+                out[name] = v if type(v) in _SCALAR else _conv(v, compact)
         return out
     if isinstance(value, frozenset):
         return sorted(_conv(v, compact) for v in value)
@@ -109,7 +120,7 @@ def iter_json(config: Config) -> Iterator[str]:
     """The compact document of :func:`write_json`, in pieces of about one top-level array
     element each."""
     enc = json.JSONEncoder(separators=(",", ":"), check_circular=False)
-    names = _field_names(Config)
+    names = _field_names(Config) or ()
     for i, name in enumerate(names):
         value = getattr(config, name)
         head = ("{" if i == 0 else "") + enc.encode(name) + ":"

@@ -26,7 +26,12 @@ mean 'X'?", from the keywords valid in that block).
 
 ``~SEQ(VAR, START, STEP, END) TEXT`` lines (keepalived 2.x lib/parser.c ``add_seq``) are
 expanded here, before the keyword lookup: TEXT once per value with ``$VAR`` replaced (see
-:mod:`lvsd.config.seq`); the brace pieces the lexer split off the same physical line go with it.
+:mod:`lvsd.config.seq`); the brace pieces the lexer split off the same physical line go with it
+(the line is re-read from its file, since the lexer also split ``${VAR}`` at its braces; text
+given to ``loads()`` has no file, so there ``${VAR}`` in a line with braces is best effort).
+keepalived 2.2.7 does not substitute ``$VAR`` in a ~SEQ line inside a value block unless some
+other parameter is defined (a quirk of its read_line); lvsd always substitutes. ``~LST`` is not
+implemented (it is reported as an unknown keyword).
 
 A block still open at the end of the input gets keepalived's ``There are N missing '}'s or
 extra '{'s`` plus one WARNING per unclosed block naming the line where it was opened.
@@ -34,7 +39,6 @@ extra '{'s`` plus one WARNING per unclosed block naming the line where it was op
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import enum
 import re
@@ -42,7 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from lvsd.config import seq as seqmod
-from lvsd.config.lexer import LexState, Line, decomment, split_tokens
+from lvsd.config.lexer import LexState, Line, split_tokens
 from lvsd.config.model import DiagKind, Diagnostic, Pos, Severity
 
 _BRACES_RE = re.compile(r"([{}])")
@@ -163,20 +167,13 @@ class Parser:
             yield from self._seq_lines(group)
 
     def _physical(self, group: list[Line]) -> str:
-        """The text of a ~SEQ line before the lexer split it at braces (``${VAR}`` has them)."""
+        """The text of a ~SEQ line before the lexer split it at braces (``${VAR}`` has them):
+        the lexer kept it (``LexState.line_text``), so the file is never read twice."""
         if len(group) == 1:
             return group[0].raw
-        pos = group[0].pos
-        text: str | None = None
-        with contextlib.suppress(OSError, IndexError, UnicodeDecodeError):
-            if self.state.read_file is not None:
-                data = self.state.read_file(pos.file)
-            else:
-                with open(pos.file, "rb") as fh:
-                    data = fh.read()
-            text, _ = decomment(data.decode("utf-8", "replace").splitlines()[pos.line - 1])
+        text = self.state.line_text(group[0].pos)
         if text is None or not text.startswith("~SEQ"):
-            text = " ".join(ln.raw for ln in group)  # text given to loads(): best effort
+            text = " ".join(ln.raw for ln in group)  # best effort
         return text
 
     def _seq_lines(self, group: list[Line], depth: int = 0) -> Iterator[Line]:

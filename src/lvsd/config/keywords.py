@@ -43,8 +43,10 @@ condition (keyword layer; host checks live elsewhere)          why keepalived do
 a keyword's value missing (``priority`` alone)                 lib/parser.c null_strvec() exits
                                                                (kind MISSING_PARAMETER)
 vrrp_instance without ``virtual_router_id``                    vrrp.c chk_min_cfg() fails
-no ``interface``, unless unicast peers and unicast_src_ip       chk_min_cfg(): "Unknown interface!"
+no ``interface``, unless unicast peers and unicast_src_ip     chk_min_cfg(): "Unknown interface!"
 no VIP in a VRRPv3 / IPv6 / strict instance                    vrrp_complete_instance() false
+two instances sharing a VRID on the wire (same interface,      vrrp.c check_vrid_conflicts()
+family, group; or same source and a common unicast peer)
 ============================================================  ==================================
 
 All FATAL: keepalived's VRRP process stops (KEEPALIVED_EXIT_CONFIG), so lvsd does not start.
@@ -1460,7 +1462,9 @@ class Builder:
             # tests/config/test_parity_messages.py, before vrrp_complete_instance()'s "Unicast
             # instances must have unicast_src_ip or interface" could)
             c.fatal(node.pos, f"({name}) Unknown interface!")
-        if not peers_set and any(ch.keyword in _UNICAST_KEYWORDS for ch in _children(node)):
+        child_kws = {ch.keyword for ch in _children(node)}
+        if not peers_set and child_kws & _UNICAST_KEYWORDS and \
+                "unicast_fault_no_peer" not in child_kws:  # that one: a FAULT, only logged
             # vrrp.c vrrp_complete_instance(): VRRP_FLAG_UNICAST_CONFIGURED without peers
             c.err(node.pos, f"({name}) A unicast keyword has been specified without any unicast "
                   "peers. Defaulting to multicast. This usage is deprecated - please update your "
@@ -1688,6 +1692,39 @@ class Builder:
                 sg.name, self._tp_lines.get(("g", sg.name), [])))
             for sg in self.sync_groups
         ]
+        self._vrid_conflicts()
+
+    def _vrid_conflicts(self) -> None:
+        """vrrp.c check_vrid_conflicts(): two instances that would share a VRID on the wire make
+        vrrp_complete_init() fail - fatal. Multicast: same family, VRID, interface and group;
+        unicast: same family and VRID, same (or an unset) interface and source address, and a
+        peer in common. (keepalived compares live interfaces; lvsd their configured names.)"""
+        c = self.ctx
+        insts = self.instances
+        for n, a in enumerate(insts):
+            for b in insts[n + 1:]:
+                if a.family != b.family or a.virtual_router_id != b.virtual_router_id:
+                    continue
+                if bool(a.unicast_peers) != bool(b.unicast_peers):
+                    continue  # unicast and multicast are separate VRID spaces
+                if a.unicast_peers:
+                    if a.interface and b.interface and a.interface != b.interface:
+                        continue
+                    src_a = a.unicast_src_ip or a.mcast_src_ip
+                    src_b = b.unicast_src_ip or b.mcast_src_ip
+                    if src_a is None or src_b is None or src_a != src_b:
+                        continue  # keepalived compares the interfaces' live addresses then
+                    if not {p.address for p in a.unicast_peers} & {
+                            p.address for p in b.unicast_peers}:
+                        continue
+                    c.fatal(b.pos, f"({a.name}) duplicate VRID conflict with {b.name} VRID "
+                            f"{a.virtual_router_id}")
+                    continue
+                if a.interface is None or a.interface != b.interface or \
+                        a.mcast_group != b.mcast_group:
+                    continue
+                c.fatal(b.pos, f"{a.name} and {b.name} both use VRID {a.virtual_router_id} "
+                        f"with IPv{a.family} on interface {a.interface}")
 
     # ---------------------------------------------------------------- LVS
 
@@ -2541,8 +2578,8 @@ class Builder:
                         pass  # tunes PCRE2's matcher, not what matches
                     elif o in REGEX_OPTIONS_KEEPALIVED:
                         c.warn(ch.pos, f"regex option '{o}' is not supported by lvsd - ignored")
-                    else:  # keepalived ignores unknown options silently; lvsd: bad value
-                        c.err(ch.pos, f"unknown regex option '{o}' - ignored")
+                    else:  # keepalived ignores unknown options silently: an lvsd notice
+                        c.warn(ch.pos, f"unknown regex option '{o}' - ignored")
                 kw["regex_options"] = tuple(opts)
             elif k == "tls_compliant":
                 _put(kw, "tls_compliant", c.flag(ch))

@@ -655,6 +655,8 @@ class Lexer:
     def _include(self, kind: str, pattern: str, pos: Pos, base_dir: str,
                  depth: int) -> Iterator[Line]:
         st = self.state
+        if st.aborted:
+            return
         if not pattern:
             st.diag(pos, Severity.ERROR, f"include{kind} missing file name")
             return

@@ -11,8 +11,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from lvsd.config.model import Config, Severity, VrrpInstance
@@ -27,15 +26,13 @@ from lvsd.daemon.vrrpset import make_runner, runner_model, vrrp_groups
 from lvsd.status import model as m
 
 if TYPE_CHECKING:
-    from lvsd.checks.health import RealServerId
-    from lvsd.checks.scheduler import HealthEvent, Scheduler
-    from lvsd.dataplane.base import DataPlane, DestStats
-    from lvsd.pool.planner import Action, Plan, Planner
-    from lvsd.pool.reconciler import Reconciler, ReconcileResult
-    from lvsd.pool.table import DestKey, ServiceKey
+    from lvsd.checks.scheduler import Scheduler
+    from lvsd.config.model import Script
+    from lvsd.dataplane.base import DataPlane
+    from lvsd.pool.planner import Plan
+    from lvsd.pool.service import PoolService
     from lvsd.preflight import Preflight
     from lvsd.status.app import StatusServer
-    from lvsd.vrrp.notify import Notifier
     from lvsd.vrrp.runner import VrrpRunner
 
 log = logging.getLogger("lvsd")
@@ -48,15 +45,6 @@ def _version() -> str:
         return version("lvsd")
     except Exception:  # pragma: no cover - not installed
         return "0+unknown"
-
-
-@dataclass
-class _PoolState:
-    last_ops: tuple[str, ...] = ()
-    errors_total: int = 0
-    last_error: str | None = None
-    stats: Mapping[tuple[ServiceKey, DestKey], DestStats] = field(default_factory=dict)
-    stats_at: float | None = None  # time.monotonic() of the stats read (drains may end early)
 
 
 class Daemon:
@@ -78,27 +66,24 @@ class Daemon:
 
         self.bus = EventBus()
         self.scheduler: Scheduler | None = None
-        self.planner: Planner | None = None
-        self.reconciler: Reconciler | None = None
         self.dataplane: DataPlane | None = None
-        self.plan: Plan | None = None
-        self.pool = _PoolState()
+        self.pool: PoolService | None = None  # the pool's loop (checks -> plan -> data plane)
         self.runners: dict[str, VrrpRunner] = {}  # key: "group NAME" or instance name
         self.runner_models: dict[str, tuple[object, ...]] = {}  # key -> stripped models
         self.secrets: set[str] = set()
         self.reload_lock = asyncio.Lock()
         self._pid_written = False
         self._hup_pending = False
-        self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._pool_task: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
         self._status_server: StatusServer | None = None
-        self._lvs_notifier: Notifier | None = None
-        self._vs_states: dict[str, tuple[bool, bool]] = {}  # quorum_up, sorry_active
-        self._draining: Mapping[RealServerId, float] = {}  # lvs_drain_on_remove: drain end
 
     # ---- modes
+    @property
+    def plan(self) -> Plan | None:
+        """The pool's last plan (None without a pool or before its first plan)."""
+        return self.pool.plan if self.pool is not None else None
+
     @property
     def run_vrrp(self) -> bool:
         return self.opts.mode in ("full", "vrrp-only")
@@ -287,155 +272,40 @@ class Daemon:
                  srv.port)
 
     async def _start_pool(self, cfg: Config) -> None:
+        """Wire the pool: checks, planner and reconciler under one :class:`PoolService`."""
         from lvsd.checks.scheduler import Scheduler
         from lvsd.pool.planner import Planner
         from lvsd.pool.reconciler import Reconciler
-        from lvsd.vrrp.notify import Notifier
+        from lvsd.pool.service import PoolService
+        from lvsd.vrrp.notify import Notifier, ScriptSpec
 
         assert self.dataplane is not None
         g = cfg.global_defs
-        self._lvs_notifier = Notifier("LVS", "lvsd", {}, (), default_user=g.script_user,
-                                      default_group=g.script_group,
-                                      on_error=lambda m: log.warning("script: %s", m))
-        self.planner = Planner(cfg)
-        self.reconciler = Reconciler(self.dataplane, sweep_interval=self.opts.sweep_interval,
-                                     flush_on_start=g.lvs_flush,
-                                     flush_on_stop=g.lvs_flush_on_stop,
-                                     timeouts=g.lvs_timeouts)
-        self.scheduler = Scheduler(cfg, on_change=self._on_health)
-        await self.scheduler.start()
+        notifier = Notifier("LVS", "lvsd", {}, (), default_user=g.script_user,
+                            default_group=g.script_group,
+                            on_error=lambda m: log.warning("script: %s", m))
+
+        async def run_script(sc: Script) -> object:
+            return await notifier.run_one(ScriptSpec(sc.command, sc.user, sc.group))
+
+        reconciler = Reconciler(self.dataplane, flush_on_start=g.lvs_flush,
+                                flush_on_stop=g.lvs_flush_on_stop, timeouts=g.lvs_timeouts)
+        self.scheduler = Scheduler(cfg)
+        self.pool = PoolService(self.scheduler, Planner(cfg), reconciler,
+                                sweep_interval=self.opts.sweep_interval,
+                                publish=self.bus.publish, run_script=run_script)
         # first full reconcile (adopts what the data plane holds, or flushes with lvs_flush)
-        self._plan()
-        result = await self.reconciler.start(run_loop=False)
-        self._record_reconcile(result)
-        await self._read_counters()
+        await self.pool.start()
         # config, plan and table live for the whole run: take them out of the cyclic GC's scans
         # (a 37,000-server planner pass spent ~15% of its time in gen-2 collections of them)
         import gc
 
         gc.freeze()
-        self._pool_task = asyncio.create_task(self._pool_loop(), name="lvsd-pool")
 
     def reload_pool(self, cfg: Config) -> None:
         """Reload: checkers and planner take ``cfg`` (state kept by identity); a pass follows."""
-        assert self.scheduler is not None and self.planner is not None
-        assert self.reconciler is not None
-        self.scheduler.update(cfg)
-        self.planner.reload(cfg)
-        self.reconciler.flush_on_stop = cfg.global_defs.lvs_flush_on_stop
-        self.reconciler.set_timeouts(cfg.global_defs.lvs_timeouts)
-        self._wake.set()
-
-    # ---- health -> plan -> reconcile
-    def _on_health(self, ev: HealthEvent) -> None:
-        rsid, h = ev.rsid, ev.health
-        self.bus.publish("realserver", {
-            "vs": rsid.vs, "rs": m.hostport(rsid.addr, rsid.port),
-            "alive": None if h is None else h.alive,
-            "reason": "" if h is None else h.reason,
-            "failed_checkers": [] if h is None else list(h.failed_checkers)})
-        if h is not None:
-            log.info("real server %s %s (%s)", rsid, "UP" if h.alive else "DOWN", h.reason)
-        self._wake.set()
-
-    def _plan(self) -> None:
-        assert self.planner is not None and self.scheduler is not None
-        assert self.reconciler is not None
-        now = time.monotonic()
-        plan = self.planner.plan(self.scheduler.health, now, self.pool.stats,
-                                 self.pool.stats_at)
-        self.plan = plan
-        for rid, end in plan.draining.items():
-            if rid not in self._draining:
-                log.info("real server %s removed by reload: draining at weight 0 for %.0f s",
-                         rid, max(0.0, end - now))
-        for rid in set(self._draining) - set(plan.draining):
-            log.info("real server %s drained: removed", rid)
-        self._draining = plan.draining
-        for p in plan.problems:
-            log.error("pool: %s", p)
-        for act in plan.actions:
-            self._run_action(act)
-        for ident, st in plan.states.items():
-            prev = self._vs_states.get(ident)
-            cur = (st.quorum_up, st.sorry_active)
-            if prev != cur:
-                self.bus.publish("quorum", {"vs": ident, "quorum_up": st.quorum_up,
-                                            "sorry_active": st.sorry_active,
-                                            "live_weight": st.live_weight, "alive": st.alive})
-                if prev is not None:
-                    log.info("virtual server %s quorum %s%s", ident,
-                             "up" if st.quorum_up else "DOWN",
-                             " (sorry server active)" if st.sorry_active else "")
-            self._vs_states[ident] = cur
-        for gone in set(self._vs_states) - set(plan.states):
-            del self._vs_states[gone]
-        self.reconciler.set_desired(plan.table)
-
-    def _run_action(self, act: Action) -> None:
-        from lvsd.vrrp.notify import ScriptSpec
-
-        self.bus.publish("action", {"kind": act.kind, "vs": act.vs,
-                                    "rs": str(act.rs) if act.rs else None,
-                                    "message": act.message})
-        if act.script is None or self._lvs_notifier is None:
-            return
-        sc = act.script
-        self._background(self._lvs_notifier.run_one(ScriptSpec(sc.command, sc.user, sc.group)))
-
-    def _background(self, coro: Coroutine[Any, Any, object]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._bg.add(task)
-        task.add_done_callback(self._bg.discard)
-
-    def _record_reconcile(self, result: ReconcileResult) -> None:
-        if result.ops or result.timeouts is not None:
-            self.pool.last_ops = result.descriptions
-            self.bus.publish("reconcile", {"reason": result.reason, "ops": list(self.pool.last_ops),
-                                           "repairs": result.repairs})
-        if result.failed:
-            self.pool.errors_total += len(result.failed)
-            self.pool.last_error = f"{result.failed[0].op}: {result.failed[0].error}"
-            self.bus.publish("alarm", {"alarms": [f"{a.op}: {a.error}" for a in result.failed]})
-
-    async def _read_counters(self) -> None:
-        """The connection counters (one full read of the data plane): status and drain ends.
-        The table itself is the reconciler's view (``Reconciler.status.actual``), not read here."""
-        from lvsd.dataplane.base import DataPlaneError
-
-        assert self.dataplane is not None
-        try:
-            self.pool.stats = await self.dataplane.stats()
-            self.pool.stats_at = time.monotonic()
-        except DataPlaneError:
-            self.pool.stats, self.pool.stats_at = {}, None
-
-    async def _pool_loop(self) -> None:
-        reconciler = self.reconciler
-        assert reconciler is not None
-        while True:
-            timeout, reason = self.opts.sweep_interval, "sweep"
-            deadline = self.plan.next_deadline if self.plan is not None else None
-            if deadline is not None and deadline - time.monotonic() < timeout:
-                timeout, reason = max(0.0, deadline - time.monotonic()), "drain end"
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-                reason = "change"
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                self._plan()
-                result = await reconciler.reconcile(reason)
-                self._record_reconcile(result)
-                if reason == "sweep":
-                    await self._read_counters()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the loop must survive anything: log, next pass
-                self.pool.errors_total += 1
-                self.pool.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("pool pass (%s) failed", reason)
+        assert self.pool is not None
+        self.pool.reload(cfg)
 
     # ---- VRRP
     def _on_vrrp(self, name: str, kind: str, info: dict[str, Any]) -> None:
@@ -495,6 +365,11 @@ class Daemon:
             return
         self._background(self.reload())
 
+    def _background(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
     async def reload(self) -> bool:
         """SIGHUP: validate fully, then apply; on any error keep the running config."""
         return await reload(self)
@@ -504,20 +379,8 @@ class Daemon:
         self.stopping = True
         if self.runners:
             await asyncio.gather(*(self._stop_runner(k) for k in list(self.runners)))
-        if self._pool_task is not None:
-            self._pool_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pool_task
-            self._pool_task = None
-        if self.scheduler is not None:
-            with contextlib.suppress(Exception):
-                await self.scheduler.close()
-        await self._omega()
-        if self.reconciler is not None:
-            try:
-                await self.reconciler.stop()
-            except Exception as exc:
-                log.warning("reconciler stop: %s", exc)
+        if self.pool is not None:  # checks, omega scripts, reconciler (table left or flushed)
+            await self.pool.stop(script_timeout=max(1.0, self.opts.stop_timeout / 3))
         if self._bg:
             await asyncio.wait(set(self._bg), timeout=2.0)
         if self._status_server is not None:
@@ -532,32 +395,6 @@ class Daemon:
                     mine = fh.read().strip() == str(os.getpid())
                 if mine:
                     os.unlink(self.opts.pid_file)
-
-    async def _omega(self) -> None:
-        """keepalived ``omega``: on shutdown run quorum_down / notify_down where they apply."""
-        cfg, plan, notifier = self.config, self.plan, self._lvs_notifier
-        if cfg is None or plan is None or notifier is None or self.scheduler is None:
-            return
-        from lvsd.pool.planner import Planner
-        from lvsd.vrrp.notify import ScriptSpec
-
-        jobs = []
-        health = self.scheduler.health
-        for vs in cfg.virtual_servers:
-            if not vs.omega:
-                continue
-            for rs in vs.real_servers:
-                h = health.get(Planner.rs_id(vs, rs))
-                if rs.notify_down is not None and (h is None or h.alive):
-                    s = rs.notify_down
-                    jobs.append(notifier.run_one(ScriptSpec(s.command, s.user, s.group)))
-            st = plan.states.get(vs.ident)
-            if vs.quorum_down is not None and st is not None and st.quorum_up:
-                s = vs.quorum_down
-                jobs.append(notifier.run_one(ScriptSpec(s.command, s.user, s.group)))
-        if jobs:
-            await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True),
-                                   max(1.0, self.opts.stop_timeout / 3))
 
     # ---- dumps (keepalived signals)
     def _dump(self, what: str) -> None:
@@ -586,20 +423,16 @@ class Daemon:
             strict=self.opts.strict)
         proc = m.ProcessStatus(os.getpid(), self.version, self.started_at, self.opts.mode,
                                self.ready, self.stopping)
-        rec = self.reconciler.status if self.reconciler is not None else None
+        pool = self.pool.view() if self.pool is not None else None
         sched = self.scheduler
-        if rec is None:
+        if pool is None:
             reconciler = m.ReconcilerStatus(
                 "none" if self.dataplane is None else self.dataplane.name)
         else:
-            reconciler = snap.reconciler_status(
-                rec, errors_total=self.pool.errors_total, last_ops=self.pool.last_ops,
-                last_error=self.pool.last_error)
+            reconciler = snap.reconciler_status(pool)
         return m.Snapshot(
             process=proc, config=config_status, generated_at=time.time(),
             instances=snap.instances_status(self.runners.values(), cfg, conv),
-            virtual_servers=snap.vs_status(
-                cfg, self.plan, sched.health if sched is not None else None,
-                rec.actual if rec is not None else {}, self.pool.stats, conv),
+            virtual_servers=snap.vs_status(cfg, pool, conv),
             checkers=snap.checkers_status(sched.status() if sched is not None else (), conv),
             reconciler=reconciler)

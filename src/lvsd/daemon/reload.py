@@ -2,20 +2,28 @@
 ``lvsd run``'s (:mod:`lvsd.preflight`): what keepalived logs and runs through is logged and
 applied as keepalived applies it; a config keepalived could not run (or, with ``--strict``, any
 error) is rejected and the running config stays untouched (see :mod:`lvsd.daemon` for what "the
-difference" keeps)."""
+difference" keeps).
+
+:func:`reload` works on any :class:`Reloadable` (the daemon is one): this module does not
+import the daemon, which imports it."""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lvsd.config.model import Severity
 from lvsd.daemon.sdnotify import sd_notify
 
 if TYPE_CHECKING:
-    from lvsd.daemon.core import Daemon
+    import asyncio
+
+    from lvsd.config.model import Config
+    from lvsd.config.verdict import Verdict
+    from lvsd.daemon.options import Options
+    from lvsd.preflight import Preflight
 
 log = logging.getLogger("lvsd")
 
@@ -44,7 +52,40 @@ class ConfigState:
         self.last_reload_errors = ()
 
 
-async def reload(d: Daemon) -> bool:
+class Publisher(Protocol):
+    def publish(self, type: str, data: dict[str, Any] | None = ...,
+                at: float | None = ...) -> object: ...
+
+
+class Reloadable(Protocol):
+    """What a reload reads and drives (:class:`lvsd.daemon.core.Daemon`)."""
+
+    config: Config | None
+    verdict: Verdict | None
+
+    @property
+    def opts(self) -> Options: ...
+    @property
+    def cfg_state(self) -> ConfigState: ...
+    @property
+    def stopping(self) -> bool: ...
+    @property
+    def reload_lock(self) -> asyncio.Lock: ...
+    @property
+    def bus(self) -> Publisher: ...
+    @property
+    def run_checks(self) -> bool: ...
+    @property
+    def run_vrrp(self) -> bool: ...
+
+    def load(self) -> Config: ...
+    def preflight(self, cfg: Config) -> Preflight: ...
+    def log_diagnostics(self, verdict: Verdict, what: str = ...) -> None: ...
+    def reload_pool(self, cfg: Config) -> None: ...
+    async def apply_vrrp(self, cfg: Config) -> None: ...
+
+
+async def reload(d: Reloadable) -> bool:
     """Validate fully, then apply; on any error keep the running config. True: applied."""
     async with d.reload_lock:
         if d.stopping:

@@ -1,5 +1,6 @@
-"""Status snapshot assembly: the running parts (VRRP runners, check scheduler, planner's plan,
-reconciler) turned into the frozen values of :mod:`lvsd.status.model`.
+"""Status snapshot assembly: the running parts (VRRP runners, check scheduler, the pool
+service's :class:`~lvsd.pool.service.PoolView`) turned into the frozen values of
+:mod:`lvsd.status.model`.
 
 Pure functions of what they are given (no clock, no I/O): monotonic times are turned into Unix
 times by the ``conv`` the caller passes (one fixed offset, so repeated snapshots agree).
@@ -14,14 +15,12 @@ from lvsd.status import model as m
 from lvsd.status.model import hostport
 
 if TYPE_CHECKING:
-    from lvsd.checks.health import RealServerHealth, RealServerId
+    from lvsd.checks.health import RealServerId
     from lvsd.checks.scheduler import CheckerStatus as SchedCheckerStatus
     from lvsd.config.model import Config
     from lvsd.config.verdict import Verdict
-    from lvsd.dataplane.base import DestStats
-    from lvsd.pool.planner import Plan
-    from lvsd.pool.reconciler import ReconcilerStatus as RecStatus
-    from lvsd.pool.table import DestKey, ServiceEntry, ServiceKey
+    from lvsd.pool.service import PoolView
+    from lvsd.pool.table import DestKey, DestStats, ServiceEntry, ServiceKey
     from lvsd.vrrp.runner import VrrpRunner
 
 Conv = Callable[[float | None], float | None]
@@ -80,7 +79,8 @@ def instances_status(runners: Iterable[VrrpRunner], cfg: Config | None,
                 released_master=c["released_master"],
                 priority_zero_sent=c["priority_zero_sent"],
                 priority_zero_received=c["priority_zero_received"],
-                invalid_packets=dict(c["invalid"])))
+                invalid_packets=dict(c["invalid"]),
+                fault_reasons=tuple(s.get("fault_reasons") or ())))
     return tuple(out)
 
 
@@ -109,15 +109,16 @@ def _in_dataplane(addr: str, ports: Iterable[int], services: Iterable[ServiceKey
     return weight, ac, ic
 
 
-def vs_status(cfg: Config | None, plan: Plan | None,
-              health: Mapping[RealServerId, RealServerHealth] | None,
-              actual: Mapping[ServiceKey, ServiceEntry], stats: Stats,
+def vs_status(cfg: Config | None, pool: PoolView | None,
               conv: Conv) -> tuple[m.VirtualServerStatus, ...]:
     """One entry per configured virtual server, its configured real servers first, then those a
-    reload removed that are still draining (``Plan.draining``)."""
-    if cfg is None or plan is None or health is None:
+    reload removed that are still draining (``Plan.draining``); the data plane's side is the
+    reconciler's view of the table and the last counters."""
+    if cfg is None or pool is None or pool.plan is None:
         return ()
     from lvsd.pool.planner import Planner
+
+    plan, health, actual, stats = pool.plan, pool.health, pool.reconciler.actual, pool.stats
 
     draining: dict[str, list[tuple[RealServerId, float]]] = {}
     for rid, end in plan.draining.items():
@@ -180,12 +181,13 @@ def checkers_status(checkers: Iterable[SchedCheckerStatus],
     return tuple(out)
 
 
-def reconciler_status(s: RecStatus, *, errors_total: int, last_ops: tuple[str, ...],
-                      last_error: str | None) -> m.ReconcilerStatus:
+def reconciler_status(pool: PoolView) -> m.ReconcilerStatus:
+    s = pool.reconciler
     return m.ReconcilerStatus(
         dataplane=s.dataplane, last_run_at=s.last_reconcile, runs_total=s.reconciles,
-        ops_total=s.ops_applied, repairs_total=s.repairs, errors_total=errors_total,
-        last_ops=last_ops, alarms=tuple(f"{a.op}: {a.error} (x{a.count})" for a in s.alarms),
-        last_error=last_error,
+        ops_total=s.ops_applied, repairs_total=s.repairs, errors_total=pool.errors_total,
+        last_ops=pool.last_ops,
+        alarms=tuple(f"{a.op}: {a.error} (x{a.count})" for a in s.alarms),
+        last_error=pool.last_error,
         timeouts_desired=s.timeouts_desired.named() if s.timeouts_desired is not None else {},
         timeouts_kernel=s.timeouts_kernel.named() if s.timeouts_kernel is not None else {})

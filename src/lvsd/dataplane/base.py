@@ -21,10 +21,18 @@ without them (nftables: NAT there rides on conntrack, whose timeouts are the hos
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from lvsd.pool.table import DestKey, DestSpec, Op, ServiceKey, ServiceSpec, Table, Timeouts
+from lvsd.pool.table import (
+    DestKey,
+    DestSpec,
+    DestStats,
+    Op,
+    ServiceKey,
+    ServiceSpec,
+    Table,
+    Timeouts,
+)
 
 
 class DataPlaneError(Exception):
@@ -37,17 +45,6 @@ class DataPlaneError(Exception):
 
 class DataPlaneUnavailable(DataPlaneError):
     """The data plane cannot run on this host at all (e.g. kernel without IPVS)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DestStats:
-    active_conns: int = 0
-    inactive_conns: int = 0
-    conns: int = 0
-    inpkts: int = 0
-    outpkts: int = 0
-    inbytes: int = 0
-    outbytes: int = 0
 
 
 @runtime_checkable

@@ -56,7 +56,7 @@ import struct
 import sys
 from collections.abc import Collection, Sequence
 
-from lvsd.dataplane.base import DataPlaneError, DataPlaneUnavailable, DestStats
+from lvsd.dataplane.base import DataPlaneError, DataPlaneUnavailable
 from lvsd.pool.table import (
     AddDest,
     AddService,
@@ -64,6 +64,7 @@ from lvsd.pool.table import (
     DelService,
     DestKey,
     DestSpec,
+    DestStats,
     EditDest,
     EditService,
     Fwd,

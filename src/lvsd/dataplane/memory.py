@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from lvsd.dataplane.base import DataPlaneError, DestStats
+from lvsd.dataplane.base import DataPlaneError
 from lvsd.pool.table import (
     AddDest,
     AddService,
@@ -34,6 +34,7 @@ from lvsd.pool.table import (
     DelService,
     DestKey,
     DestSpec,
+    DestStats,
     EditDest,
     EditService,
     Op,

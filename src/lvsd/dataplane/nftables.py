@@ -74,13 +74,14 @@ import shutil
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from lvsd.dataplane.base import DataPlaneError, DataPlaneUnavailable, DestStats
+from lvsd.dataplane.base import DataPlaneError, DataPlaneUnavailable
 from lvsd.dataplane.memory import apply_op, to_mutable
 from lvsd.pool.table import (
     AddDest,
     AddService,
     DestKey,
     DestSpec,
+    DestStats,
     EditDest,
     EditService,
     Fwd,

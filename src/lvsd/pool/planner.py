@@ -7,9 +7,12 @@ every health change, the current ``Mapping[RealServerId, RealServerHealth]`` plu
 :meth:`Planner.plan` call returns a :class:`Plan`: the complete desired :data:`Table`, a
 :class:`VsState` per virtual server (quorum up/down, sorry server active, live weight) and the
 :class:`Action` values to run (quorum_up / quorum_down scripts, notify_up / notify_down of real
-servers). It never touches a data plane, a clock or a process: the reconciler programs the
-table, the daemon runs the actions. It keeps just enough state between calls to reproduce
+servers) and the transitions since the previous plan (:class:`QuorumChange`,
+:class:`DrainStart`, :class:`DrainEnd`). It never touches a data plane, a clock or a process:
+the reconciler programs the table, the pool service (:mod:`lvsd.pool.service`) runs the actions
+and reports the transitions. It keeps just enough state between calls to reproduce
 keepalived's edge-triggered behaviour (quorum hysteresis, notifies on transitions only).
+:meth:`Planner.shutdown` gives the scripts keepalived's ``omega`` runs on stop.
 
 Services (keepalived ``check/ipwrapper.c`` / ``ipvswrapper.c``)
   * ``virtual_server IP PORT`` -> one address service; ``virtual_server fwmark N`` -> one fwmark
@@ -62,6 +65,21 @@ Quorum (keepalived ``update_quorum_state``)
     made), so skipping the others changes nothing but the cost.
   * On reload, a virtual server with the same :attr:`VirtualServer.ident` keeps its quorum
     state and its servers keep their alive state.
+  * Order of the actions, as keepalived's ``perform_svr_state`` (check/ipwrapper.c): per
+    virtual server in config order, the real servers' notify_up / notify_down
+    (``do_rs_notifies``), then its quorum_up / quorum_down (``update_quorum_state`` ->
+    ``do_vs_notifies``).
+  * :attr:`Plan.quorum_changes` lists each virtual server whose (quorum up, sorry server
+    active) pair differs from the one last reported, ``initial`` for one the planner had not
+    reported yet (first plan, added by a reload): the caller's "quorum" event and log line.
+
+Stop (keepalived ``omega``, check/ipwrapper.c ``clear_services``)
+  * :meth:`Planner.shutdown` returns, for each virtual server with ``omega``, in config order:
+    with ``lvs_flush_on_stop`` off, a notify_down per real server that is in the pool and
+    alive (``clear_service_rs``: ``rs->set`` and alive; a server an active sorry server pushed
+    out is not set, one kept at weight 0 by ``inhibit_on_failure`` is), then, whatever
+    ``lvs_flush_on_stop`` says, quorum_down (``update_vs_notifies`` with ``stopping`` sets the
+    quorum down and notifies even if it was down already). Without ``omega``: nothing.
 
 Drain on removal (lvsd extension ``lvs_drain_on_remove SECONDS``, global_defs or per
 virtual_server, the virtual server's value winning)
@@ -84,6 +102,9 @@ virtual_server, the virtual server's value winning)
     state it had (no notify, no alpha wait). The same destination claimed by the new config
     (e.g. a DR server whose configured port changed) is the new config's.
   * :attr:`Plan.next_deadline` is the earliest drain end: the caller must plan again then.
+  * :attr:`Plan.drains_started` / :attr:`Plan.drains_ended` report each drain at the plan that
+    starts it and at the one that ends it (time ran out, no connection left, or a reload put
+    the server back: then reported by the next plan).
 """
 
 from __future__ import annotations
@@ -107,10 +128,10 @@ from lvsd.config.model import (
     TunnelOptions,
     VirtualServer,
 )
-from lvsd.dataplane.base import DestStats
 from lvsd.pool.table import (
     DestKey,
     DestSpec,
+    DestStats,
     Fwd,
     Proto,
     ServiceEntry,
@@ -169,6 +190,42 @@ class VsState:
 
 
 @dataclass(frozen=True, slots=True)
+class QuorumChange:
+    """A virtual server's (quorum up, sorry server active) pair differs from the last plan's.
+
+    ``initial``: the virtual server is new to the planner (first plan, or added by a reload,
+    or back after a plan that could not evaluate it): reported, but it is no transition."""
+
+    vs: str
+    quorum_up: bool
+    sorry_active: bool
+    live_weight: int
+    alive: int
+    initial: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DrainStart:
+    """A real server removed by a reload starts draining at weight 0 (until ``end``)."""
+
+    rs: RealServerId
+    start: float
+    end: float
+
+
+DrainEndReason = Literal["expired", "idle", "re-added"]
+
+
+@dataclass(frozen=True, slots=True)
+class DrainEnd:
+    """A drain is over: its time ran out (``expired``), the data plane showed no connection
+    left (``idle``), both leaving the table; or a reload put the server back (``re-added``)."""
+
+    rs: RealServerId
+    why: DrainEndReason
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     table: dict[ServiceKey, ServiceEntry]
     states: dict[str, VsState]
@@ -178,6 +235,10 @@ class Plan:
     # draining -> its drain end
     next_deadline: float | None = None
     draining: Mapping[RealServerId, float] = field(default_factory=dict)
+    # what changed since the previous plan, in config order (see the module docstring)
+    quorum_changes: tuple[QuorumChange, ...] = ()
+    drains_started: tuple[DrainStart, ...] = ()
+    drains_ended: tuple[DrainEnd, ...] = ()
 
     @property
     def owned(self) -> frozenset[ServiceKey]:
@@ -376,6 +437,9 @@ class Planner:
         # per virtual server of the config: its compiled form, or why it has none (None: to do)
         self._order: list[tuple[VirtualServer, _Compiled | str]] | None = None
         self._seen: dict[RealServerId, RealServerHealth] | None = None  # the last plan's health
+        # (quorum_up, sorry_active) per virtual server as the last QuorumChange reported it
+        self._reported: dict[str, tuple[bool, bool]] = {}
+        self._ended: list[DrainEnd] = []  # drains a reload cancelled, reported by the next plan
 
     @property
     def config(self) -> Config:
@@ -404,6 +468,8 @@ class Planner:
 
         for rid in [r for r in self._draining if kept(r)]:
             back = self._draining.pop(rid)
+            if back.start is not None:  # a plan reported it started
+                self._ended.append(DrainEnd(rid, "re-added"))
             vmem = self._vs.get(rid.vs)
             if vmem is not None and rid.vs in new_vs:
                 vmem.rs[rid] = back.memory
@@ -460,15 +526,18 @@ class Planner:
 
     def _apply_drains(self, table: dict[ServiceKey, ServiceEntry], now: float,
                       stats: Mapping[tuple[ServiceKey, DestKey], DestStats] | None,
-                      stats_at: float | None) -> tuple[float | None, dict[RealServerId, float]]:
+                      stats_at: float | None, started: list[DrainStart],
+                      ended: list[DrainEnd]) -> tuple[float | None, dict[RealServerId, float]]:
         deadline: float | None = None
         draining: dict[RealServerId, float] = {}
         for rid, d in list(self._draining.items()):
             if d.start is None:
                 d.start = now
+                started.append(DrainStart(rid, now, now + d.seconds))
             end = d.start + d.seconds
             if now >= end or self._drained(d, stats, stats_at):
                 del self._draining[rid]
+                ended.append(DrainEnd(rid, "expired" if now >= end else "idle"))
                 continue
             draining[rid] = end
             deadline = end if deadline is None else min(deadline, end)
@@ -533,6 +602,7 @@ class Planner:
             self._order = self._compile_order()
         snapshot = dict(health)  # references only: what the next plan compares with
         changed = self._changed_vs(self._seen, snapshot)
+        evaluated: list[str] = []
         for vs, comp in self._order:
             if isinstance(comp, str):
                 problems.append(comp)
@@ -549,6 +619,7 @@ class Planner:
                     self._cache.pop(ident, None)
                     problems.append(f"{vs.pos}: {ident}: {exc}")
                     continue
+                evaluated.append(ident)
             states[ident] = state
             for key, entry in entries.items():
                 if key in claimed:
@@ -559,9 +630,76 @@ class Planner:
                 claimed[key] = ident
                 table[key] = entry
         self._seen = snapshot
-        deadline, draining = (self._apply_drains(table, now, stats, stats_at)
+        started: list[DrainStart] = []
+        ended, self._ended = self._ended, []
+        deadline, draining = (self._apply_drains(table, now, stats, stats_at, started, ended)
                               if self._draining else (None, {}))
-        return Plan(table, states, tuple(actions), tuple(problems), deadline, draining)
+        return Plan(table, states, tuple(actions), tuple(problems), deadline, draining,
+                    self._quorum_changes(states, evaluated), tuple(started), tuple(ended))
+
+    def _quorum_changes(self, states: Mapping[str, VsState],
+                        evaluated: list[str]) -> tuple[QuorumChange, ...]:
+        """The (quorum up, sorry active) pairs that differ from the last reported ones. Only an
+        evaluated virtual server can have changed (a skipped one is a fixed point); one that
+        left ``states`` (removed by a reload, or failing) is forgotten, so it is ``initial``
+        when it comes back."""
+        out: list[QuorumChange] = []
+        reported = self._reported
+
+        def note(ident: str, st: VsState) -> None:
+            cur = (st.quorum_up, st.sorry_active)
+            prev = reported.get(ident)
+            if prev != cur:
+                out.append(QuorumChange(ident, st.quorum_up, st.sorry_active, st.live_weight,
+                                        st.alive, prev is None))
+                reported[ident] = cur
+
+        for ident in evaluated:
+            st = states.get(ident)
+            if st is not None:
+                note(ident, st)
+        if len(reported) != len(states):
+            for gone in [k for k in reported if k not in states]:
+                del reported[gone]
+            for ident, st in states.items():
+                if ident not in reported:
+                    note(ident, st)
+        return tuple(out)
+
+    def shutdown(self, flush_on_stop: str = "no") -> tuple[Action, ...]:
+        """What keepalived runs when it stops (``omega``), as actions, in its order, from the
+        last plan's state. Nothing changes: the planner is not used after this.
+
+        keepalived (check/ipwrapper.c ``clear_services``): with ``lvs_flush_on_stop`` off,
+        ``clear_service_vs`` -> ``clear_service_rs`` runs, per real server that is in the pool
+        (``rs->set``: alive and not pushed out by an active sorry server, or kept at weight 0
+        by ``inhibit_on_failure``) and alive, ``do_rs_notifies``: notify_down; then, with any
+        ``lvs_flush_on_stop``, ``update_vs_notifies(vs, stopping)`` sets the quorum down
+        whatever it was and ``do_vs_notifies``: quorum_down. Both only when ``omega`` is set
+        ("Only send non SNMP notifies when stopping if omega set")."""
+        actions: list[Action] = []
+        done: set[str] = set()
+        order = self._order if self._order is not None else self._compile_order()
+        for vs, comp in order:
+            if isinstance(comp, str) or not vs.omega or comp.ident in done:
+                continue
+            ident = comp.ident
+            done.add(ident)
+            mem, cached = self._vs.get(ident), self._cache.get(ident)
+            if mem is None or cached is None or cached.comp is not comp:
+                continue  # never planned: keepalived never set it up either
+            if flush_on_stop == "no":
+                sorry_active = cached.state.sorry_active
+                for c in comp.rs:
+                    r = mem.rs.get(c.rid)
+                    if r is None or not r.alive or (sorry_active
+                                                    and not c.rs.inhibit_on_failure):
+                        continue
+                    actions.append(Action("notify_down", ident, c.rs.notify_down, c.rid,
+                                          f"Shutting down service {c.rid}"))
+            actions.append(Action("quorum_down", ident, vs.quorum_down,
+                                  message=f"=> Shutting down <= for VS {ident}"))
+        return tuple(actions)
 
     # ------------------------------------------------------------------------------------
 

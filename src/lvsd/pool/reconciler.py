@@ -18,9 +18,10 @@ the second equal the first, for the services lvsd owns, and does nothing else.
   a non-persistent service, the default granularity (/32, /128) spelled or not, tunnel fields of
   a non-tunnel destination, scheduler name case.
 * :class:`Reconciler` is the async shell. Every reconcile diffs against a *fresh* read of the
-  data plane, then applies. It runs on every change (:meth:`Reconciler.set_desired` wakes it)
-  and on a periodic sweep, so an entry changed by hand (``ipvsadm -d`` / ``-e``) is repaired
-  within one sweep. An operation on a service whose desired entry has not changed since the
+  data plane, then applies. It has no loop of its own: its caller (the pool service,
+  :mod:`lvsd.pool.service`) reconciles after every change and on a periodic sweep (reason
+  ``"sweep"``), so an entry changed by hand (``ipvsadm -d`` / ``-e``) is repaired within one
+  sweep. An operation on a service whose desired entry has not changed since the
   desired table was last reached is drift: it is logged as a repair and counted.
 * What is read. The start, every sweep, any reconcile after a failure, and a data plane whose
   ``dump`` takes no ``services`` read *everything* (``dump()``). Any other (change-triggered)
@@ -75,7 +76,6 @@ the second equal the first, for the services lvsd owns, and does nothing else.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
@@ -313,7 +313,6 @@ class Reconciler:
         self,
         dataplane: DataPlane,
         *,
-        sweep_interval: float = 10.0,
         flush_on_start: bool = False,
         flush_on_stop: str = "no",
         retry_attempts: int = 4,
@@ -329,7 +328,6 @@ class Reconciler:
         if retry_attempts < 1:
             raise ValueError("retry_attempts must be >= 1")
         self.dataplane = dataplane
-        self.sweep_interval = sweep_interval
         self.flush_on_start = flush_on_start
         self.flush_on_stop = flush_on_stop
         self.retry_attempts = retry_attempts
@@ -342,8 +340,6 @@ class Reconciler:
         self._generation = 0
         self._converged_generation = -1
         self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._alarms: dict[str, Alarm] = {}
         self._last_reconcile: float | None = None
         self._last_reason = ""
@@ -377,22 +373,18 @@ class Reconciler:
     # --- inputs -----------------------------------------------------------------------------
 
     def set_desired(self, table: Mapping[ServiceKey, ServiceEntry]) -> None:
-        """New desired table (from the planner). Wakes the loop if it runs."""
+        """New desired table (from the planner); the next reconcile makes the data plane so."""
         new = dict(table)
         if new == self._desired and self._generation > 0:
             return
         self._desired = new
         self._owned |= set(new)
         self._generation += 1
-        self._wake.set()
 
     def set_timeouts(self, timeouts: TimeoutValues | None) -> None:
         """New configured connection timeouts (``global_defs.lvs_timeouts``; None: none).
-        Wakes the loop if it runs; the next reconcile writes what differs."""
-        new = configured_timeouts(timeouts)
-        if new != self._timeouts:
-            self._timeouts = new
-            self._wake.set()
+        The next reconcile writes what differs."""
+        self._timeouts = configured_timeouts(timeouts)
 
     @property
     def timeouts(self) -> Timeouts:
@@ -442,43 +434,19 @@ class Reconciler:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    async def start(self, *, run_loop: bool = True) -> ReconcileResult:
-        """Adopt (or, with ``lvs_flush``, flush) the data plane, reconcile once, start sweeping."""
+    async def start(self) -> ReconcileResult:
+        """Adopt (or, with ``lvs_flush``, flush) the data plane: the first reconcile."""
         if self.flush_on_start:
             await self._flush(all_services=True, reason="lvs_flush at start")
-        result = await self.reconcile("start")
-        if run_loop and self._task is None:
-            self._task = asyncio.create_task(self.run(), name="lvsd-reconciler")
-        return result
+        return await self.reconcile("start")
 
     async def stop(self) -> None:
-        """Stop sweeping; leave the table unless ``lvs_flush_on_stop``."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Leave the table unless ``lvs_flush_on_stop``; restore the connection timeouts."""
         if self.flush_on_stop == "all":
             await self._flush(all_services=True, reason="lvs_flush_on_stop all")
         elif self.flush_on_stop == "vs":
             await self._flush(all_services=False, reason="lvs_flush_on_stop vs")
         await self._restore_timeouts()
-
-    async def run(self) -> None:
-        """Reconcile on every change and at least every ``sweep_interval`` seconds."""
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.sweep_interval)
-                reason = "change"
-            except TimeoutError:
-                reason = "sweep"
-            self._wake.clear()
-            try:
-                await self.reconcile(reason)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # never let the loop die: log and try at the next sweep
-                log.exception("reconcile (%s) crashed", reason)
 
     # --- the work ---------------------------------------------------------------------------
 

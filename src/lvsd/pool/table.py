@@ -8,6 +8,9 @@ desired table from config + health; every data plane can ``dump()`` its actual t
 shape; the reconciler diffs the two into a minimal list of :data:`Op` values that a data plane
 applies one by one. Nothing here does I/O.
 
+A data plane also reports per-destination counters (:class:`DestStats`), values of the same
+table: status shows them and the planner ends a drain early on them.
+
 Besides the table, IPVS has one global setting lvsd manages, the connection :class:`Timeouts`
 (keepalived's ``lvs_timeouts``); they are not services, so they are not :data:`Op` values: the
 reconciler reads and writes them through a data plane's optional
@@ -155,6 +158,21 @@ class ServiceEntry:
 
 
 Table = Mapping[ServiceKey, ServiceEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class DestStats:
+    """One destination's counters as a data plane reports them (``ipvsadm -L --stats``):
+    connections now (active, inactive), since creation (conns), packets and bytes both ways.
+    The pool reads them for status and to end a drain early."""
+
+    active_conns: int = 0
+    inactive_conns: int = 0
+    conns: int = 0
+    inpkts: int = 0
+    outpkts: int = 0
+    inbytes: int = 0
+    outbytes: int = 0
 
 
 # --- IPVS connection timeouts (global, not per service) -------------------------------------

@@ -111,6 +111,8 @@ def format_status(s: dict[str, Any]) -> str:
             out.append(f"{i['name']:<16} {i['vrid']:>4} {i['interface'] or '-':<10} "
                        f"{i['state']:<7} {i['effective_priority']:>3}/{i['base_priority']:<3} "
                        f"{master:<24} {vips}")
+            if i.get("fault_reasons"):
+                out.append(f"{'':<16} FAULT: {'; '.join(i['fault_reasons'])}")
             if i["transitions"]:
                 t = i["transitions"][-1]
                 out.append(f"{'':<16} last: {t['old']} -> {t['new']} ({t['reason']}) at "

@@ -66,6 +66,9 @@ class InstanceStatus:
     priority_zero_sent: int = 0
     priority_zero_received: int = 0
     invalid_packets: Mapping[str, int] = field(default_factory=dict)  # by reason
+    # why the instance is in FAULT (an interface down or missing with dynamic_interfaces, a
+    # failed track_script / track_process, ...): empty when it is not
+    fault_reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,7 +128,8 @@ Unavailable (lvsd, for ``dynamic_interfaces``): while the shell reports a reason
 cannot run (its interface does not exist), that reason is a fault like a tracked object down.
 
 Not implemented (documented keepalived features): the "rogue address owner" back-off when two
-routers both claim priority 255 (here the RFC tie-break by address applies), IPsec-AH.
+routers both claim priority 255 (here the RFC tie-break by address applies). IPsec-AH
+authentication lives below the machine, in the transport (:mod:`lvsd.vrrp.ah`).
 """
 
 from __future__ import annotations

@@ -48,6 +48,12 @@ destination: v3 checksums cover the destination address), ``AddVips``/``RemoveVi
 ``RunNotify`` (``notify.Notifier``: scheduled, never awaited) and the ``Become*`` records
 (passed to ``on_event``).
 
+``use_vmac`` (``InstanceSpec.vmac``, ``lvsd.vrrp.vmac``): before its transport opens, a member
+creates (or adopts) its macvlan, in any state; adverts go out and come in on
+``io_interface`` (the vmac, or the base with ``vmac_xmit_base``), the VIPs of the instance's
+family and the GARP/NA socket are on the vmac. The vmac is deleted after the VIPs when the
+member stops or a reload removes it, unless a member still running uses the same one.
+
 ``update(specs)`` is the reload (keepalived ``clear_diff_vrrp``): new specs are matched to the
 running members by identity (interface, virtual_router_id, version, family — keepalived's
 ``vrrp_exist`` matches vrid, family and interface; lvsd adds the version, whose advert format

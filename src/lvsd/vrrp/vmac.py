@@ -57,6 +57,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -193,9 +194,10 @@ def link_local_from_mac(mac: bytes) -> IPv6Address:
 
 @dataclass(frozen=True, slots=True)
 class VmacPlan:
-    """One instance's vmac, as data. ``mac`` is "aa:bb:..."."""
+    """One instance's vmac, as data. ``mac`` is "aa:bb:..."; ``instance`` names it in log
+    lines only (a renamed instance keeps its vmac on reload)."""
 
-    instance: str
+    instance: str = field(compare=False)
     name: str
     base: str
     mac: str
@@ -473,15 +475,20 @@ class VmacLink:
 
     def _set_sysctls(self) -> None:
         p = self.plan
+        if self._sysctls_set:  # recreated (its base came back): the ledger already counts us
+            for k, v in p.vmac_sysctls():
+                write_sysctl(f"{p.name}/{k}", v)
+            if p.base in self.ledger.base_refs:
+                for k, v in BASE_SYSCTLS:
+                    write_sysctl(f"{p.base}/{k}", v)
+            return
         conf = f"{_SYSCTL_ROOT}/ipv4/conf"
-        names = {}
+        names: dict[str, int] = {}
         with contextlib.suppress(OSError):
-            import os
-
             for n in os.listdir(conf):
-                v = read_sysctl(f"{n}/rp_filter")
-                if v is not None:
-                    names[n] = v
+                rp = read_sysctl(f"{n}/rp_filter")
+                if rp is not None:
+                    names[n] = rp
         _apply(self.ledger.clear_rp_filter(read_sysctl("all/rp_filter"),
                                            read_sysctl("default/rp_filter"), names))
         for k, v in p.vmac_sysctls():
@@ -499,11 +506,11 @@ class VmacLink:
 
         p = self.plan
         base_ll: IPv6Address | None = None
-        for msg in await ipr.addr("dump", index=base, family=socket.AF_INET6):
+        async for msg in await ipr.addr("dump", index=base):
             a = msg.get_attr("IFA_ADDRESS")
-            if a and IPv6Address(a.split("%")[0]).is_link_local:
+            if base_ll is None and a and msg["family"] == socket.AF_INET6 \
+                    and IPv6Address(a.split("%")[0]).is_link_local:
                 base_ll = IPv6Address(a.split("%")[0])
-                break
         base_mac = b"\x00" * 6
         msg = (await ipr.link("get", index=base))[0]
         if msg.get_attr("IFLA_ADDRESS"):

@@ -73,7 +73,7 @@ async def setup(lab: Topology, drain: float) -> tuple[IPVSDataPlane, Planner, Re
     planner = Planner(config(drain, with_rs1=True))
     rec = Reconciler(dp)
     rec.set_desired(planner.plan({}, now=0.0).table)
-    assert (await rec.start(run_loop=False)).ok
+    assert (await rec.start()).ok
     conns = [connect(lab["client"].ns) for _ in range(2)]
     who = [get(c) for c in conns]
     assert sorted(who) == ["rs1", "rs2"], who  # round robin

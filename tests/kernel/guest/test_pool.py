@@ -9,7 +9,6 @@ kernel is recorded by :class:`Spy` (a pass-through around the real data plane).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
@@ -18,16 +17,17 @@ from vmutil import ipvsadm, saved
 
 from lvsd.checks.health import RealServerHealth, RealServerId
 from lvsd.config.model import NOPOS, Config, LbKind, Protocol, RealServer, VirtualServer
-from lvsd.dataplane.base import DestStats
 from lvsd.dataplane.ipvs import IPVSDataPlane
 from lvsd.pool.planner import Planner
 from lvsd.pool.reconciler import Reconciler
+from lvsd.pool.service import PoolService
 from lvsd.pool.table import (
     AddDest,
     AddService,
     DelDest,
     DelService,
     DestKey,
+    DestStats,
     EditDest,
     EditService,
     Op,
@@ -119,11 +119,11 @@ async def spy() -> AsyncIterator[Spy]:
 
 async def program(spy: Spy, config: Config = CONFIG) -> tuple[Planner, Reconciler]:
     planner = Planner(config)
-    rec = Reconciler(spy, sweep_interval=0.2)  # type: ignore[arg-type]
+    rec = Reconciler(spy)  # type: ignore[arg-type]
     plan = planner.plan({}, now=0.0)
     assert not plan.problems, plan.problems
     rec.set_desired(plan.table)
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert res.ok, res.failed
     return planner, rec
 
@@ -161,14 +161,35 @@ async def test_drain_to_weight_zero_then_remove(spy: Spy) -> None:
     assert saved() == sorted(e for e in EXPECTED if "10.0.0.12" not in e)
 
 
+class NoChecks:
+    """A health source with no verdict (every server as before its first check)."""
+
+    def __init__(self) -> None:
+        self.health: dict[RealServerId, RealServerHealth] = {}
+
+    def add_callback(self, cb: object) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    def update(self, config: object) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
 async def test_hand_made_drift_is_repaired_within_one_sweep(spy: Spy) -> None:
-    _, rec = await program(spy)
+    # the pool service's loop, sweeping every 0.2 s; let it settle first
+    rec = Reconciler(spy)  # type: ignore[arg-type]
+    pool = PoolService(NoChecks(), Planner(CONFIG), rec, sweep_interval=0.2,
+                       publish=lambda kind, data: None)
+    await pool.start()
     add_foreign()
-    # the reconciler's own loop, sweeping every 0.2 s; let it settle first
-    loop = asyncio.create_task(rec.run())
     try:
         for _ in range(150):  # bounded: up to ~30 s on an emulated CPU
-            if rec.status.reconciles >= 3:
+            if pool.view().passes >= 2:
                 break
             await asyncio.sleep(0.2)
         spy.writes.clear()
@@ -185,9 +206,7 @@ async def test_hand_made_drift_is_repaired_within_one_sweep(spy: Spy) -> None:
                 break
             await asyncio.sleep(0.2)
     finally:
-        loop.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop
+        await pool.stop(script_timeout=1.0)  # lvs_flush_on_stop off: the table stays
     assert rec.status.last_reason == "sweep" and rec.status.repairs == 7
     assert saved() == sorted(EXPECTED + FOREIGN)
     assert sorted(spy.kinds()) == sorted(["AddDest", "EditDest", "EditService", "DelDest",
@@ -215,7 +234,7 @@ async def test_restart_adopts_without_a_single_delete(spy: Spy) -> None:
     try:
         rec2 = Reconciler(flushing, flush_on_start=True)  # type: ignore[arg-type]
         rec2.set_desired(Planner(CONFIG).plan({}, 0.0).table)
-        await rec2.start(run_loop=False)
+        await rec2.start()
         assert flushing.kinds().count("DelService") == 4
         assert saved() == EXPECTED
     finally:

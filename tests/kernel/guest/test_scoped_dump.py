@@ -103,7 +103,7 @@ async def test_change_reconcile_reads_only_the_changed_service(ipvs: IPVSDataPla
     want = want_table()
     rec = Reconciler(ipvs)
     rec.set_desired(want)
-    assert (await rec.start(run_loop=False)).ok
+    assert (await rec.start()).ok
     ipvsadm("-d", "-t", "192.0.2.14:80", "-r", "10.0.14.1:8080")  # drift in an untouched one
     changed = dict(want)
     e = want[V4[0]]

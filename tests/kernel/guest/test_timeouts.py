@@ -76,7 +76,7 @@ async def test_set_read_back_repair_idempotent_restore(ipvs: IPVSDataPlane) -> N
     spy = _Spy(ipvs)
     rec = Reconciler(ipvs, timeouts=Timeouts(tcp=7200, udp=50))
     rec.set_desired(TABLE)
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert res.ok, res.failed
     assert kernel_timeouts() == Timeouts(7200, 120, 50)
     assert spy.writes == [Timeouts(tcp=7200, udp=50)]  # tcpfin not configured: not written
@@ -113,7 +113,7 @@ async def test_stop_restores_and_restart_adopts(ipvs: IPVSDataPlane) -> None:
     by_hand(900, 120, 300)
     rec = Reconciler(ipvs, timeouts=Timeouts(tcp_fin=10))
     rec.set_desired(TABLE)
-    assert (await rec.start(run_loop=False)).ok
+    assert (await rec.start()).ok
     assert kernel_timeouts() == Timeouts(900, 10, 300)
     await rec.stop()  # keepalived's ipvs_stop: back to the values found
     assert kernel_timeouts() == Timeouts(900, 120, 300)
@@ -124,7 +124,7 @@ async def test_stop_restores_and_restart_adopts(ipvs: IPVSDataPlane) -> None:
     again = Reconciler(ipvs, timeouts=Timeouts(tcp_fin=10))
     spy = _Spy(ipvs)
     again.set_desired(TABLE)
-    res = await again.start(run_loop=False)
+    res = await again.start()
     assert res.ok and res.timeouts is None and res.ops == () and spy.writes == []
 
 
@@ -133,7 +133,7 @@ async def test_kernel_refusal_is_an_alarm_not_a_crash(ipvs: IPVSDataPlane) -> No
     before = kernel_timeouts()
     rec = Reconciler(ipvs, timeouts=Timeouts(udp=2**31 - 1), retry_wait=0.0)
     rec.set_desired(TABLE)
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     assert [a.op for a in res.failed] == [f"set timeouts udp {2**31 - 1}"]
     assert "EINVAL" in res.failed[0].error
     assert kernel_timeouts() == before

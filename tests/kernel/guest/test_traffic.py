@@ -54,7 +54,7 @@ async def test_weight_zero_takes_no_new_connections_but_keeps_established(
         planner = Planner(config())
         rec = Reconciler(dp)
         rec.set_desired(planner.plan({}, now=0.0).table)
-        assert (await rec.start(run_loop=False)).ok
+        assert (await rec.start()).ok
         svc = ServiceKey.for_addr(VIP, 80, 6)
         rs1 = DestKey("10.0.0.11", 8080)
 

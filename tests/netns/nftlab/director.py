@@ -28,7 +28,7 @@ async def main() -> None:
                                     dests)
     rec = Reconciler(dp, retry_wait=0.01)
     rec.set_desired(desired)
-    res = await rec.start(run_loop=False)
+    res = await rec.start()
     await rec.stop()
     dump = await dp.dump()
     print(json.dumps({

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -53,6 +54,10 @@ while True:
         ihl = (f[14] & 15) * 4
         out.write(json.dumps({"kind": "vrrp", "src": src, "ip": socket.inet_ntoa(f[26:30]),
                               "vrid": f[14 + ihl + 1], "prio": f[14 + ihl + 2]}) + "\n")
+    elif typ == 0x86DD and f[20] == 112:
+        out.write(json.dumps({"kind": "vrrp6", "src": src,
+                              "ip": socket.inet_ntop(socket.AF_INET6, f[22:38]),
+                              "vrid": f[55], "prio": f[56]}) + "\n")
     elif typ == 0x0806:
         out.write(json.dumps({"kind": "arp", "src": src, "op": struct.unpack("!H", f[20:22])[0],
                               "sha": f[22:28].hex(":"), "spa": socket.inet_ntoa(f[28:32]),
@@ -251,6 +256,35 @@ def test_vmac_xmit_base_named_vmac_and_mac(topo: Topology, tmp_path: Path) -> No
     assert link(a, "vmx0") is None and link(b, "vmx0") is None
 
 
+def test_vmac_ipv6(topo: Topology, tmp_path: Path) -> None:
+    """An IPv6 instance: MAC 00:00:5e:00:02:VRID, the base's link-local added to the vmac (no
+    EUI-64 of the virtual MAC: addr_gen_mode none), adverts from it with the virtual MAC."""
+    a, b, c = topo["a"], topo["b"], topo["c"]
+    sniff = Sniffer(c, tmp_path / "frames")
+    text = conf(150, inst="  use_vmac").replace(f"{VIP}/24", "fd00::100/64")
+    nb = lvsd(b, tmp_path, text.replace("priority 150", "priority 100")).start()
+    na = lvsd(a, tmp_path, text).start()
+    assert wait_for(lambda: na.state() == "MASTER" and nb.state() == "BACKUP", 15), \
+        na.log() + nb.log()
+    vmac6 = "00:00:5e:00:02:33"
+    lnk = link(a, "vrrp.51")
+    assert lnk is not None and f"link/ether {vmac6}" in lnk and "addrgenmode none" in lnk, lnk
+    base_ll = next(x for x in a.addresses("eth0") if x.startswith("fe80:"))
+    assert wait_for(lambda: "fd00::100/64" in addrs(a, "vrrp.51"), 5)
+    ll = [x for x in addrs(a, "vrrp.51") if x.startswith("fe80:")]
+    assert ll == [base_ll], (ll, base_ll)
+    assert sysctl(a, "net/ipv6/conf/vrrp.51/disable_ipv6") == "0"
+    n = sniff.mark()
+    assert wait_for(lambda: len(sniff.since(n, "vrrp6")) >= 3, 5), sniff.frames()
+    assert {(r["src"], r["ip"]) for r in sniff.since(n, "vrrp6")} == {
+        (vmac6, base_ll.split("/")[0])}
+    assert nb.status()["counters"]["adverts_received"] > 0
+    na.stop()
+    assert wait_for(lambda: nb.state() == "MASTER", 10), nb.log()
+    assert link(a, "vrrp.51") is None
+    nb.stop()
+
+
 KA_CONF = """
 global_defs {{
   router_id ka
@@ -377,3 +411,131 @@ def test_parser_messages_match_keepalived(topo: Topology, tmp_path: Path) -> Non
             if d.severity.name != "WARNING"}
     assert len(ours) == 7, ours
     assert ours <= said, (ours - said, said)
+
+
+STATUS = "127.0.0.1:9341"
+STATUS_GET = r"""
+import sys, urllib.request
+with urllib.request.urlopen("http://%s/status" % sys.argv[1], timeout=3) as r:
+    sys.stdout.write(r.read().decode())
+"""
+
+
+def ifindex(host: Host, dev: str) -> int | None:
+    text = link(host, dev)
+    return int(text.split(":", 1)[0]) if text else None
+
+
+def test_daemon_reload_keeps_adds_and_removes_the_vmac(topo: Topology, tmp_path: Path) -> None:
+    """``lvsd run``: a reload that keeps use_vmac keeps the interface (same ifindex, VIP
+    still on it); one that drops it deletes the vmac and the VIP moves to the base; adding it
+    back creates it; stop deletes it."""
+    a = topo["a"]
+    path = tmp_path / "k.conf"
+    log = tmp_path / "lvsd.log"
+
+    def write(priority: int, inst: str) -> None:
+        path.write_text(conf(priority, inst=inst))
+
+    def generation() -> int:
+        res = a.run(sys.executable, "-c", STATUS_GET, STATUS, check=False, timeout=10)
+        if res.returncode != 0:
+            return -1
+        return int(json.loads(res.stdout)["config"]["generation"])
+
+    def reload() -> None:
+        gen = generation()
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: generation() == gen + 1, 15), log.read_text()[-3000:]
+
+    write(150, "  use_vmac")
+    with open(log, "w") as out:
+        proc = a.popen([sys.executable, "-m", "lvsd.cli", "run", "-f", str(path), "--vrrp-only",
+                        "--dataplane", "memory", "--status-listen", STATUS,
+                        "--stop-timeout", "5", "--pid-file", str(tmp_path / "lvsd.pid"),
+                        "--dump-dir", str(tmp_path)], stdout=out, stderr=subprocess.STDOUT)
+    assert wait_for(lambda: f"{VIP}/24" in addrs(a, "vrrp.51"), 20), log.read_text()
+    first = ifindex(a, "vrrp.51")
+    write(160, "  use_vmac")  # priority only: the instance and its vmac are kept
+    reload()
+    assert ifindex(a, "vrrp.51") == first
+    assert f"{VIP}/24" in addrs(a, "vrrp.51")
+    write(160, "")  # use_vmac gone: vmac deleted, the VIP on eth0
+    reload()
+    assert wait_for(lambda: link(a, "vrrp.51") is None, 10), log.read_text()[-3000:]
+    assert wait_for(lambda: f"{VIP}/24" in a.addresses("eth0"), 10), log.read_text()[-3000:]
+    write(160, "  use_vmac\n  vmac_xmit_base")  # back, sending on the base
+    reload()
+    assert wait_for(lambda: f"{VIP}/24" in addrs(a, "vrrp.51"), 10), log.read_text()[-3000:]
+    assert f"{VIP}/24" not in a.addresses("eth0")
+    proc.terminate()
+    assert proc.wait(15) == 0, log.read_text()[-3000:]
+    assert link(a, "vrrp.51") is None
+    assert "not supported by lvsd" not in log.read_text()
+
+
+def test_existing_vmac_updated_adopted_or_replaced(topo: Topology, tmp_path: Path) -> None:
+    """vrrp_vmac.c netlink_link_add_vmac on what it finds: a macvlan of that name with the
+    wrong MAC/mode is updated, one on another base is replaced, a right one (left by a killed
+    director) is adopted; each is deleted on stop."""
+    a = topo["a"]
+    a.run("ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth2")
+    text = conf(150, inst="  use_vmac")
+    for setup, says in (
+            (["link", "eth0", "address", "02:00:00:00:00:99", "type", "macvlan", "mode",
+              "bridge"], "Update old VMAC interface vrrp.51 due to wrong MAC/mode"),
+            (["link", "eth1", "address", VMAC, "type", "macvlan", "mode", "private"],
+             "Removing old VMAC interface vrrp.51 due to conflicting interface"),
+            (["link", "eth0", "address", VMAC, "type", "macvlan", "mode", "private"], None)):
+        a.run("ip", "link", "add", "name", "vrrp.51", *setup)
+        before = ifindex(a, "vrrp.51")
+        na = lvsd(a, tmp_path, text).start()
+        assert wait_for(lambda n=na: n.state() == "MASTER", 10), na.log()
+        lnk = link(a, "vrrp.51")
+        assert lnk is not None and f"link/ether {VMAC}" in lnk, lnk
+        assert "macvlan mode private" in lnk and "vrrp.51@eth0" in lnk, lnk
+        assert wait_for(lambda: f"{VIP}/24" in addrs(a, "vrrp.51"), 5)
+        if says is not None:
+            assert says in na.log(), na.log()
+        else:  # adopted: the same interface, not created again
+            assert ifindex(a, "vrrp.51") == before
+            assert "Success creating" not in na.log(), na.log()
+        na.stop()
+        assert link(a, "vrrp.51") is None, setup
+
+
+def test_dynamic_interfaces_base_goes_and_comes_back(topo: Topology, tmp_path: Path) -> None:
+    """dynamic_interfaces: no base, no vmac (FAULT); the base appears: the vmac is created
+    on it; the base is deleted (the kernel deletes the macvlan with it): FAULT; it comes
+    back: the vmac is created again; stop removes it."""
+    a = topo["a"]
+
+    def base(up: bool) -> None:
+        if up:
+            a.run("ip", "link", "add", "dyn0", "type", "veth", "peer", "name", "dyn1")
+            a.run("ip", "addr", "add", "198.51.100.1/24", "dev", "dyn0")
+            a.run("ip", "link", "set", "dyn1", "up")
+            a.run("ip", "link", "set", "dyn0", "up")
+        else:
+            a.run("ip", "link", "del", "dyn0")
+
+    text = conf(150, inst="  use_vmac", glob="  dynamic_interfaces").replace(
+        "interface eth0", "interface dyn0")
+    na = lvsd(a, tmp_path, text).start()
+    assert wait_for(lambda: na.state() == "FAULT", 5), na.log()
+    assert link(a, "vrrp.51") is None
+    for _ in range(2):
+        base(True)
+        assert wait_for(lambda: na.state() == "MASTER", 10), na.log()
+        lnk = link(a, "vrrp.51")
+        assert lnk is not None and "vrrp.51@dyn0" in lnk and f"link/ether {VMAC}" in lnk, lnk
+        assert wait_for(lambda: f"{VIP}/24" in addrs(a, "vrrp.51"), 5), na.log()
+        assert sysctl(a, "net/ipv4/conf/vrrp.51/rp_filter") == "0"
+        assert sysctl(a, "net/ipv4/conf/dyn0/arp_ignore") == "1"
+        base(False)
+        assert wait_for(lambda: na.state() == "FAULT", 5), na.log()
+        assert link(a, "vrrp.51") is None
+    base(True)
+    assert wait_for(lambda: na.state() == "MASTER", 10), na.log()
+    na.stop()
+    assert link(a, "vrrp.51") is None
