@@ -414,3 +414,19 @@ SSL {
     assert g.smtp_connect_timeout == 10.0
     assert g.ssl is not None and g.ssl.ca == "/etc/ca.pem" and g.ssl.password == "s3cret"
     assert cfg.ok, messages(cfg)
+
+
+def test_strict_mode_in_an_instance_is_read_not_an_internal_error() -> None:
+    # a regression: strict_mode inside vrrp_instance reached the model twice (TypeError)
+    cfg = loads("vrrp_instance V {\n interface eth0\n virtual_router_id 5\n strict_mode\n"
+                " virtual_ipaddress {\n  192.0.2.5\n }\n}\n", name="s.conf")
+    assert not [d for d in cfg.diagnostics if "internal error" in d.message], cfg.diagnostics
+    assert cfg.vrrp_instances[0].strict_mode is True
+
+
+def test_authentication_without_password_is_ignored_as_keepalived_does() -> None:
+    cfg = loads("vrrp_instance V {\n interface eth0\n virtual_router_id 5\n authentication {\n"
+                "  auth_type PASS\n }\n virtual_ipaddress {\n  192.0.2.5\n }\n}\n", name="a.conf")
+    assert "(V) Authentication specified but no password given. Ignoring" in [
+        d.message for d in cfg.diagnostics]
+    assert cfg.vrrp_instances[0].auth_type is None

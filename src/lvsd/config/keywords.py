@@ -1500,11 +1500,16 @@ class Builder:
             c.err(node.pos, f"({name}) VRRP version 3 does not support authentication. Ignoring.")
             kw.pop("auth_type", None)
             kw.pop("auth_pass", None)
-        strict = kw.get("strict_mode")
+        strict = kw.pop("strict_mode", None)
         if strict is None and g.vrrp_strict:
             strict = True
         if strict and kw.get("auth_type"):
             c.err(node.pos, f"({name}) Strict mode does not support authentication. Ignoring.")
+            kw.pop("auth_type", None)
+            kw.pop("auth_pass", None)
+        if kw.get("auth_type") and not kw.get("auth_pass"):
+            # vrrp.c vrrp_complete_instance: no authentication then
+            c.err(node.pos, f"({name}) Authentication specified but no password given. Ignoring")
             kw.pop("auth_type", None)
             kw.pop("auth_pass", None)
         if state is None:

@@ -12,9 +12,11 @@ Like keepalived, every director runs its checkers and programs its pool whatever
 state; only the VRRP master holds the VIPs, so only the master receives traffic (a backup's
 table is ready the moment it takes over).
 
-* The *pool task* is the only writer of the data plane (through the reconciler): it wakes on
-  every health change, on reload, and every ``--sweep`` seconds; it plans (planner), runs the
-  plan's quorum/notify scripts, sets the reconciler's desired table and reconciles. The status
+* The *pool service* (:mod:`lvsd.pool.service`) is the only writer of the data plane (through
+  the reconciler): it wakes on every health change, on reload, at a drain's end and every
+  ``--sweep`` seconds; it plans (planner), runs the plan's quorum/notify scripts, sets the
+  reconciler's desired table and reconciles. The daemon only wires it, and reloads and stops
+  it. The status
   page's table is the reconciler's own view (its last full read plus what it read and applied
   since), so a pass reads the data plane once, not twice; the connection counters (``stats``,
   a full read with counters) are refreshed at start and on every sweep only.

@@ -78,12 +78,13 @@ class Daemon:
         self._bg: set[asyncio.Task[Any]] = set()
         self._status_server: StatusServer | None = None
 
-    # ---- modes
+    # ---- pool
     @property
     def plan(self) -> Plan | None:
         """The pool's last plan (None without a pool or before its first plan)."""
         return self.pool.plan if self.pool is not None else None
 
+    # ---- modes
     @property
     def run_vrrp(self) -> bool:
         return self.opts.mode in ("full", "vrrp-only")
