@@ -3,6 +3,9 @@
     sudo .venv/bin/python bench/failover.py [--trials N] [--intervals 1:2,0.1:3,0.05:3]
                                             [--faults kill,term,linkdown]
 
+The lvsd pair is what ships, ``lvsd run --vrrp-only`` (``testlab.DaemonNode``, tests/support),
+and keepalived runs VRRP-only; both read the same keepalived.conf (``testlab.keepalived_conf``).
+
 For each implementation, advert interval/version and fault, N trials of: a master (priority
 150, host a) and a backup (priority 100, host b) settle; after a random phase the fault is
 injected on the master (SIGKILL of the daemon, SIGTERM = graceful stop with priority 0, or the
@@ -38,10 +41,13 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from lvsd.lab.netns import Host, Topology
-from lvsd.vrrp.testlab import KeepalivedNode, LvsdNode, NodeOpts, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from testlab import DaemonNode, KeepalivedNode, NodeOpts, wait_for
 
 VIP = "192.0.2.100"
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)")
@@ -111,7 +117,7 @@ def trial(topo: Topology, impl: str, interval: float, version: int, fault: str
           ) -> tuple[float, float | None] | None:
     """(from injection, from the last advert heard) in seconds, or None on failure."""
     a, b = topo["a"], topo["b"]
-    cls: Any = LvsdNode if impl == "lvsd" else KeepalivedNode
+    cls: Any = DaemonNode if impl == "lvsd" else KeepalivedNode
     o: dict[str, Any] = dict(advert_int=interval, version=version, vips=[f"{VIP}/24"],
                              garp_master_delay=0)
     m = cls(a, NodeOpts(priority=150, **o)).start()

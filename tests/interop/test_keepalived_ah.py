@@ -20,7 +20,14 @@ from typing import Any
 import pytest
 
 from lvsd.lab.netns import Topology
-from lvsd.vrrp.testlab import KeepalivedNode, LvsdNode, NodeOpts, keepalived_conf, wait_for
+from testlab import (
+    STANDALONE,
+    KeepalivedNode,
+    LvsdNode,
+    NodeOpts,
+    keepalived_conf,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.interop]
 
@@ -39,7 +46,7 @@ class ConfLvsdNode(LvsdNode):
         conf = os.path.join(self.workdir, "lvsd.conf")
         with open(conf, "w") as fh:
             fh.write(keepalived_conf(self.host.name, self.opts))
-        return [sys.executable, "-m", "lvsd.vrrp.standalone", "-f", conf,
+        return [sys.executable, STANDALONE, "-f", conf,
                 "--state-file", self.state_file]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from lvsd.lab.netns import Host, Topology
-from lvsd.vrrp.testlab import (
+from testlab import (
     KeepalivedNode,
     LvsdNode,
     NodeOpts,

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+import ipvsvm
 from conftest import require
-from lvsd.lab import ipvsvm
 
 pytestmark = pytest.mark.kernel
 

@@ -207,6 +207,11 @@ class KaVerdict:
         return [ln for ln in self.lines if any(m in ln for m in KA_FATAL_MESSAGES)]
 
     @property
+    def crashed(self) -> bool:
+        """keepalived -t died of a signal (a keepalived bug): no verdict on the file."""
+        return self.rc < 0
+
+    @property
     def runs(self) -> bool:
         # 0 clean, 5 errors keepalived runs with, 6 script security (core/main.c
         # config_test_exit); 4 (and a crash) mean it would not; messages decide the rest
@@ -487,7 +492,14 @@ class Case:
         lv = self.lvsd
         if lv.traceback:
             out.append("lvsd printed a traceback")
-        if self.ka.runs:
+        if self.ka.crashed:
+            # no keepalived verdict to compare with: lvsd must still behave (run and stop
+            # cleanly, or refuse in one line)
+            if lv.ready and lv.rc != 0:
+                out.append(f"lvsd did not stop cleanly on SIGTERM (exit {lv.rc})")
+            elif not lv.ready and not lv.last_line.startswith("lvsd:"):
+                out.append(f"lvsd's reason is not one clear 'lvsd: ...' line: {lv.last_line!r}")
+        elif self.ka.runs:
             if not lv.ready:
                 out.append("keepalived runs this file but lvsd did not get ready: "
                            + (lv.last_line or "(no output)"))
@@ -502,6 +514,12 @@ class Case:
                 out.append(f"lvsd refused without a failure exit status ({lv.rc})")
             elif not lv.last_line.startswith("lvsd:"):
                 out.append(f"lvsd's reason is not one clear 'lvsd: ...' line: {lv.last_line!r}")
+            else:
+                # the same reason as keepalived's, in keepalived's words
+                theirs = {m for m in KA_FATAL_MESSAGES for ln in self.ka.fatal if m in ln}
+                if theirs and not any(m in lv.stderr for m in theirs):
+                    out.append(f"lvsd refused for another reason than keepalived's "
+                               f"({'; '.join(sorted(theirs))}): {lv.last_line!r}")
         return out
 
     def report(self) -> str:

@@ -217,7 +217,27 @@ def _check_mutant(n: int, work: Path) -> Case:
                       conf, work / "run", host_from=base, show_text=True)
 
 
-@pytest.mark.parametrize("n", range(N_MUTANTS), ids=[f"mutant-{n:02}" for n in range(N_MUTANTS)])
+# Disagreements found by this test and reported, not yet fixed in lvsd. strict: once lvsd agrees
+# the case XPASSes and fails, so the entry must go.
+KNOWN: dict[int, str] = {
+    12: "public/048.conf with its 'authentication {' line doubled (lines 37-38): keepalived "
+        "ignores the '{' after the unknown inner 'authentication' (lib/parser.c \"Unexpected "
+        "'{' - ignoring\"), so line 41's '}' closes the real authentication block and the VIP "
+        "'192.168.1.20/24 dev em19' (line 43) is parsed: its missing interface is fatal "
+        "(Non-existent interface specified in configuration). lvsd skips the unknown block's "
+        "{ } (38-41) instead, reads virtual_ipaddress as an unknown keyword inside "
+        "authentication, has no VIP and runs",
+}
+
+
+def _mutant_params(n: int) -> object:
+    if n in KNOWN:
+        return pytest.param(n, id=f"mutant-{n:02}",
+                            marks=pytest.mark.xfail(reason=KNOWN[n], strict=True))
+    return pytest.param(n, id=f"mutant-{n:02}")
+
+
+@pytest.mark.parametrize("n", [_mutant_params(n) for n in range(N_MUTANTS)])
 def test_mutant_runs_where_keepalived_runs(n: int, runner: Runner,
                                            request: pytest.FixtureRequest) -> None:
     _assert_agree(runner.result(request.node.nodeid))

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from lvsd.lab.netns import Host, Topology
-from lvsd.vrrp.testlab import LvsdNode, NodeOpts, wait_for
+from testlab import LvsdNode, NodeOpts, wait_for
 
 pytestmark = [pytest.mark.netns]
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from lvsd.lab.netns import Host, Topology
-from lvsd.vrrp.testlab import LvsdNode, NodeOpts, mac, neigh_mac, partition, reaches, wait_for
+from testlab import LvsdNode, NodeOpts, mac, neigh_mac, partition, reaches, wait_for
 
 pytestmark = [pytest.mark.netns]
 

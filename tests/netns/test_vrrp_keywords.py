@@ -1,5 +1,5 @@
 """vrrp_startup_delay, dynamic_interfaces, vrrp_track_process and notify_priority_changes for
-real: lvsd (``lvsd.vrrp.standalone -f``) in a namespace with real keepalived as the peer, real
+real: lvsd (``vrrp_standalone.py -f``) in a namespace with real keepalived as the peer, real
 processes started and killed by the test, a real notify script and notify FIFO."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from lvsd.lab.netns import Topology
-from lvsd.vrrp.testlab import KeepalivedNode, LvsdNode, NodeOpts, wait_for
+from testlab import KeepalivedNode, LvsdNode, NodeOpts, wait_for
 
 pytestmark = [pytest.mark.netns]
 

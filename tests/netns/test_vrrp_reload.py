@@ -38,7 +38,7 @@ import pytest
 
 from conftest import require
 from lvsd.lab.netns import Host, Topology, have_netns
-from lvsd.vrrp.testlab import wait_for
+from testlab import wait_for
 
 pytestmark = pytest.mark.netns
 

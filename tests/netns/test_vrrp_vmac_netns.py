@@ -1,5 +1,5 @@
-"""use_vmac / vmac_xmit_base for real: two lvsd (``lvsd.vrrp.standalone -f``) in namespaces on
-one bridge, a client, and a raw AF_PACKET sniffer in the client's namespace; then real
+"""use_vmac / vmac_xmit_base for real: two lvsd (``vrrp_standalone.py -f``, tests/support) in
+namespaces on one bridge, a client, and a raw AF_PACKET sniffer in the client's namespace; then real
 keepalived 2.2.7 with use_vmac as the peer.
 
 What is checked: the macvlan (name, MAC 00:00:5e:00:01:VRID, mode private, up in MASTER and
@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+import testlab
 from lvsd.lab.netns import Host, Topology
-from lvsd.vrrp import testlab
-from lvsd.vrrp.testlab import (
+from testlab import (
     KeepalivedNode,
     LvsdNode,
     NodeOpts,

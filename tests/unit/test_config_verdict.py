@@ -158,3 +158,15 @@ def test_check_config_cli_predicts_run(tmp_path: Path) -> None:
     p = subprocess.run([*base, "--dataplane", "memory", "--strict"], capture_output=True,
                        text=True, timeout=60, check=False)
     assert p.returncode == EXIT_ERRORS and "lvsd run would refuse it" in p.stdout, p.stdout
+
+
+def test_an_unpositioned_fatal_is_explained_by_the_error_reported_before_it() -> None:
+    # keepalived: "(F: Line 9) WARNING - interface eht0 ... doesn't exist" then the
+    # position-less "Non-existent interface specified in configuration" that stops it
+    cause = Diagnostic(Pos("a.conf", 9), Severity.ERROR,
+                       "WARNING - interface eht0 for vrrp_instance VI_1 doesn't exist")
+    fatal = Diagnostic(None, Severity.FATAL, "Non-existent interface specified in configuration",
+                       DiagKind.BAD_IF)
+    v = decide(_cfg(_d(Severity.ERROR, 2)), [cause, fatal])
+    assert v.explain() == [str(cause), str(fatal)]
+    assert "eht0" in v.reason() and v.reason().startswith("1 fatal configuration error(s): Non")

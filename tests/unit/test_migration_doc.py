@@ -39,11 +39,11 @@ SRC = REPO / "src" / "lvsd"
 # modules that parse, check or print the configuration without acting on it: a field read only
 # here has no effect on what lvsd does
 NOT_RUNTIME = {
-    "config/grammar.py", "config/keywords.py", "config/lexer.py", "config/loader.py",
+    "config/grammar.py", "config/lexer.py", "config/loader.py",
     "config/model.py", "config/dump.py", "config/seq.py", "config/checkcmd.py",
     "config/hostcheck.py", "config/hostfacts.py", "config/verdict.py", "config/prune.py",
     "preflight.py",
-    "status/dumps.py", "demo.py", "vrrp/testlab.py",
+    "status/dumps.py", "demo.py",
 }
 
 # model fields no run-time module reads by name, and how their value reaches the run time anyway
@@ -95,7 +95,7 @@ def _runtime_sources() -> dict[str, str]:
     out = {}
     for p in SRC.rglob("*.py"):
         rel = p.relative_to(SRC).as_posix()
-        if rel not in NOT_RUNTIME and not rel.startswith("lab/"):
+        if rel not in NOT_RUNTIME and not rel.startswith(("lab/", "config/keywords/")):
             out[rel] = p.read_text()
     return out
 

@@ -134,11 +134,6 @@ class Harness:
             await asyncio.sleep(0.01)
         raise AssertionError(f"never: {what}; events {self.events}")
 
-    async def settle(self) -> None:
-        """Until the loop has made a pass after everything so far."""
-        n = self.pool.view().passes
-        await self.until(lambda: self.pool.view().passes > n, "a pass")
-
 
 def test_next_wake_sweep_or_the_drain_deadline_first() -> None:
     assert next_wake(100.0, 10.0, None) == (10.0, "sweep")
@@ -424,12 +419,11 @@ async def test_with_the_real_scheduler_a_dead_server_leaves_the_table() -> None:
         await lis.kill()
 
 
-async def test_reload_before_any_pass_and_stop_leave_a_coherent_state() -> None:
-    h = Harness(conf("10.0.0.1"))
+async def test_stop_twice_runs_the_omega_scripts_once() -> None:
+    h = Harness(conf("10.0.0.1", vs_extra="  omega\n"))
     await h.pool.start()
-    h.pool.reload(conf("10.0.0.1", "10.0.0.2"))
-    await h.settle()
-    assert weights(h.dp.table) == {"10.0.0.1:80": 1, "10.0.0.2:80": 1}
+    await h.until(lambda: h.finished == ["/bin/echo qup"], "start script")
+    h.ran.clear()
     await h.pool.stop(script_timeout=5)
-    await h.pool.stop(script_timeout=5)  # twice: nothing left to stop, no error
-    assert weights(h.dp.table) == {"10.0.0.1:80": 1, "10.0.0.2:80": 1}
+    await h.pool.stop(script_timeout=5)  # e.g. a second signal: nothing runs again
+    assert h.ran == ["/bin/echo down 10.0.0.1", "/bin/echo qdown"]

@@ -12,7 +12,7 @@ import pytest
 from lvsd.config.loader import loads
 from lvsd.vrrp.notify import ScriptSpec, run_as
 from lvsd.vrrp.runner import InstanceSpec, notifier_from_config
-from lvsd.vrrp.standalone import runners_from_config
+from vrrp_standalone import runners_from_config
 
 pytestmark = pytest.mark.unit
 

@@ -38,13 +38,9 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from lvsd.config.model import Checker, CheckKind, Config, Diagnostic, Pos, SslGlobal, VrrpInstance
+from lvsd.config.model import Checker, CheckKind, Config, Diagnostic, Pos
+from lvsd.config.secrets import REDACTED, SECRET_FIELDS
 
-REDACTED = "<redacted>"
-_SECRET_FIELDS: dict[type, frozenset[str]] = {
-    VrrpInstance: frozenset({"auth_pass"}),
-    SslGlobal: frozenset({"password"}),
-}
 # checker settings that only mean something for these kinds (model.Checker groups them)
 _KIND_ONLY: dict[str, frozenset[CheckKind]] = {
     "http_protocol": frozenset({CheckKind.HTTP_GET, CheckKind.SSL_GET}),
@@ -78,7 +74,7 @@ def _conv(value: Any, compact: bool = False) -> Any:
         return value.value
     names = _field_names(cls)
     if names is not None:
-        secrets = _SECRET_FIELDS.get(cls, frozenset())
+        secrets = SECRET_FIELDS.get(cls, frozenset())
         checker = cls is Checker
         out: dict[str, Any] = {}
         for name in names:

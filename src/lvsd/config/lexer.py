@@ -78,14 +78,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from lvsd.config.model import DiagKind, Diagnostic, Pos, Severity
+from lvsd.config.secrets import REDACTED, SECRET_KEYWORDS
 
 MAX_INCLUDE_DEPTH = 32
 MAX_FILES = 10_000
 MAX_FILE_BYTES = 64 << 20
 MAX_TOTAL_BYTES = 256 << 20
 MAX_MATCHES = 100_000
-SECRET_KEYWORDS = frozenset({"auth_pass", "password"})
-REDACTED = "<redacted>"
 _CHUNK = 1 << 20  # read size, and the slice of text split into lines at a time
 _WS = " \t\f\v\r\n"
 _DEF_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)[ \t]*=")
@@ -157,14 +156,15 @@ class LexState:
 
 _UNQUOTE = str.maketrans({'"': " ", "'": " ", "{": " ", "}": " "})
 _SECRET_LINE_RE = re.compile(
-    r"^(?P<pre>(?:@\^?[^ \t]*[ \t]+)?[ \t]*)(?P<kw>auth_pass|password)(?=[ \t\f\v\r\"]|$)"
+    r"^(?P<pre>(?:@\^?[^ \t]*[ \t]+)?[ \t]*)(?P<kw>"
+    + "|".join(sorted(map(re.escape, SECRET_KEYWORDS))) + r")(?=[ \t\f\v\r\"]|$)"
     r"(?P<rest>.*)$", re.DOTALL)
 
 
 def redact_line(text: str, state: LexState) -> str:
     """``text`` as it may be shown in a message: a secret keyword's value is replaced by
     ``<redacted>`` (and remembered in ``state.secrets``); any other line is unchanged."""
-    if "auth_pass" not in text and "password" not in text:
+    if not any(kw in text for kw in SECRET_KEYWORDS):
         return text
     m = _SECRET_LINE_RE.match(text)
     if m is None:

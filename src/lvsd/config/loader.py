@@ -39,6 +39,7 @@ from lvsd.config.grammar import Parser
 from lvsd.config.keywords import TABLES, Builder, Ctx
 from lvsd.config.lexer import REDACTED, Lexer, LexState, Line, decode
 from lvsd.config.model import Config, DiagKind, Diagnostic, Severity
+from lvsd.config.secrets import config_secrets
 
 
 def default_config_id() -> str:
@@ -59,12 +60,7 @@ def _secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
 def _redacted(config: Config, state: LexState) -> Config:
     """``config`` with every known secret value replaced in messages and unsupported args."""
     secrets = set(state.secrets)
-    for inst in config.vrrp_instances:
-        if inst.auth_pass:
-            secrets.add(inst.auth_pass)
-    ssl = config.global_defs.ssl
-    if ssl is not None and ssl.password:
-        secrets.add(ssl.password)
+    secrets.update(config_secrets(config))
     pattern = _secret_pattern(secrets)
     if pattern is None:
         return config

@@ -6,7 +6,13 @@ The loader (grammar -> keyword handlers) turns a file into these frozen dataclas
 default and every inheritance (virtual_server -> real_server -> checker, global_defs ->
 vrrp_instance) already resolved, exactly as keepalived 2.x resolves them. Later layers never
 look at raw text: they read the model, and every object carries ``pos`` (file, line) so any
-later error can name ``file:line``.
+later error can name ``file:line``. A ``pos`` (and ``interface_pos``) never takes part in
+equality or hashing: two objects that differ only in where they were written are equal, which
+is what reload change detection (VRRP runners, checkers, the pool) compares. A
+:class:`Diagnostic` is the exception: its position is part of the message.
+
+Secret values (``auth_pass``, the SSL ``password``; the list is :mod:`lvsd.config.secrets`)
+are left out of ``repr``.
 
 Durations are float seconds; addresses are normalised strings; ``None`` means "not set" where
 keepalived distinguishes that from a default.
@@ -74,7 +80,8 @@ class DiagKind(enum.Enum):
 class Diagnostic:
     """One message about the config. ``severity`` says what lvsd does (WARNING: a notice;
     ERROR: keepalived logs it and runs, so does lvsd unless ``--strict``; FATAL: keepalived
-    would not run the config, neither does lvsd); ``kind`` is keepalived's class of it."""
+    would not run the config, neither does lvsd); ``kind`` is keepalived's class of it.
+    Unlike the model objects' ``pos``, a diagnostic's position is part of its identity."""
 
     pos: Pos | None
     severity: Severity
@@ -93,7 +100,7 @@ class Unsupported:
     """A keyword keepalived knows but lvsd does not implement (kept, warned once)."""
 
     keyword: str
-    pos: Pos
+    pos: Pos = field(compare=False)
     context: str  # e.g. "vrrp_instance VI_1" or "global_defs"
     args: tuple[str, ...] = ()
 
@@ -103,7 +110,7 @@ class Script:
     """A command line as written (notify_*, misc_path, quorum_up, vrrp_script script)."""
 
     command: str
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
     user: str | None = None  # "user group" after the command in keepalived syntax
     group: str | None = None
 
@@ -120,7 +127,7 @@ class LvsSyncDaemon:
     port: int | None = None
     ttl: int | None = None
     group: str | None = None
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +139,7 @@ class LvsTimeouts:
     tcp: int | None = None
     tcp_fin: int | None = None
     udp: int | None = None
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +149,8 @@ class SslGlobal:
     ca: str | None = None
     certificate: str | None = None
     key: str | None = None
-    password: str | None = None
-    pos: Pos = NOPOS
+    password: str | None = field(default=None, repr=False)  # secret (lvsd.config.secrets)
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +197,7 @@ class GlobalDefs:
     smtp_server: str | None = None
     smtp_connect_timeout: float = 30.0
     ssl: SslGlobal | None = None
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
     checker_log_all_failures: bool = False  # log every failed check attempt while up
     # lvsd extension: seconds a real server removed by a reload stays at weight 0 before it is
     # deleted (0: keepalived, deleted at once); virtual_server may override it
@@ -216,7 +223,7 @@ class VrrpScript:
     fall: int = 1
     init_fail: bool = False
     user: str | None = None
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +234,7 @@ class VrrpTrackFile:
     file: str
     weight: int = 1
     init_file: int | None = None
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
     weight_reverse: bool = False  # ``weight N reverse``: the value counts negatively
 
 
@@ -247,7 +254,7 @@ class VrrpTrackProcess:
     quorum_max: int | None = None  # None: unbounded
     fork_delay: float = 0.0
     terminate_delay: float = 0.0
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +265,7 @@ class TrackProcessRef:
     weight: int
     reverse: bool
     process: VrrpTrackProcess
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +275,7 @@ class TrackRef:
     name: str
     weight: int | None = None  # None: use the object's own weight
     reverse: bool = False
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +290,7 @@ class VirtualIp:
     label: str | None = None
     no_track: bool = False
     peer: str | None = None
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
     @property
     def family(self) -> int:
@@ -299,7 +306,7 @@ class UnicastPeer:
     address: str
     min_ttl: int | None = None
     max_ttl: int | None = None
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 class VrrpState(enum.Enum):
@@ -312,7 +319,7 @@ class VrrpInstance:
     name: str
     interface: str | None
     virtual_router_id: int
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
     # initial state; resolved like keepalived: no `state` -> MASTER iff priority 255
     state: VrrpState | None = None
     priority: int = 100  # 255 when state MASTER without priority (keepalived)
@@ -324,7 +331,8 @@ class VrrpInstance:
     preempt_delay: float = 0.0
     down_timer_adverts: int = 3
     auth_type: str | None = None  # "PASS" | "AH" | None
-    auth_pass: str | None = None  # SECRET: never printed by status or --json
+    # secret (lvsd.config.secrets): never printed by status, --json or a repr
+    auth_pass: str | None = field(default=None, repr=False)
     mcast_src_ip: str | None = None
     unicast_src_ip: str | None = None
     unicast_peers: tuple[UnicastPeer, ...] = ()
@@ -361,14 +369,15 @@ class VrrpInstance:
     unsupported: tuple[Unsupported, ...] = ()
     # resolved: mcast_dst_ip, else global vrrp_mcast_group4/6 for the instance's family
     mcast_group: str | None = None
-    interface_pos: Pos | None = None  # the `interface` line (host checks name it)
+    # the `interface` line (host checks name it)
+    interface_pos: Pos | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class VrrpSyncGroup:
     name: str
     group: tuple[str, ...]
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
     notify_master: Script | None = None
     notify_backup: Script | None = None
     notify_fault: Script | None = None
@@ -422,7 +431,7 @@ class HttpUrl:
     regex_no_match: bool = False
     regex_min_offset: int | None = None
     regex_max_offset: int | None = None
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
     tls_compliant: bool = False  # SSL_GET: close with close_notify (keepalived tls_compliant)
     # keepalived (PCRE2) regex_options lvsd honours: caseless, dotall, extended, multiline
     regex_options: tuple[str, ...] = ()
@@ -443,7 +452,7 @@ class Checker:
     """
 
     kind: CheckKind
-    pos: Pos
+    pos: Pos = field(compare=False)
     connect_ip: str
     connect_port: int
     bindto: str | None = None
@@ -536,7 +545,7 @@ class TunnelOptions:
 class RealServer:
     address: str
     port: int  # 0 when not given (fwmark services)
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
     weight: int = 1
     lb_kind: LbKind = LbKind.NAT  # resolved: real_server's lvs_method or the virtual_server's
     tunnel: TunnelOptions | None = None
@@ -561,7 +570,7 @@ class SorryServer:
     address: str
     port: int
     lb_kind: LbKind | None = None  # None: the virtual_server's
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,13 +580,13 @@ class VsgAddressRange:
     first: str
     last: str
     port: int
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class VsgFwmark:
     fwmark: int
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,14 +594,14 @@ class VirtualServerGroup:
     name: str
     ranges: tuple[VsgAddressRange, ...] = ()
     fwmarks: tuple[VsgFwmark, ...] = ()
-    pos: Pos = NOPOS
+    pos: Pos = field(default=NOPOS, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class VirtualServer:
     """``virtual_server IP PORT``, ``virtual_server fwmark N`` or ``virtual_server group NAME``."""
 
-    pos: Pos
+    pos: Pos = field(compare=False)
     address: str | None = None
     port: int = 0
     fwmark: int | None = None

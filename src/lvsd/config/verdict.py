@@ -56,6 +56,10 @@ class Verdict:
     runnable: bool  # `lvsd run` starts / a reload is applied
     exit_code: int  # `lvsd check-config` (and `lvsd run -t`)
     strict: bool = False
+    # for a blocking diagnostic without a position (keepalived's "Non-existent interface
+    # specified in configuration"), the positioned error reported just before it (which
+    # interface, where): an operator needs both lines
+    context: tuple[tuple[Diagnostic, Diagnostic], ...] = ()
 
     def count(self, severity: Severity) -> int:
         return sum(1 for d in self.diagnostics if d.severity is severity)
@@ -71,6 +75,17 @@ class Verdict:
         c = Counter(d.severity.value for d in self.diagnostics)
         return {s.value: c.get(s.value, 0) for s in Severity}
 
+    def explain(self) -> list[str]:
+        """The blocking diagnostics as lines, each preceded by its context (see ``context``)."""
+        ctx = dict(self.context)
+        out: list[str] = []
+        for d in self.blocking:
+            c = ctx.get(d)
+            if c is not None and str(c) not in out:
+                out.append(str(c))
+            out.append(str(d))
+        return out
+
     def reason(self) -> str:
         """One line: why the config does not run ('' when it runs)."""
         if self.runnable:
@@ -78,8 +93,13 @@ class Verdict:
         b = self.blocking
         what = ("configuration error(s) (--strict)" if self.strict
                 else "fatal configuration error(s)")
-        line = f"{len(b)} {what}: {b[0]}" if b else what
-        return line + (" (see log for the rest)" if len(b) > 1 else "")
+        if not b:
+            return what
+        first = str(b[0])
+        c = dict(self.context).get(b[0])
+        if c is not None:
+            first += f" ({c})"
+        return f"{len(b)} {what}: {first}" + (" (see log for the rest)" if len(b) > 1 else "")
 
 
 def positioned(text: str, severity: Severity, kind: DiagKind = DiagKind.GENERAL) -> Diagnostic:
@@ -130,8 +150,16 @@ def decide(config: Config, extra: Iterable[Diagnostic] = (), *, strict: bool = F
         if d not in seen:  # the same finding from two stages is reported once
             seen.add(d)
             merged.append(d)
+    context: list[tuple[Diagnostic, Diagnostic]] = []
+    last: Diagnostic | None = None
+    for d in merged:  # emission order: what a stage said just before its conclusion
+        if d.severity is Severity.FATAL and (d.pos is None or not d.pos.line):
+            if last is not None:
+                context.append((d, last))
+        elif d.severity is not Severity.WARNING and d.pos is not None and d.pos.line:
+            last = d
     diags = tuple(sort_diagnostics(merged, config.files))
     code = exit_code(diags)
     blocked = code == EXIT_FATAL or (
         strict and any(d.severity is Severity.ERROR for d in diags))
-    return Verdict(diags, not blocked, code, strict)
+    return Verdict(diags, not blocked, code, strict, tuple(context))

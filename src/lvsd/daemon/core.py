@@ -22,7 +22,7 @@ from lvsd.daemon.logsetup import SECRET_FILTER
 from lvsd.daemon.options import MODES, Options, StartupError
 from lvsd.daemon.reload import ConfigState, reload
 from lvsd.daemon.sdnotify import sd_notify
-from lvsd.daemon.vrrpset import make_runner, runner_model, vrrp_groups
+from lvsd.daemon.vrrpset import make_runner, runner_model, runner_spec, vrrp_groups
 from lvsd.status import model as m
 
 if TYPE_CHECKING:
@@ -328,10 +328,11 @@ class Daemon:
         to_stop = [k for k in self.runners if k not in wanted]
         for k, runner in self.runners.items():
             if k in wanted and models[k] != self.runner_models.get(k):
-                # VrrpRunner.update matches members by identity: same identity keeps its
-                # state (parameters updated in place), a changed one restarts alone
-                fresh = self._make_runner(cfg, *wanted[k])  # no I/O until start()
-                out = await runner.update(fresh.specs, group_notifier=fresh.group_notifier)
+                # VrrpRunner.update matches members by identity (vrrp.reload_plan): same
+                # identity keeps its state (parameters updated in place), a changed one
+                # restarts alone
+                rs = runner_spec(cfg, *wanted[k], transport=self.opts.vrrp_transport)
+                out = await runner.update(rs.instances, group_notifier=rs.group_notifier)
                 self.runner_models[k] = models[k]
                 log.info("VRRP %s updated in place (%s)", k, out)
         if to_stop:

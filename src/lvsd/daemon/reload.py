@@ -99,7 +99,7 @@ async def reload(d: Reloadable) -> bool:
         new, verdict = pf.config, pf.verdict
         d.log_diagnostics(verdict, "reload")
         if not verdict.runnable:
-            errors = [str(x) for x in verdict.blocking]
+            errors = verdict.explain()
             st.failed(tuple(errors))
             log.error("reload rejected (%s): still running generation %d",
                       verdict.reason(), st.generation)

@@ -1,6 +1,10 @@
 """The VRRP side of a config as the daemon runs it: one :class:`VrrpRunner` per sync group and
 per instance outside any group, keyed ``"group NAME"`` / ``NAME``, and a position-free model of
-each runner's inputs, so that a reload can tell which runners the new file leaves unchanged."""
+each runner's inputs, so that a reload can tell which runners the new file leaves unchanged.
+
+Config -> runner input goes through one typed path, :mod:`lvsd.vrrp.spec` (``RunnerSpec``);
+this module only adds the daemon's concerns (runner keys, the startup delay, the change
+model)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from lvsd.daemon.configinfo import strip_pos
 
 if TYPE_CHECKING:
     from lvsd.vrrp.runner import VrrpRunner
+    from lvsd.vrrp.spec import RunnerSpec
 
 Groups = dict[str, tuple[str | None, list[VrrpInstance]]]
 
@@ -45,19 +50,10 @@ def startup_delay_end(cfg: Config, started_at: float | None = None) -> float | N
 
 
 def vrrp_groups(cfg: Config) -> Groups:
-    """Runner key -> (sync group name or None, member instances)."""
-    by_name = {i.name: i for i in cfg.vrrp_instances}
-    out: Groups = {}
-    grouped: set[str] = set()
-    for sg in cfg.vrrp_sync_groups:
-        members = [by_name[n] for n in sg.group if n in by_name]
-        grouped.update(sg.group)
-        if members:
-            out[f"group {sg.name}"] = (sg.name, members)
-    for inst in cfg.vrrp_instances:
-        if inst.name not in grouped:
-            out[inst.name] = (None, [inst])
-    return out
+    """Runner key -> (sync group name or None, member instances) (``spec.runner_groups``)."""
+    from lvsd.vrrp.spec import runner_groups
+
+    return runner_groups(cfg)
 
 
 def runner_model(cfg: Config, group: str | None, members: list[VrrpInstance]) -> tuple[object, ...]:
@@ -69,17 +65,21 @@ def runner_model(cfg: Config, group: str | None, members: list[VrrpInstance]) ->
     return (g, strip_pos(sg), tuple(strip_pos(i) for i in members), vs)
 
 
+def runner_spec(cfg: Config, group: str | None, members: list[VrrpInstance], *,
+                transport: str) -> RunnerSpec:
+    """What a runner for ``members`` of ``group`` runs (no I/O): ``RunnerSpec.from_config``."""
+    from lvsd.vrrp.spec import RunnerSpec
+
+    return RunnerSpec.from_config(cfg, group, members, transport=transport)
+
+
 def make_runner(cfg: Config, group: str | None, members: list[VrrpInstance], *, transport: str,
                 on_event: Callable[[str, str, dict[str, Any]], None],
                 started_at: float | None = None) -> VrrpRunner:
     """A runner for ``members`` (no I/O until its ``start()``); ``started_at`` see
     :func:`startup_delay_end`."""
-    from lvsd.vrrp.runner import InstanceSpec, VrrpRunner, notifier_from_config
+    from lvsd.vrrp.runner import VrrpRunner
 
-    specs = [InstanceSpec.from_config(i, cfg, transport=transport) for i in members]
-    gnotifier = None
-    if group is not None:
-        sg = next(s for s in cfg.vrrp_sync_groups if s.name == group)
-        gnotifier = notifier_from_config("GROUP", sg, cfg)
-    return VrrpRunner(specs, sync_group=group, group_notifier=gnotifier, on_event=on_event,
-                      delayed_start=startup_delay_end(cfg, started_at))
+    rs = runner_spec(cfg, group, members, transport=transport)
+    return VrrpRunner(rs.instances, sync_group=rs.sync_group, group_notifier=rs.group_notifier,
+                      on_event=on_event, delayed_start=startup_delay_end(cfg, started_at))

@@ -130,6 +130,7 @@ class PoolService:
         self._task: asyncio.Task[None] | None = None
         self._scripts: set[asyncio.Task[object]] = set()
         self._passes = 0
+        self._stopped = False
         checks.add_callback(self.on_health)
 
     # ---- lifecycle
@@ -151,7 +152,10 @@ class PoolService:
 
     async def stop(self, *, script_timeout: float) -> None:
         """End the loop, stop the checks, run the ``omega`` scripts (waiting at most
-        ``script_timeout`` seconds), stop the reconciler."""
+        ``script_timeout`` seconds), stop the reconciler. Once: a second call does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

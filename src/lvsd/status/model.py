@@ -25,9 +25,9 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-# Key names whose values are never output, wherever they appear.
-SECRET_KEYS = frozenset({"auth_pass", "auth_data", "password", "token"})
-REDACTED = "<redacted>"
+from lvsd.config.secrets import REDACTED, SECRET_KEYS  # never output, wherever they appear
+
+__all__ = ["REDACTED", "SECRET_KEYS"]  # the names status code has always imported from here
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,8 @@ state one of MASTER, BACKUP, FAULT, STOP, MASTER_RX_LOWER_PRI, or MASTER_PRIORIT
 BACKUP_PRIORITY (``notify_priority_changes``), ``PriorityChanged(old, new)`` (for the log).
 
 ``SyncGroup(name, machines)``: keepalived's vrrp_sync_group; route member events through it
-(``group.handle(member_name, event, now)`` -> ``[(member_name, action), ...]``).
+(``group.handle(member_name, event, now)`` -> ``[(member_name, action), ...]``); the group's
+own notify is a ``(group_name, NotifyGroup(state))`` pair after its members' actions.
 
 Theory of operation
 -------------------
@@ -154,6 +155,7 @@ __all__ = [
     "Counters",
     "Event",
     "InterfaceChanged",
+    "NotifyGroup",
     "PriorityChanged",
     "ProcessResult",
     "Reconfigure",
@@ -306,6 +308,15 @@ class RunNotify:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """A ``SyncGroup`` entered ``state`` (MASTER/BACKUP/FAULT/STOP): run the group's notify
+    scripts / FIFO line (keepalived vrrp_notify.c ``send_group_notifies``). The pair's first
+    element is the group's name, not a member's."""
+
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
 class PriorityChanged:
     """The effective priority changed (keepalived logs "Changing effective priority")."""
 
@@ -323,6 +334,7 @@ Action = (
     | SendGratuitous
     | RunNotify
     | PriorityChanged
+    | NotifyGroup
 )
 
 
@@ -1063,12 +1075,23 @@ class SyncGroup:
     * a master stepping down to BACKUP takes the other masters to BACKUP.
 
     Route every member event through ``handle``/``tick``; results are ``(member, action)``.
+
+    Group notify (the decision is here, the shell only runs it): whenever the group's state
+    (``state``) differs from the last one notified, once every member's actions for the
+    event are out, the group emits ``(name, NotifyGroup(state))`` -- keepalived vrrp_sync.c
+    ``vrrp_sync_master``/``vrrp_sync_backup``/``vrrp_sync_fault`` move the members first, then
+    ``send_group_notifies``. INIT is never notified; the first notify is the group's startup
+    BACKUP or FAULT (vrrp_scheduler.c ``vrrp_init_state``); STOP once every member stopped
+    (vrrp_notify.c ``notify_shutdown``). ``notified`` carries the last notified state over
+    when a reload rebuilds the group, so an unchanged state is not notified again.
     """
 
-    def __init__(self, name: str, members: Sequence[VrrpMachine]) -> None:
+    def __init__(self, name: str, members: Sequence[VrrpMachine], *,
+                 notified: State | None = None) -> None:
         if len({m.name for m in members}) != len(members):
             raise ValueError(f"vrrp_sync_group {name}: duplicate member names")
         self.name = name
+        self.notified = notified
         self.members = {m.name: m for m in members}
         for m in members:
             m.master_gate = self._gate_for(m)
@@ -1097,12 +1120,21 @@ class SyncGroup:
 
     @property
     def state(self) -> State:
-        """FAULT if any member is, else MASTER if any is, else BACKUP if any is, else INIT."""
+        """FAULT if any member is, else MASTER if any is, else BACKUP if any is, else STOPPED
+        if every member is, else INIT."""
         states = {m.state for m in self.members.values()}
         for s in (State.FAULT, State.MASTER, State.BACKUP):
             if s in states:
                 return s
-        return State.INIT
+        return State.STOPPED if states == {State.STOPPED} else State.INIT
+
+    def _notify(self) -> list[tuple[str, Action]]:
+        """``NotifyGroup`` if the group's state changed since the last notify (class doc)."""
+        st = self.state
+        if st == State.INIT or st == self.notified:
+            return []
+        self.notified = st
+        return [(self.name, NotifyGroup("STOP" if st == State.STOPPED else st.value))]
 
     def start(self, now: float) -> list[tuple[str, Action]]:
         out: list[tuple[str, Action]] = []
@@ -1111,7 +1143,7 @@ class SyncGroup:
         faulty = [m for m in self.members.values() if m.state == State.FAULT]
         if faulty:
             out += self._propagate(faulty[0], State.FAULT, now)
-        return out
+        return out + self._notify()
 
     def tick(self, now: float) -> list[tuple[str, Action]]:
         out: list[tuple[str, Action]] = []
@@ -1128,7 +1160,7 @@ class SyncGroup:
         new = m.state
         if new != old:
             out += self._propagate(m, new, now, old)
-        return out
+        return out + self._notify()
 
     def _propagate(
         self, m: VrrpMachine, new: State, now: float, old: State | None = None

@@ -3,8 +3,10 @@
 Theory of operation
 -------------------
 A ``VrrpRunner`` drives one VRRP instance, or the instances of one ``vrrp_sync_group`` (then
-every event goes through ``machine.SyncGroup``). It owns no VRRP logic: it turns I/O into the
-machine's events and the machine's actions into I/O.
+every event goes through ``machine.SyncGroup``). It only executes: the VRRP logic is the
+machine's and the sync group's (including the group's notify), what a reload changes is
+``reload_plan``'s, and what it runs comes from ``spec`` (``InstanceSpec``/``RunnerSpec``, the
+one path from the config). It turns I/O into events and actions into I/O.
 
 Events in:
 
@@ -40,13 +42,20 @@ seconds") is handed to every machine, also to members added by a reload during t
 ``PriorityChanged`` is logged as keepalived does ("(X) Changing effective priority from A to
 B"); ``RunNotify`` MASTER_PRIORITY / BACKUP_PRIORITY becomes a FIFO line only (``notify``).
 
-Actions out, executed strictly in order by one worker task per runner (so VIP changes never
-overtake each other) while the machine itself never waits: ``SendAdvert`` (encoded for each
-destination: v3 checksums cover the destination address), ``AddVips``/``RemoveVips``
-(``vips.VipSet``: netlink, idempotent, options per VIP, excluded VIPs too),
-``SendGratuitous`` (``garp.Garp``; ``count`` per VIP, spaced by ``garp_interval`` if set),
-``RunNotify`` (``notify.Notifier``: scheduled, never awaited) and the ``Become*`` records
-(passed to ``on_event``).
+Actions out. ``SendAdvert`` goes out at once (encoded for each destination: v3 checksums
+cover the destination address; keepalived sends the advert first too, so the old master drops
+the VIPs before our gratuitous ARPs). Everything else that touches the host is executed
+strictly in the machine's order by one worker task per runner, while the machine itself never
+waits: ``AddVips``/``RemoveVips``/``reload_plan.ChangeVips`` (``vips.VipSet``: netlink,
+idempotent, options per VIP, excluded VIPs too), ``SendGratuitous`` (``garp.Garp``; ``count``
+per VIP: the first burst at once, the others spaced by ``garp_interval`` in the background,
+dropped when the VIPs are removed, keepalived vrrp_remove_delayed_arp), ``RunNotify``
+(``notify.Notifier``: scheduled, never awaited) and ``NotifyGroup`` (the group's notifier).
+So a new master's notify starts only once its VIPs are on the interface and its first
+gratuitous ARPs are out, and a backup's or a stopping master's once they are gone (keepalived
+vrrp.c vrrp_state_become_master / vrrp_state_leave_master): a ``notify_master`` that binds to
+the VIP or routes through it works. The ``Become*`` records are passed to ``on_event`` on the
+next loop turn (after the VIP work started); ``PriorityChanged`` is logged at once.
 
 ``use_vmac`` (``InstanceSpec.vmac``, ``lvsd.vrrp.vmac``): before its transport opens, a member
 creates (or adopts) its macvlan, in any state; adverts go out and come in on
@@ -54,13 +63,13 @@ creates (or adopts) its macvlan, in any state; adverts go out and come in on
 family and the GARP/NA socket are on the vmac. The vmac is deleted after the VIPs when the
 member stops or a reload removes it, unless a member still running uses the same one.
 
-``update(specs)`` is the reload (keepalived ``clear_diff_vrrp``): new specs are matched to the
-running members by identity (interface, virtual_router_id, version, family — keepalived's
-``vrrp_exist`` matches vrid, family and interface; lvsd adds the version, whose advert format
-differs), first match wins, so a renamed instance keeps its state. A matched member keeps its
-machine (``VrrpMachine.update``: same state, counters, learned master), its VIP set gets the new
-addresses (a master deletes the dropped ones — whole ``Vip`` entries, options included — and
-adds the new ones; a backup only remembers them), a changed transport (kind, peers, source,
+``update(specs)`` is the reload (keepalived ``clear_diff_vrrp``), carried out as
+``reload_plan.plan_reload`` decides it: new specs are matched to the running members by
+identity (interface, virtual_router_id, version, family, vmac), first match wins, so a renamed
+instance keeps its state. A matched member keeps its machine (``VrrpMachine.update``: same
+state, counters, learned master), its VIP set gets the new addresses (a master deletes the
+dropped ones — whole ``Vip`` entries, options included — and adds the new ones; a backup only
+remembers them: ``reload_plan.reconfigure_actions``), a changed transport (kind, peers, source,
 group, port) is opened first and swapped in, the notify scripts / FIFOs, the ``vrrp_script``
 loops and the link watcher follow the new config. Members without a match are stopped like
 ``stop()`` (priority 0 if master, VIPs removed, notify STOP) and new specs are started, so an
@@ -98,6 +107,7 @@ from lvsd.vrrp.machine import (
     BecomeMaster,
     Event,
     InterfaceChanged,
+    NotifyGroup,
     PriorityChanged,
     ProcessResult,
     Reconfigure,
@@ -113,12 +123,20 @@ from lvsd.vrrp.machine import (
     Unavailable,
     VrrpMachine,
 )
-from lvsd.vrrp.notify import Notifier, ScriptSpec, run_as, script_argv
-from lvsd.vrrp.params import VrrpParams
-from lvsd.vrrp.process_track import ProcessSpec, ProcessTracker, read_procs, spec_from_model
-from lvsd.vrrp.transport import UDP_PORT, Packet, Transport, make_transport
-from lvsd.vrrp.vips import Vip, VipResult, VipSet
-from lvsd.vrrp.vmac import VmacLink, VmacPlan
+from lvsd.vrrp.notify import Notifier, run_as, script_argv
+from lvsd.vrrp.process_track import ProcessSpec, ProcessTracker, read_procs
+from lvsd.vrrp.reload_plan import ChangeVips, Running, plan_reload, reconfigure_actions
+from lvsd.vrrp.spec import (
+    CheckScript,
+    InstanceSpec,
+    identity,
+    notifier_from_config,
+    tracked_interfaces,
+    vips_of,
+)
+from lvsd.vrrp.transport import Packet, Transport, make_transport
+from lvsd.vrrp.vips import VipResult, VipSet
+from lvsd.vrrp.vmac import VmacLink
 
 __all__ = ["CheckScript", "InstanceSpec", "VrrpRunner", "identity", "notifier_from_config"]
 
@@ -129,149 +147,8 @@ IFF_RUNNING = 0x40
 
 
 @dataclass(frozen=True, slots=True)
-class CheckScript:
-    """A ``vrrp_script`` as the runner runs it."""
-
-    name: str
-    script: ScriptSpec
-    interval: float = 1.0
-    timeout: float | None = None  # None: interval (keepalived)
-
-
-@dataclass
-class InstanceSpec:
-    """Everything the runner needs for one instance besides its ``VrrpParams``.
-
-    ``vips`` None: the params' addresses as host routes (/32, /128) on ``interface``.
-    ``transport`` is "raw" (default), "udp" (lvsd extension) or a ready ``Transport``.
-    """
-
-    params: VrrpParams
-    interface: str
-    transport: str | Transport = "raw"
-    peers: tuple[str, ...] = ()
-    src_ip: str | None = None
-    check_unicast_src: bool = False
-    mcast_group: str | None = None
-    udp_port: int = UDP_PORT
-    vips: tuple[Vip, ...] | None = None
-    excluded: tuple[Vip, ...] = ()
-    notifier: Notifier | None = None
-    scripts: tuple[CheckScript, ...] = ()
-    garp_interval: float = 0.0
-    processes: tuple[ProcessSpec, ...] = ()  # vrrp_track_process definitions it tracks
-    dynamic_interfaces: bool = False  # global dynamic_interfaces: the interface may not exist
-    vmac: VmacPlan | None = None  # use_vmac: the instance runs on this macvlan (vmac.py)
-
-    @property
-    def io_interface(self) -> str:
-        """Where adverts are sent and received: the vmac, or ``interface``."""
-        return self.vmac.io_interface if self.vmac is not None else self.interface
-
-    @property
-    def garp_interface(self) -> str:
-        """Where GARP/NA go out: the vmac (the VIPs are on it), or ``interface``."""
-        return self.vmac.name if self.vmac is not None else self.interface
-
-    @classmethod
-    def from_config(cls, inst: Any, cfg: Any, *, transport: str = "raw") -> InstanceSpec:
-        """From ``lvsd.config.model.VrrpInstance`` + ``Config`` (duck-typed: no import cycle).
-
-        Raises ``ValueError`` naming the instance for what lvsd cannot run.
-        """
-        from lvsd.vrrp.params import params_from_instance
-        from lvsd.vrrp.vips import vip_from_model
-
-        g = cfg.global_defs
-        where = f"vrrp_instance {inst.name}"
-        if not inst.interface:
-            raise ValueError(f"{where}: no interface")
-        scripts_by_name = {s.name: s for s in cfg.vrrp_scripts}
-        sg = next((s for s in cfg.vrrp_sync_groups if inst.name in s.group), None)
-        params = params_from_instance(inst, g, scripts=scripts_by_name, sync_group=sg)
-        procs: dict[str, ProcessSpec] = {}
-        for pref in (*inst.track_processes, *(sg.track_processes if sg is not None else ())):
-            procs.setdefault(pref.name, spec_from_model(pref.process))
-        checks = []
-        for ref in inst.track_scripts:
-            vs = scripts_by_name[ref.name]
-            user = vs.user or vs.script.user
-            # keepalived: a script without its own user runs as script_user [script_group]
-            spec = (ScriptSpec(vs.script.command, user, vs.script.group) if user
-                    else ScriptSpec(vs.script.command, g.script_user, g.script_group))
-            checks.append(CheckScript(ref.name, spec, vs.interval, vs.timeout))
-        notifier = notifier_from_config("INSTANCE", inst, cfg)
-        fam = params.family
-        vmac = VmacPlan.for_instance(inst)
-        return cls(
-            params=params,
-            interface=inst.interface,
-            transport=transport,
-            peers=tuple(p.address for p in inst.unicast_peers),
-            src_ip=inst.unicast_src_ip or inst.mcast_src_ip,
-            check_unicast_src=inst.check_unicast_src or g.vrrp_check_unicast_src,
-            mcast_group=getattr(inst, "mcast_group", None) or (
-                g.vrrp_mcast_group4 if fam == 4 else g.vrrp_mcast_group6),
-            vips=tuple(_place(vmac, vip_from_model(v)) for v in inst.virtual_ipaddresses),
-            excluded=tuple(_place(vmac, vip_from_model(v))
-                           for v in inst.virtual_ipaddresses_excluded),
-            notifier=notifier,
-            scripts=tuple(checks),
-            garp_interval=g.vrrp_garp_interval if fam == 4 else g.vrrp_gna_interval,
-            processes=tuple(procs.values()),
-            dynamic_interfaces=g.dynamic_interfaces,
-            vmac=vmac,
-        )
-
-
-_NOTIFY_KEYWORDS = (("MASTER", "notify_master"), ("BACKUP", "notify_backup"),
-                    ("FAULT", "notify_fault"), ("STOP", "notify_stop"), ("notify", "notify"),
-                    ("MASTER_RX_LOWER_PRI", "notify_master_rx_lower_pri"))
-
-
-def notifier_from_config(kind: str, owner: Any, cfg: Any) -> Notifier:
-    """The ``Notifier`` of a ``VrrpInstance`` (kind "INSTANCE") or ``VrrpSyncGroup`` ("GROUP")
-    of ``Config`` ``cfg`` (duck-typed): its notify scripts, the global notify FIFOs, and the
-    global ``script_user``/``script_group`` for scripts without their own user (keepalived).
-    """
-    g = cfg.global_defs
-    scripts = {state: ScriptSpec(sc.command, sc.user, sc.group)
-               for state, attr in _NOTIFY_KEYWORDS
-               if (sc := getattr(owner, attr, None)) is not None}
-    fifos = tuple(f for f in (g.notify_fifo, g.vrrp_notify_fifo) if f)
-    return Notifier(kind, owner.name, scripts, fifos,
-                    default_user=g.script_user, default_group=g.script_group)
-
-
-@dataclass(frozen=True, slots=True)
-class _VipChange:
-    """Reload of a master: delete ``remove`` then add ``add`` (whole ``Vip`` entries)."""
-
-    remove: tuple[Vip, ...]
-    add: tuple[Vip, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class _Close:
     """A member left on reload: close its netlink and GARP sockets after its VIP work."""
-
-
-def identity(spec: InstanceSpec) -> tuple[Any, ...]:
-    """What makes two specs the same VRRP instance across a reload (see the docstring); a
-    changed ``use_vmac`` (name, MAC, xmit_base) too, as keepalived recreates the vmac."""
-    p = spec.params
-    return (spec.interface, p.vrid, p.version, p.family, spec.vmac)
-
-
-def _place(vmac: VmacPlan | None, vip: Vip) -> Vip:
-    """The VIP on the vmac if it belongs there (``VmacPlan.place_vip``)."""
-    return vmac.place_vip(vip) if vmac is not None else vip
-
-
-def _transport_key(spec: InstanceSpec) -> tuple[Any, ...]:
-    tr: Any = spec.transport if isinstance(spec.transport, str) else id(spec.transport)
-    return (tr, spec.peers, spec.src_ip, spec.check_unicast_src, spec.mcast_group,
-            spec.udp_port, spec.params.ah_key)
 
 
 def _transport_of(spec: InstanceSpec, previous: Transport | None = None) -> Transport:
@@ -305,12 +182,6 @@ def _if_exists(name: str) -> bool:
     return True
 
 
-def _vips_of(spec: InstanceSpec) -> tuple[Vip, ...]:
-    p = spec.params
-    return spec.vips if spec.vips is not None else tuple(
-        _place(spec.vmac, Vip(str(a), 32 if a.version == 4 else 128)) for a in p.addresses)
-
-
 @dataclass
 class _Member:
     spec: InstanceSpec
@@ -326,6 +197,7 @@ class _Member:
     pending: str | None = None
     reopening: bool = False
     vmac: VmacLink | None = None  # use_vmac: the macvlan this member created or adopted
+    garp_tasks: set[asyncio.Task[None]] = field(default_factory=set)  # spaced GARP bursts
 
     @property
     def name(self) -> str:
@@ -361,15 +233,15 @@ class VrrpRunner:
         self.group: SyncGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._queue: asyncio.Queue[tuple[_Member, Action | _VipChange | _Close] | None] = (
-            asyncio.Queue())
+        # the worker's queue; a None member: the sync group's own work (NotifyGroup)
+        self._queue: asyncio.Queue[
+            tuple[_Member | None, Action | ChangeVips | _Close] | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._link_task: asyncio.Task[None] | None = None
         self._tracked: set[str] = set()
         self._update_lock = asyncio.Lock()
         self.reloads = 0
         self._worker: asyncio.Task[None] | None = None
-        self._group_state: State | None = None
         self._due = 0.0
         self._started = False
         self._stopped = False
@@ -443,6 +315,7 @@ class VrrpRunner:
             self.group_notifier.close()
         self._close_transports()
         for m in self.members.values():
+            self._cancel_garps(m)
             m.garp.close()
             m.vipset.close()
         await self._vmacs_down(self.members.values())
@@ -452,7 +325,7 @@ class VrrpRunner:
     def _new_member(self, spec: InstanceSpec) -> _Member:
         p = spec.params
         m = _Member(spec, VrrpMachine(p), _transport_of(spec),
-                    VipSet(spec.interface, _vips_of(spec), spec.excluded),
+                    VipSet(spec.interface, vips_of(spec), spec.excluded),
                     Garp(spec.garp_interface), p.expect())
         m.machine.delayed_start = self.delayed_start
         return m
@@ -556,9 +429,7 @@ class VrrpRunner:
             self._tasks.remove(task)
 
     def _tracked_names(self) -> set[str]:
-        names = {t.name for m in self.members.values() for t in m.spec.params.track_interfaces}
-        return names | {m.spec.interface for m in self.members.values()
-                        if m.spec.dynamic_interfaces}
+        return tracked_interfaces(m.spec for m in self.members.values())
 
     # ------------------------------------------------------------------ track_process
     def _process_specs(self) -> list[ProcessSpec]:
@@ -641,11 +512,9 @@ class VrrpRunner:
 
     async def _update(self, specs: list[InstanceSpec],
                       group_notifier: Notifier | None) -> dict[str, list[str]]:
-        if not specs:
-            raise ValueError("a VRRP runner needs at least one instance")
-        names = [s.params.name for s in specs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate vrrp_instance names: {names}")
+        running = [Running(m.name, m.spec, m.pending is not None)
+                   for m in self.members.values()]
+        plan = plan_reload(running, specs)  # raises for no spec / duplicate names
         if not self._started or self._stopped:
             self.specs = specs
             if group_notifier is not None:
@@ -653,32 +522,21 @@ class VrrpRunner:
             return {"updated": [], "started": [], "stopped": []}
         loop = self._loop
         assert loop is not None
-        # 1. match by identity
-        free = list(self.members.values())
-        matched: list[tuple[InstanceSpec, _Member | None]] = []
-        for spec in specs:
-            old = next((m for m in free if identity(m.spec) == identity(spec)), None)
-            if old is not None:
-                free.remove(old)
-            matched.append((spec, old))
-        # 2. open every new socket first: a failure leaves the old config running
-        fresh: dict[int, _Member] = {}
-        swaps: dict[int, Transport] = {}
+        # 1. open every new socket first: a failure leaves the old config running
+        fresh: dict[str, _Member] = {}
+        swaps: dict[str, Transport] = {}
         try:
-            for i, (spec, old) in enumerate(matched):
-                if old is None:
-                    m = self._new_member(spec)
-                    fresh[i] = m
+            for slot in plan.slots:
+                if slot.old is None:
+                    m = self._new_member(slot.spec)
+                    fresh[slot.name] = m
                     await self._open_member(m)
-                elif old.pending is not None:
-                    pass  # no transport open: the next link event opens the new one
-                elif _transport_key(spec) != _transport_key(old.spec):
-                    tr = _transport_of(spec, old.transport)
-                    swaps[i] = tr
+                elif slot.new_transport:
+                    old = self.members[slot.old]
+                    tr = _transport_of(slot.spec, old.transport)
+                    swaps[slot.name] = tr
                     await tr.open(functools.partial(self._on_packet, old))
-            tracked = {t.name for s in specs for t in s.params.track_interfaces}
-            tracked |= {s.interface for s in specs if s.dynamic_interfaces}
-            links = await self._link_states(tracked) if tracked else {}
+            links = await self._link_states(set(plan.tracked)) if plan.tracked else {}
         except Exception:
             _close_all([m.transport for m in fresh.values()], swaps.values())
             await self._vmacs_down(fresh.values(), keep=self.members.values())
@@ -686,40 +544,42 @@ class VrrpRunner:
         if self._stopped:  # stopped while we were opening sockets
             _close_all([m.transport for m in fresh.values()], swaps.values())
             return {"updated": [], "started": [], "stopped": []}
-        # 3. from here on: no await, the machines see one consistent change
+        # 2. from here on: no await, the machines see one consistent change
         now = self.clock()
         self.reloads += 1
-        outcome: dict[str, list[str]] = {"updated": [], "started": [], "stopped": []}
-        for m in free:  # gone, or identity changed: stop like stop() does
+        outcome: dict[str, list[str]] = {"updated": [], "started": list(plan.start),
+                                         "stopped": []}
+        for name in plan.stop:  # gone, or identity changed: stop like stop() does
+            m = self.members[name]
             for t in m.script_tasks:
                 t.cancel()
             for act in m.machine.shutdown(now):
                 self._do(m, act)
             with contextlib.suppress(Exception):
                 m.transport.close()
-            self._queue.put_nowait((m, _Close()))
-            if m.spec.notifier is not None:
-                m.spec.notifier.close()
+            self._queue.put_nowait((m, _Close()))  # also closes its notifier, after STOP
             outcome["stopped"].append(m.name)
             log.info("VRRP_Instance(%s) removed on reload", m.name)
         members: dict[str, _Member] = {}
         kept: list[tuple[_Member, InstanceSpec]] = []
-        for i, (spec, old) in enumerate(matched):
-            if old is None:
-                members[spec.params.name] = fresh[i]
+        for slot in plan.slots:
+            if slot.old is None:
+                members[slot.name] = fresh[slot.name]
                 continue
-            if i in swaps:
+            old = self.members[slot.old]
+            if slot.name in swaps:
                 with contextlib.suppress(Exception):
                     old.transport.close()
-                old.transport = swaps[i]
+                old.transport = swaps[slot.name]
                 old.machine.set_primary_address(old.transport.source)
-            old.machine.rename(spec.params.name)
-            members[spec.params.name] = old
-            kept.append((old, spec))
+            old.machine.rename(slot.name)
+            members[slot.name] = old
+            kept.append((old, slot.spec))
         self.members = members
         self.specs = specs
+        notified = self.group.notified if self.group is not None else None
         self.group = (SyncGroup(self.sync_group_name or "group",
-                                [m.machine for m in members.values()])
+                                [m.machine for m in members.values()], notified=notified)
                       if len(members) > 1 or self.sync_group_name else None)
         if group_notifier is not None:
             if self.group_notifier is not None:
@@ -732,11 +592,10 @@ class VrrpRunner:
         for name, up in links.items():
             for m in self.members.values():
                 self._feed(m, InterfaceChanged(name, up), rearm=False)
-        if tracked != self._tracked:
-            self._watch(tracked)
+        if plan.tracked != self._tracked:
+            self._watch(set(plan.tracked))
         for m in fresh.values():
             self._start_scripts(m)
-            outcome["started"].append(m.name)
             log.info("VRRP_Instance(%s) added on reload", m.name)
         if fresh and self.group is not None:
             self._execute(self.group.start(now))  # started members return nothing
@@ -757,7 +616,7 @@ class VrrpRunner:
             spec.notifier = old_spec.notifier  # keeps the order of scripts already queued
         elif old_spec.notifier is not None:
             old_spec.notifier.close()
-        m.vipset.vips = _vips_of(spec)
+        m.vipset.vips = vips_of(spec)
         m.vipset.excluded = spec.excluded
         m.expect = spec.params.expect()
         if spec.scripts != old_spec.scripts:
@@ -766,20 +625,10 @@ class VrrpRunner:
             pairs = self.group.handle(m.name, Reconfigure(spec.params), now)
         else:
             pairs = [(m.name, a) for a in m.machine.update(spec.params, now)]
-        still = m.machine.state == State.MASTER
-        new_vips = m.vipset.all
-        gone = tuple(v for v in old_vips if v not in new_vips)
-        if was_master and gone:
-            self._queue.put_nowait((m, _VipChange(gone, ())))
-        if was_master and still:
-            # the machine's address-level AddVips/RemoveVips are replaced by the diff of whole
-            # Vip entries (prefix, device, label...): dropped ones were queued above
-            pairs = [(n, a) for n, a in pairs
-                     if n != m.name or not isinstance(a, AddVips | RemoveVips)]
-            added = tuple(v for v in new_vips if v not in old_vips)
-            if added:
-                self._queue.put_nowait((m, _VipChange((), added)))
-        self._execute(pairs)
+        # the VIP edit in whole entries (reload_plan.reconfigure_actions decides it)
+        self._execute(reconfigure_actions(
+            m.name, pairs, old_vips, m.vipset.all, was_master=was_master,
+            still_master=m.machine.state == State.MASTER))
 
     @staticmethod
     def _retune_notifier(old: Notifier, new: Notifier) -> None:
@@ -918,23 +767,18 @@ class VrrpRunner:
             await asyncio.sleep(cs.interval)
 
     # ------------------------------------------------------------------ actions out
-    def _execute(self, pairs: Sequence[tuple[str, Action]]) -> None:
+    def _execute(self, pairs: Sequence[tuple[str, Action | ChangeVips]]) -> None:
         for name, act in pairs:
-            self._do(self.members[name], act)
-        if self.group is not None and self.group_notifier is not None:
-            st = self.group.state
-            if st != self._group_state and st != State.INIT:
-                self.group_notifier.notify(st.value, None)
-            self._group_state = st
+            if isinstance(act, NotifyGroup):  # the group's (machine.SyncGroup decides it)
+                self._queue.put_nowait((None, act))
+            else:
+                self._do(self.members[name], act)
 
-    def _do(self, m: _Member, act: Action) -> None:
+    def _do(self, m: _Member, act: Action | ChangeVips) -> None:
         if isinstance(act, SendAdvert):
             self._send(m, act)  # at once: adverts are timing-critical and never block
         elif isinstance(act, BecomeMaster | BecomeBackup | BecomeFault):
             self._state_event(m, act)
-        elif isinstance(act, RunNotify):
-            if m.spec.notifier is not None:
-                m.spec.notifier.notify(act.state, act.priority)
         elif isinstance(act, PriorityChanged):
             # keepalived vrrp_track.c vrrp_set_effective_priority
             log.info("(%s) Changing effective priority from %d to %d", m.name, act.old, act.new)
@@ -982,41 +826,77 @@ class VrrpRunner:
                 return
             m, act = item
             try:
-                if isinstance(act, AddVips):
-                    log.debug("adding VIPs at %.6f", self.clock())
-                    self._vip_failures(m, await m.vipset.add_all())
-                    log.debug("VIPs added at %.6f", self.clock())
-                elif isinstance(act, RemoveVips):
-                    self._vip_failures(m, await m.vipset.remove_all())
-                elif isinstance(act, SendGratuitous):
-                    await self._garp(m, act)
-                elif isinstance(act, _VipChange):
-                    if act.remove:
-                        self._vip_failures(m, await m.vipset.remove(act.remove))
-                    if act.add:
-                        self._vip_failures(m, await m.vipset.add(act.add))
-                elif isinstance(act, _Close):
-                    m.garp.close()
-                    m.vipset.close()
-                    await self._vmacs_down([m], keep=self.members.values())
+                if m is None:
+                    if isinstance(act, NotifyGroup) and self.group_notifier is not None:
+                        self.group_notifier.notify(act.state, None)
+                else:
+                    await self._work_one(m, act)
             except Exception as exc:  # never let one failure stop the worker
-                self._error(m.name, f"{type(act).__name__} failed: {exc}")
+                self._error(m.name if m is not None else self.sync_group_name or "group",
+                            f"{type(act).__name__} failed: {exc}")
+
+    async def _work_one(self, m: _Member, act: Action | ChangeVips | _Close) -> None:
+        """One queued action of ``m``, in the machine's order: keepalived vrrp.c
+        vrrp_state_become_master adds the VIPs (vrrp_handle_ipaddress), then sends the
+        gratuitous ARPs/NAs (vrrp_send_link_update), then runs the notifies
+        (send_instance_notifies); vrrp_state_leave_master removes them (vrrp_restore_interface)
+        before its notifies. So a notify script always sees the addresses in place."""
+        if isinstance(act, AddVips):
+            log.debug("adding VIPs at %.6f", self.clock())
+            self._vip_failures(m, await m.vipset.add_all())
+            log.debug("VIPs added at %.6f", self.clock())
+        elif isinstance(act, RemoveVips):
+            # keepalived vrrp.c vrrp_restore_interface -> vrrp_remove_delayed_arp
+            self._cancel_garps(m)
+            self._vip_failures(m, await m.vipset.remove_all())
+        elif isinstance(act, SendGratuitous):
+            self._garp(m, act)
+        elif isinstance(act, RunNotify):
+            if m.spec.notifier is not None:
+                m.spec.notifier.notify(act.state, act.priority)
+        elif isinstance(act, ChangeVips):
+            if act.remove:
+                self._vip_failures(m, await m.vipset.remove(act.remove))
+            if act.add:
+                self._vip_failures(m, await m.vipset.add(act.add))
+        elif isinstance(act, _Close):
+            self._cancel_garps(m)
+            m.garp.close()
+            m.vipset.close()
+            if m.spec.notifier is not None:  # after its notify STOP, queued before
+                m.spec.notifier.close()
+            await self._vmacs_down([m], keep=self.members.values())
 
     def _vip_failures(self, m: _Member, res: VipResult) -> None:
         for cidr, why in res.failed.items():
             m.vip_errors[cidr] += 1
             self._error(m.name, why)
 
-    async def _garp(self, m: _Member, act: SendGratuitous) -> None:
+    def _garp(self, m: _Member, act: SendGratuitous) -> None:
+        """The first burst now; with ``garp_interval`` the others spaced by it in the
+        background (keepalived "Sending/queueing gratuitous ARPs": vrrp_arp.c queues them and
+        vrrp_state_become_master goes on to the notifies), cancelled when the VIPs go."""
         addrs = [*act.addresses, *(v.address for v in m.vipset.excluded)]
         gap = m.spec.garp_interval
-        if gap <= 0:
+        if gap <= 0 or act.count <= 1:
             m.garp.burst(addrs, act.count)
             return
-        for i in range(act.count):
-            if i:
-                await asyncio.sleep(gap)
-            m.garp.burst(addrs, 1)
+        m.garp.burst(addrs, 1)
+        assert self._loop is not None
+        task = self._loop.create_task(self._garp_rest(m.garp, addrs, act.count - 1, gap))
+        m.garp_tasks.add(task)
+        task.add_done_callback(m.garp_tasks.discard)
+
+    @staticmethod
+    async def _garp_rest(garp: Garp, addrs: list[Any], count: int, gap: float) -> None:
+        for _ in range(count):
+            await asyncio.sleep(gap)
+            garp.burst(addrs, 1)
+
+    @staticmethod
+    def _cancel_garps(m: _Member) -> None:
+        for t in list(m.garp_tasks):
+            t.cancel()
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:

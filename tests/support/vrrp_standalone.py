@@ -1,13 +1,18 @@
-"""Run only VRRP, without the daemon: ``python -m lvsd.vrrp.standalone``.
+"""Test harness: VRRP runners only, no daemon (``python tests/support/vrrp_standalone.py``).
 
-For tests, benchmarks and first trials inside a namespace. Either a keepalived-style file
-(``-f CONF``: every vrrp_instance and vrrp_sync_group in it, via ``lvsd.config.loader``) or
-one instance from the command line (``--interface eth0 --vrid 51 --priority 150 --vip
-192.0.2.100/24 ...``). SIGTERM/SIGINT stop gracefully (priority 0 + VIP removal); each state
-change is printed as ``STATE <instance> <state> <reason>`` and, with ``--state-file``, the
-current state of each instance is written there (``<instance> <state>`` lines) and the full
-runner status (counters included) to ``<state-file>.json``, on every change, on SIGUSR1 and
-at exit.
+Not shipped (operators run ``lvsd run --vrrp-only``). It exists for what the daemon does not
+expose: each runner's raw status (transport, counters, GARP and VMAC details) and one instance
+built from command-line options without a file. ``tests/support/testlab.py`` (``LvsdNode``)
+starts it inside lab namespaces.
+
+Either a keepalived-style file (``-f CONF``: every vrrp_instance and vrrp_sync_group in it,
+loaded by ``lvsd.config.loader`` and turned into runners by ``lvsd.daemon.vrrpset``, exactly as
+``lvsd run`` does) or one instance from the command line (``--interface eth0 --vrid 51
+--priority 150 --vip 192.0.2.100/24 ...``). SIGTERM/SIGINT stop gracefully (priority 0 + VIP
+removal); each state change is printed as ``STATE <instance> <state> <reason>`` and, with
+``--state-file``, the current state of each instance is written there (``<instance> <state>``
+lines) and the full runner status (counters included) to ``<state-file>.json``, on every
+change, on SIGUSR1 and at exit.
 """
 
 from __future__ import annotations
@@ -19,19 +24,18 @@ import logging
 import os
 import signal
 import sys
-import time
 from ipaddress import ip_address
 from typing import Any
 
 from lvsd.vrrp.codec import AuthType
 from lvsd.vrrp.notify import Notifier, ScriptSpec
 from lvsd.vrrp.params import TrackedInterface, VrrpParams
-from lvsd.vrrp.runner import InstanceSpec, VrrpRunner, notifier_from_config
+from lvsd.vrrp.runner import InstanceSpec, VrrpRunner
 from lvsd.vrrp.vips import Vip
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m lvsd.vrrp.standalone",
+    ap = argparse.ArgumentParser(prog="vrrp_standalone.py",
                                  description="Run VRRP instances only (no IPVS, no checks).")
     ap.add_argument("-f", "--config", help="keepalived-style configuration file")
     ap.add_argument("--name", default="VI_1")
@@ -86,32 +90,17 @@ def specs_from_args(a: argparse.Namespace) -> list[InstanceSpec]:
 
 
 def runners_from_config(path: str, transport: str) -> list[VrrpRunner]:
+    """The runners ``lvsd run --vrrp-only`` would build from ``path`` (``lvsd.daemon.vrrpset``)."""
     from lvsd.config.loader import load
+    from lvsd.daemon.vrrpset import make_runner, vrrp_groups
 
     cfg = load(path)
     for d in cfg.diagnostics:
         print(f"config: {d}", file=sys.stderr)
     if cfg.fatal:
         raise SystemExit(f"{path}: fatal configuration errors")
-    delay = cfg.global_defs.vrrp_startup_delay
-    delayed = time.monotonic() + delay if delay > 0 else None
-    if delayed is not None:  # keepalived vrrp_daemon.c start_vrrp
-        logging.getLogger("lvsd.vrrp").info("Delaying startup for %g seconds", delay)
-    by_name = {i.name: i for i in cfg.vrrp_instances}
-    runners: list[VrrpRunner] = []
-    grouped: set[str] = set()
-    for sg in cfg.vrrp_sync_groups:
-        specs = [InstanceSpec.from_config(by_name[n], cfg, transport=transport)
-                 for n in sg.group if n in by_name]
-        grouped.update(sg.group)
-        runners.append(VrrpRunner(specs, sync_group=sg.name,
-                                  group_notifier=notifier_from_config("GROUP", sg, cfg),
-                                  delayed_start=delayed))
-    for inst in cfg.vrrp_instances:
-        if inst.name not in grouped:
-            runners.append(VrrpRunner(InstanceSpec.from_config(inst, cfg, transport=transport),
-                                      delayed_start=delayed))
-    return runners
+    return [make_runner(cfg, group, members, transport=transport, on_event=lambda *a: None)
+            for group, members in vrrp_groups(cfg).values()]
 
 
 async def amain(a: argparse.Namespace) -> int:

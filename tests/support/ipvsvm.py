@@ -9,8 +9,10 @@ are at the same paths inside the guest. One host directory (``out``) is shared r
 carries results (e.g. a junit XML file) back. A boot costs ~2 s under software emulation; the
 first run downloads and caches the kernel (``~/.cache/lvsd-ipvs-vm``).
 
-This module only locates the script and runs it; it is used by ``tests/kernel`` and ``bench/``.
-The script is found relative to this file, so a clone at any path works.
+This module only locates the script and runs it; it is test and benchmark harness, not shipped
+(``tests/support``, on pytest's ``pythonpath``; used by ``tests/kernel`` and
+``bench/ipvs_program.py``). The script is found relative to this file, so a checkout at any path
+works.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]  # tests/support/ipvsvm.py
 SCRIPT = REPO / "lab" / "ipvs-vm" / "lvsd-vm.sh"
 
 #: exit statuses of the script that are about the VM, not the command

@@ -1,8 +1,15 @@
-"""VRRP nodes in lab namespaces: lvsd (``lvsd.vrrp.standalone``) and real keepalived.
+"""VRRP nodes in lab namespaces: lvsd and real keepalived (test and benchmark harness).
 
-Shared by ``tests/netns/test_vrrp_*.py``, ``tests/interop/test_keepalived_*.py`` and
-``bench/failover.py``. Each node runs inside a ``lvsd.lab.netns.Host``; logs go to a file in
-the node's work directory; ``Topology.close()`` kills whatever is left.
+Not shipped: it lives in ``tests/support`` (on pytest's ``pythonpath``; ``bench/`` scripts add
+the directory themselves). Shared by ``tests/netns/test_vrrp_*.py``,
+``tests/interop/test_keepalived_*.py`` and ``bench/failover.py``. Each node runs inside a
+``lvsd.lab.netns.Host``; logs go to a file in the node's work directory; ``Topology.close()``
+kills whatever is left.
+
+Three kinds of node: ``LvsdNode`` runs the VRRP runners alone (``vrrp_standalone.py`` beside
+this file, which exposes each runner's raw status); ``DaemonNode`` runs what ships, ``lvsd run
+--vrrp-only`` on the keepalived.conf ``keepalived_conf()`` writes, and reads ``/status``;
+``KeepalivedNode`` runs real keepalived on the same file.
 
 keepalived runs VRRP-only in the foreground (``-n -l -D --vrrp``) with fresh pid-file names
 per start (a killed child lingers as a zombie and would block a restart). ``kill()`` SIGKILLs
@@ -25,11 +32,14 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lvsd.lab.netns import Host, Topology
 
 __all__ = [
+    "STANDALONE",
+    "DaemonNode",
     "KeepalivedNode",
     "LvsdNode",
     "NodeOpts",
@@ -40,6 +50,9 @@ __all__ = [
     "reaches",
     "wait_for",
 ]
+
+#: the VRRP-only harness LvsdNode runs (``python STANDALONE ...``)
+STANDALONE = str(Path(__file__).resolve().with_name("vrrp_standalone.py"))
 
 _seq = itertools.count()
 _workdirs: list[str] = []  # removed at exit (logs are in the assertion messages)
@@ -83,7 +96,7 @@ class NodeOpts:
     unicast_peers: Sequence[str] = ()
     garp_master_delay: float = 0.0
     garp_master_repeat: int = 3
-    extra: list[str] = field(default_factory=list)  # extra standalone CLI args
+    extra: list[str] = field(default_factory=list)  # extra vrrp_standalone.py / lvsd run args
 
 
 class _Node:
@@ -122,12 +135,12 @@ class _Node:
 
 
 class LvsdNode(_Node):
-    """lvsd's VRRP (``python -m lvsd.vrrp.standalone``) on ``eth0`` of ``host``."""
+    """lvsd's VRRP runners (``python STANDALONE``) on ``eth0`` of ``host``."""
 
     def argv(self) -> list[str]:
         o = self.opts
         self.state_file = os.path.join(self.workdir, "state")
-        av = [sys.executable, "-m", "lvsd.vrrp.standalone", "--interface", "eth0",
+        av = [sys.executable, STANDALONE, "--interface", "eth0",
               "--vrid", str(o.vrid), "--priority", str(o.priority),
               "--advert-int", f"{o.advert_int:g}", "--version", str(o.version),
               "--garp-master-delay", f"{o.garp_master_delay:g}",
@@ -195,11 +208,77 @@ class LvsdNode(_Node):
             self.proc.kill()
             self.proc.wait(5)
             # `ip netns exec` execs python directly, so proc is the daemon itself
-            _kill_ns(self.host, "lvsd.vrrp.standalone")
+            _kill_ns(self.host, STANDALONE)
 
     def stop(self) -> None:
         self.term()
         if self.wait_exit(10) is None:
+            self.kill()
+
+
+class DaemonNode(_Node):
+    """What ships: ``lvsd run --vrrp-only`` on ``keepalived_conf()``'s file, in ``host``.
+
+    State and status come from the daemon's ``GET /status`` on the namespace's loopback (read
+    by a short Python child inside the namespace).
+    """
+
+    STATUS = "127.0.0.1:9343"
+    _GET = ("import sys, urllib.request\n"
+            "with urllib.request.urlopen('http://%s/status' % sys.argv[1], timeout=3) as r:\n"
+            "    sys.stdout.write(r.read().decode())\n")
+
+    def start(self) -> DaemonNode:
+        n = next(_seq)
+        conf = os.path.join(self.workdir, f"lvsd-{n}.conf")
+        with open(conf, "w") as fh:
+            fh.write(keepalived_conf(self.host.name, self.opts))
+        self.logfile = os.path.join(self.workdir, f"lvsd-run-{n}.log")
+        out = open(self.logfile, "w")  # noqa: SIM115 - handed to the child
+        self.proc = self.host.popen(
+            [sys.executable, "-m", "lvsd.cli", "run", "-f", conf, "--vrrp-only",
+             "--dataplane", "memory", "--status-listen", self.STATUS, "--no-syslog",
+             "--pid-file", os.path.join(self.workdir, f"lvsd-{n}.pid"),
+             "--dump-dir", self.workdir, *self.opts.extra],
+            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        out.close()
+        if not wait_for(lambda: self.status() or not self.alive(), 20):
+            raise RuntimeError(f"lvsd run on {self.host.name} did not start:\n{self.log()}")
+        if not self.alive():
+            raise RuntimeError(f"lvsd run on {self.host.name} exited:\n{self.log()}")
+        return self
+
+    def status(self) -> dict[str, Any]:
+        """``/status``'s entry for VI_1 ({} while the daemon does not answer)."""
+        if not self.alive():
+            return {}
+        p = self.host.run(sys.executable, "-c", self._GET, self.STATUS, check=False,
+                          timeout=10)
+        try:
+            data = json.loads(p.stdout) if p.returncode == 0 else {}
+        except ValueError:
+            return {}
+        return next((dict(i) for i in data.get("instances", ()) if i.get("name") == "VI_1"),
+                    {})
+
+    def state(self) -> str | None:
+        st = self.status().get("state")
+        return str(st) if st else None
+
+    def term(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()  # `ip netns exec` execs python: proc is the daemon itself
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        self.term()
+        if self.wait_exit(15) is None:
             self.kill()
 
 
