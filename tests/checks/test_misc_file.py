@@ -59,10 +59,8 @@ async def test_exit_codes(tmp_path: Path, code: int, dynamic: bool, ok: bool, re
 async def test_hanging_script_and_its_children_are_killed_on_timeout(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     path = script(tmp_path, "hang.sh", f"sleep 300 &\necho $! > {pidfile}\nwait")
-    t0 = time.monotonic()
     r = await misc.probe(misc_ck(path, misc_timeout=0.5))
     assert not r.ok and r.reason == "script timeout after 500 ms"
-    assert time.monotonic() - t0 < 2.4  # SIGTERM was enough (sh dies on TERM)
     child = int(pidfile.read_text())
     for _ in range(50):
         if not alive(child):
@@ -73,23 +71,23 @@ async def test_hanging_script_and_its_children_are_killed_on_timeout(tmp_path: P
 
 async def test_term_ignoring_script_is_killed_after_grace(tmp_path: Path) -> None:
     path = script(tmp_path, "stubborn.sh", "trap '' TERM\nwhile :; do sleep 0.05; done")
-    t0 = time.monotonic()
     r = await misc.probe(misc_ck(path, misc_timeout=0.3), grace=0.3)
     assert not r.ok and r.reason == "script timeout after 300 ms"
-    assert time.monotonic() - t0 >= 0.6
+    # the signals sent: tests/checks/test_script_runner.py
 
 
-async def test_shell_only_when_needed(tmp_path: Path) -> None:
+async def test_words_never_a_shell(tmp_path: Path) -> None:
+    # keepalived execs the words (lib/notify.c): no shell, so `&&` and `||` are arguments
     flag = tmp_path / "flag"
-    assert misc.argv_for("/bin/true --x 'a b'") == ["/bin/true", "--x", "a b"]
-    assert misc.argv_for(f"test -e {flag} && exit 0 || exit 1")[:2] == ["/bin/sh", "-c"]
-    r = await misc.probe(misc_ck(f"test -e {flag} && exit 0 || exit 1"))
+    r = await misc.probe(misc_ck(f"test -e {flag}"))
     assert not r.ok and r.reason == "script exit 1"
     flag.write_text("")
-    r = await misc.probe(misc_ck(f"test -e {flag} && exit 0 || exit 1"))
+    r = await misc.probe(misc_ck(f"test -e '{flag}'"))
     assert r.ok
+    r = await misc.probe(misc_ck(f"test -e {flag} && exit 0 || exit 1"))
+    assert not r.ok and r.reason == "script exit 2"  # test(1): too many arguments
     r = await misc.probe(misc_ck(str(tmp_path / "does-not-exist")))
-    assert not r.ok and r.reason.startswith("cannot run script")
+    assert not r.ok and r.reason.startswith("cannot run script: Error exec-ing command")
 
 
 async def test_runs_as_script_user() -> None:

@@ -172,8 +172,8 @@ def host_needs(path: Path, cfg: Config | None = None) -> HostSpec:
             if a is not None:
                 spec.add_addr(inst.interface, _with_prefix(a))
         if inst.interface and fam == 4 and not spec.has_family(inst.interface, 4):
-            vip = next((v for v in inst.virtual_ipaddresses if v.family == 4), None)
-            a = _ip(vip.address if vip else None)
+            first = next((v for v in inst.virtual_ipaddresses if v.family == 4), None)
+            a = _ip(first.address if first else None)
             if isinstance(a, ipaddress.IPv4Address) and not (a.is_loopback or a.is_multicast):
                 net = ipaddress.ip_network(f"{a}/24", strict=False)
                 host = net.broadcast_address - 1
@@ -514,12 +514,12 @@ class Case:
                 out.append(f"lvsd refused without a failure exit status ({lv.rc})")
             elif not lv.last_line.startswith("lvsd:"):
                 out.append(f"lvsd's reason is not one clear 'lvsd: ...' line: {lv.last_line!r}")
-            else:
-                # the same reason as keepalived's, in keepalived's words
-                theirs = {m for m in KA_FATAL_MESSAGES for ln in self.ka.fatal if m in ln}
-                if theirs and not any(m in lv.stderr for m in theirs):
-                    out.append(f"lvsd refused for another reason than keepalived's "
-                               f"({'; '.join(sorted(theirs))}): {lv.last_line!r}")
+            elif self.ka.fatal and not any(m in lv.last_line for m in KA_FATAL_MESSAGES):
+                # a reason of a class keepalived cannot run with, in keepalived's words (not
+                # necessarily the same one: keepalived stops at its first, e.g. BAD_IF before
+                # vrrp_complete_init's checks)
+                out.append(f"lvsd refused for a reason keepalived would run with: "
+                           f"{lv.last_line!r}")
         return out
 
     def report(self) -> str:

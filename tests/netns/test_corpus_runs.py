@@ -106,7 +106,8 @@ def _job(params: dict[str, object]) -> Callable[[Path], Case] | None:
 
 @pytest.fixture(scope="module")
 def runner(request: pytest.FixtureRequest) -> Iterator[Runner]:
-    mine = [it for it in request.session.items if it.module is request.module]
+    mine = [it for it in request.session.items
+            if getattr(it, "module", None) is request.module]
     r = Runner(mine)
     try:
         yield r
@@ -170,9 +171,9 @@ def mutate(text: str, rng: random.Random) -> tuple[str, list[str]]:
             m = rng.choice(ms)
             lines[i] = ln[:m.start()] + rng.choice(_BAD_NUMBERS) + ln[m.end():]
         elif op == "misspell":
-            m = re.match(r"(\s*)(\S+)", ln)
-            if m and m.group(2) not in "{}":
-                lines[i] = m.group(1) + _misspell(m.group(2), rng) + ln[m.end():]
+            word = re.match(r"(\s*)(\S+)", ln)
+            if word and word.group(2) not in "{}":
+                lines[i] = word.group(1) + _misspell(word.group(2), rng) + ln[word.end():]
         elif op == "brace":
             braces = [i for i, ln in enumerate(lines) if "{" in ln or "}" in ln]
             if braces:
@@ -227,6 +228,20 @@ KNOWN: dict[int, str] = {
         "(Non-existent interface specified in configuration). lvsd skips the unknown block's "
         "{ } (38-41) instead, reads virtual_ipaddress as an unknown keyword inside "
         "authentication, has no VIP and runs",
+    # the same recovery difference (only run with LVSD_MUTANTS > 144): a doubled block opener
+    144: "upstream/keepalived.conf.vrrp.sync with 'vrrp_instance VI_8 {' doubled (92-93): "
+         "keepalived ignores the inner '{' and reads VI_8's lines into VI_8, runs; lvsd skips "
+         "the inner block (93-101) and refuses: (VI_8) the virtual router id must be set",
+    285: "public/008.conf with 'vrrp_instance VI_1 {' doubled (7-8) and two braces dropped: "
+         "keepalived runs; lvsd skips the inner block and refuses: (VI_1) the virtual router "
+         "id must be set",
+    # a block opener without '{' ("Missing '{' at beginning of configuration block"):
+    # keepalived reads the next block (vrrp_instance) normally and finds its interface missing;
+    # lvsd reads lines 16-46 into the vrrp_script, never sees the instance, and runs
+    172: "public/002.conf with the '{' of 'vrrp_script' removed and the instance's interface "
+         "renamed: keepalived: Non-existent interface specified in configuration; lvsd runs",
+    256: "public/013.conf with the '{' of 'vrrp_script' removed and the instance's interface "
+         "renamed: keepalived: Non-existent interface specified in configuration; lvsd runs",
 }
 
 

@@ -59,8 +59,6 @@ INDIRECT = {
     "Config.vrrp_track_files": "resolved by the loader into each FILE_CHECK's track_file",
     "Config.virtual_server_groups": "read through Config.vsg()",
     "Config.files": "the files read: diagnostics in file order (config/verdict.py)",
-    "GlobalDefs.enable_script_security": "the host checks remove the scripts keepalived "
-                                         "removes (config/hostcheck.py)",
     "GlobalDefs.vrrp_version": "resolved by the loader into each vrrp_instance",
     "GlobalDefs.vrrp_garp_master_delay": "resolved by the loader into each vrrp_instance",
     "GlobalDefs.vrrp_garp_master_repeat": "resolved by the loader into each vrrp_instance",

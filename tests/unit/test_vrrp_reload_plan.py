@@ -244,16 +244,16 @@ def test_group_notifies_backup_at_start_after_its_members() -> None:
 def test_group_notifies_master_once_all_members_are_master() -> None:
     g, (a, b) = _group()
     g.start(0.0)
-    assert g.tick(MDI_100) and a.state == b.state == State.MASTER
-    # both down timers fired at the same scripted instant: the group notifies MASTER once,
+    # both down timers fire at the same scripted instant: the group notifies MASTER once,
     # after both members' VIP work and notifies (keepalived vrrp_sync.c vrrp_sync_master)
-    g2, (c, d) = _group()
-    g2.start(0.0)
-    out = g2.tick(MDI_100)
+    out = g.tick(MDI_100)
+    assert a.state == b.state == State.MASTER
     assert _group_notifies(out) == ["MASTER"] and out[-1] == ("G", NotifyGroup("MASTER"))
     kinds = [(n, type(x).__name__) for n, x in out]
-    assert kinds.index(("VI_1", "AddVips")) < kinds.index(("VI_1", "RunNotify"))
-    assert g2.tick(MDI_100 + 1.0) and _group_notifies(g2.tick(MDI_100 + 2.0)) == []
+    for n in ("VI_0", "VI_1"):
+        assert kinds.index((n, "AddVips")) < kinds.index((n, "RunNotify"))
+    # adverts and GARP refreshes while master notify nothing more
+    assert g.tick(MDI_100 + 1.0) and _group_notifies(g.tick(MDI_100 + 2.0)) == []
 
 
 def test_group_notifies_fault_then_backup_and_not_twice() -> None:
@@ -298,6 +298,9 @@ def test_a_rebuilt_group_does_not_notify_an_unchanged_state_again() -> None:
     g2 = SyncGroup("G", [a, b], notified=g.notified)
     out = g2.handle("VI_0", Reconfigure(replace(a.params, priority=120)), 10.0)
     assert _group_notifies(out) == []
-    # without it the rebuilt group would notify MASTER again on the next event
+    # a step down notifies BACKUP (the first change it sees); without ``notified`` a rebuilt
+    # group would also notify the state it kept once something moves
+    out = g2.handle("VI_0", AdvertReceived(Advert(2, 50, 250, 1.0, (VIP,)), HIGHER), 12.0)
+    assert _group_notifies(out) == ["BACKUP"]
     g3 = SyncGroup("G", [a, b])
-    assert _group_notifies(g3.handle("VI_0", Reconfigure(a.params), 11.0)) == ["MASTER"]
+    assert g3.notified is None and _group_notifies(g3.start(13.0)) == ["BACKUP"]

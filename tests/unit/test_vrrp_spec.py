@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lvsd.config.loader import loads
-from lvsd.vrrp.notify import ScriptSpec, run_as
+from lvsd.scriptrun.identity import Identity, exec_credentials
+from lvsd.vrrp.notify import ScriptSpec
 from lvsd.vrrp.runner import InstanceSpec, notifier_from_config
 from vrrp_standalone import runners_from_config
 
@@ -87,14 +88,11 @@ def test_notifier_without_script_user_runs_as_daemon() -> None:
 
 
 def test_run_as() -> None:
-    import os
-
-    assert run_as(None, "nogroup") == {}
-    if os.geteuid() == 0:
-        assert run_as("nobody", "nogroup") == {"user": "nobody", "group": "nogroup"}
-        assert run_as("nobody", None) == {"user": "nobody"}
-    else:
-        assert run_as("nobody", "nogroup") == {}  # setuid needs root: the daemon's own user
+    # the user/group rule itself: tests/unit/test_scripts.py (lvsd.scriptrun.identity)
+    root, nobody = Identity(0, 0), Identity(65534, 65534)
+    assert exec_credentials(nobody, root) == {"user": 65534, "group": 65534,
+                                              "extra_groups": [65534]}
+    assert exec_credentials(nobody, Identity(1000, 1000)) == {}  # setuid needs root
 
 
 def test_daemon_group_notifier_defaults_to_script_user() -> None:

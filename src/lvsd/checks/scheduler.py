@@ -104,10 +104,9 @@ class ProbeKey:
 
 
 def key_for(ck: Checker, vhost: str | None) -> ProbeKey:
-    norm = dataclasses.replace(ck, pos=NOPOS, unsupported=(),
-                               urls=tuple(dataclasses.replace(u, pos=NOPOS) for u in ck.urls))
-    if norm.misc_path is not None:
-        norm = dataclasses.replace(norm, misc_path=dataclasses.replace(norm.misc_path, pos=NOPOS))
+    # positions take no part in model equality (config/model.py); unsupported keywords do not
+    # change what is probed
+    norm = dataclasses.replace(ck, unsupported=())
     if ck.kind not in (CheckKind.HTTP_GET, CheckKind.SSL_GET):
         vhost = None
     return ProbeKey(norm, vhost)
@@ -461,7 +460,8 @@ class Scheduler:
                                           self._ssl_ctx(ck))
         if kind is CheckKind.MISC_CHECK:
             return await misc_probe.probe(ck, self._globals.script_user,
-                                          self._globals.script_group)
+                                          self._globals.script_group,
+                                          security=self._globals.enable_script_security)
         if kind is CheckKind.DNS_CHECK:
             return await dns_probe.probe(ck)
         if kind is CheckKind.UDP_CHECK:

@@ -43,7 +43,6 @@ looks like (gathered by :mod:`lvsd.config.hostfacts`, or built by hand in tests)
 from __future__ import annotations
 
 import ipaddress
-import shlex
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -171,10 +170,14 @@ def _key(u: _Use) -> _UseKey:
 
 
 def args_of(command: str) -> list[str]:
-    """A command line split as keepalived splits it (quotes and escapes)."""
+    """A command line split as keepalived splits it (quotes and escapes): the same split the
+    script runner execs (:func:`lvsd.scriptrun.words.split_words`), so the file checked here is
+    the file run."""
+    from lvsd.scriptrun.words import ScriptParseError, split_words
+
     try:
-        return shlex.split(command)
-    except ValueError:
+        return split_words(command)
+    except ScriptParseError:
         return command.split()
 
 

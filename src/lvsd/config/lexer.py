@@ -61,7 +61,8 @@ A file that includes itself (directly or through others) is skipped with an ERRO
 
 Secrets
 -------
-``auth_pass`` and ``password`` values never appear in a message: the lexer's own messages
+``auth_pass`` and ``password`` values (:data:`lvsd.config.secrets.SECRET_KEYWORDS`) never
+appear in a message: the lexer's own messages
 that quote a line (``Unterminated quote``, ``Unmatched quote``) show ``auth_pass <redacted>``
 instead, and every value given to those keywords is collected in :attr:`LexState.secrets`
 (also from malformed lines) so the loader can redact it from every other diagnostic.

@@ -37,9 +37,9 @@ from collections.abc import Iterable, Iterator
 
 from lvsd.config.grammar import Parser
 from lvsd.config.keywords import TABLES, Builder, Ctx
-from lvsd.config.lexer import REDACTED, Lexer, LexState, Line, decode
+from lvsd.config.lexer import Lexer, LexState, Line, decode
 from lvsd.config.model import Config, DiagKind, Diagnostic, Severity
-from lvsd.config.secrets import config_secrets
+from lvsd.config.secrets import REDACTED, config_secrets
 
 
 def default_config_id() -> str:

@@ -1,30 +1,24 @@
 """What the daemon reads out of a loaded :class:`~lvsd.config.model.Config`: its errors and
-warnings as lines, its secrets, and a position-free copy of model objects (change detection)."""
+warnings as lines and its secrets (the list is :mod:`lvsd.config.secrets`).
+
+Change detection compares model objects directly: a ``pos`` does not take part in their
+equality (config/model.py), so a reload that only moves lines changes nothing.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TypeVar
 
-from lvsd.config.model import NOPOS, Config, Pos, Severity
+from lvsd.config import secrets
+from lvsd.config.model import Config, Severity
 
 T = TypeVar("T")
 
 
 def strip_pos(obj: T) -> T:
-    """A copy of a frozen model object with every ``pos`` reset (for change detection)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        if isinstance(obj, Pos):
-            return NOPOS  # type: ignore[return-value]  # T is Pos here
-        changes = {}
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            nv = NOPOS if f.name == "pos" else strip_pos(v)
-            if nv is not v:
-                changes[f.name] = nv
-        return dataclasses.replace(obj, **changes) if changes else obj
-    if isinstance(obj, tuple):
-        return tuple(strip_pos(v) for v in obj)  # type: ignore[return-value]  # T is a tuple
+    """``obj`` itself: positions no longer take part in model equality, so there is nothing to
+    strip. Kept for callers written before that (daemon/vrrpset.py); new code compares the
+    model objects directly."""
     return obj
 
 
@@ -37,10 +31,5 @@ def config_warnings(cfg: Config) -> list[str]:
 
 
 def config_secrets(cfg: Config | None) -> list[str]:
-    if cfg is None:
-        return []
-    out = [i.auth_pass for i in cfg.vrrp_instances if i.auth_pass]
-    ssl = cfg.global_defs.ssl
-    if ssl is not None and ssl.password:
-        out.append(ssl.password)
-    return out
+    """The secret values of ``cfg`` (see :func:`lvsd.config.secrets.config_secrets`)."""
+    return secrets.config_secrets(cfg)

@@ -278,16 +278,23 @@ class Daemon:
         from lvsd.pool.planner import Planner
         from lvsd.pool.reconciler import Reconciler
         from lvsd.pool.service import PoolService
-        from lvsd.vrrp.notify import Notifier, ScriptSpec
+        from lvsd.scriptrun import NOTIFY_TIMEOUT, ScriptRunner, ScriptSpec
 
         assert self.dataplane is not None
         g = cfg.global_defs
-        notifier = Notifier("LVS", "lvsd", {}, (), default_user=g.script_user,
-                            default_group=g.script_group,
-                            on_error=lambda m: log.warning("script: %s", m))
 
         async def run_script(sc: Script) -> object:
-            return await notifier.run_one(ScriptSpec(sc.command, sc.user, sc.group))
+            """quorum_up/down, notify_up/down (keepalived notify_exec) through the one
+            script runner, with the global_defs of the config running now (reloads too)."""
+            gd = self.config.global_defs if self.config is not None else g
+            runner = ScriptRunner(gd.script_user, gd.script_group,
+                                  security=gd.enable_script_security)
+            out = await runner.run(ScriptSpec(sc.command, sc.user, sc.group),
+                                   timeout=NOTIFY_TIMEOUT,
+                                   log=lambda msg: log.warning("script: %s", msg))
+            if not out.ok:
+                log.warning("script: %r %s", sc.command, out.describe())
+            return out.status
 
         reconciler = Reconciler(self.dataplane, flush_on_start=g.lvs_flush,
                                 flush_on_stop=g.lvs_flush_on_stop, timeouts=g.lvs_timeouts)

@@ -23,11 +23,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# key names never output, wherever they appear, and what stands for a secret value
+from lvsd.config.secrets import REDACTED, SECRET_KEYS
+
 SCHEMA_VERSION = 1
-
-from lvsd.config.secrets import REDACTED, SECRET_KEYS  # never output, wherever they appear
-
-__all__ = ["REDACTED", "SECRET_KEYS"]  # the names status code has always imported from here
 
 
 @dataclass(frozen=True, slots=True)

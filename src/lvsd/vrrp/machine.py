@@ -1158,8 +1158,9 @@ class SyncGroup:
         old = m.state
         out = [(m.name, a) for a in m.handle(event, now)]
         new = m.state
-        if new != old:
-            out += self._propagate(m, new, now, old)
+        if new == old:
+            return out  # no member moved (they only move with it): the group did not either
+        out += self._propagate(m, new, now, old)
         return out + self._notify()
 
     def _propagate(

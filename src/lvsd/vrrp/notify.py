@@ -25,11 +25,14 @@ is run (vrrp_notify.c ``send_instance_priority_notifies``).
 of one instance run in order (a task chain), so a quick MASTER -> BACKUP -> MASTER flap is
 reported in order, as keepalived does by forking them in sequence.
 
-A command line is split with ``shlex`` and executed directly, without a shell, unless it
-contains shell syntax (``| & ; < > $ ` ( )`` or globs), which then runs under ``/bin/sh -c``.
-``script_user`` / ``script_group`` (global, or ``user group`` after a script) are applied
-with ``setuid``/``setgid`` in the child (needs root; an unknown user is reported, the script
-is not run as root instead).
+Every script runs through the one script runner (:mod:`lvsd.scriptrun`, keepalived
+lib/notify.c): split into words as keepalived splits them and executed without a shell (``;``,
+``$(...)`` are plain text), as the script's own ``user [group]`` or the default script user
+(``script_user [script_group]``, else ``keepalived_script``, else the daemon's own; an unknown
+user is reported, the script is not run as root instead), refused when unsafe under
+``enable_script_security``, and at :attr:`Notifier.timeout` SIGTERM to its process group,
+SIGKILL 2 s later (keepalived does not time notify scripts out; lvsd does, so one stuck script
+cannot hold back the instance's later notifications).
 
 A FIFO (created if missing) is opened once, read-write and non-blocking, and kept open as
 keepalived does: a reader never sees EOF between lines, nothing ever blocks, and when the pipe
@@ -42,47 +45,12 @@ import asyncio
 import contextlib
 import errno
 import os
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-__all__ = ["Notifier", "ScriptSpec", "fifo_line", "run_as", "script_argv"]
+from lvsd.scriptrun import NOTIFY_TIMEOUT, ScriptRunner, ScriptSpec
 
-_SHELL_CHARS = set("|&;<>$`()*?[]{}~\n")
-
-
-@dataclass(frozen=True, slots=True)
-class ScriptSpec:
-    """A command line plus the user/group to run it as (None: the daemon's own)."""
-
-    command: str
-    user: str | None = None
-    group: str | None = None
-
-
-def run_as(user: str | None, group: str | None) -> dict[str, Any]:
-    """``create_subprocess_exec`` keywords to run a script as ``user`` [``group``].
-
-    Only as root (otherwise the daemon's own user: setuid would fail anyway).
-    """
-    kw: dict[str, Any] = {}
-    if user and os.geteuid() == 0:
-        kw["user"] = user
-        if group:
-            kw["group"] = group
-    return kw
-
-
-def script_argv(command: str, extra: tuple[str, ...] = ()) -> list[str]:
-    """argv for ``command`` (+ ``extra``), via ``/bin/sh -c`` only if shell syntax is used."""
-    if any(c in _SHELL_CHARS for c in command):
-        return ["/bin/sh", "-c", command + "".join(" " + shlex.quote(x) for x in extra)]
-    try:
-        argv = shlex.split(command)
-    except ValueError:
-        return ["/bin/sh", "-c", command + "".join(" " + shlex.quote(x) for x in extra)]
-    return argv + list(extra)
+__all__ = ["Notifier", "ScriptSpec", "fifo_line"]
 
 
 def fifo_line(kind: str, name: str, state: str, priority: int | None) -> str:
@@ -110,11 +78,12 @@ class Notifier:
     name: str
     scripts: dict[str, ScriptSpec] = field(default_factory=dict)  # "MASTER"/... and "notify"
     fifos: tuple[str, ...] = ()
-    timeout: float = 30.0
-    default_user: str | None = None
+    timeout: float = NOTIFY_TIMEOUT
+    default_user: str | None = None  # global_defs script_user / script_group
     default_group: str | None = None
     on_error: Callable[[str], None] | None = None
     stats: NotifyStats = field(default_factory=NotifyStats)
+    security: bool = False  # global_defs enable_script_security
     _chain: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _fifo_fds: dict[str, int] = field(default_factory=dict)
@@ -158,33 +127,28 @@ class Notifier:
         if self.on_error is not None:
             self.on_error(msg)
 
+    @property
+    def runner(self) -> ScriptRunner:
+        """The script runner with this notifier's defaults."""
+        return ScriptRunner(self.default_user, self.default_group, security=self.security)
+
     async def run_one(self, spec: ScriptSpec, extra: tuple[str, ...] = ()) -> int | None:
         """Run one script to completion (or timeout); returns its exit status or None."""
-        argv = script_argv(spec.command, extra)
-        kw = run_as(spec.user or self.default_user, spec.group or self.default_group)
         self.stats.started += 1
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL, start_new_session=True, **kw)
-        except (OSError, ValueError, KeyError) as exc:
+        out = await self.runner.run(spec, extra, timeout=self.timeout, log=self._error)
+        if not out.ran:
             self.stats.failed += 1
-            self._error(f"{self.kind} {self.name}: cannot run {spec.command!r}: {exc}")
+            self._error(f"{self.kind} {self.name}: cannot run {spec.command!r}: {out.error}")
             return None
-        try:
-            rc = await asyncio.wait_for(proc.wait(), self.timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 9)
-            await proc.wait()
+        if out.timed_out:
             self.stats.timed_out += 1
             self._error(f"{self.kind} {self.name}: {spec.command!r} timed out after "
                         f"{self.timeout:g} s (killed)")
             return None
-        if rc != 0:
+        if out.status != 0:
             self.stats.failed += 1
-            self._error(f"{self.kind} {self.name}: {spec.command!r} exited {rc}")
-        return rc
+            self._error(f"{self.kind} {self.name}: {spec.command!r} {out.describe()}")
+        return out.status
 
     def _write_fifo(self, path: str, line: str) -> None:
         fd = self._fifo_fds.get(path)

@@ -88,7 +88,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import socket
 import time
 from collections import Counter
@@ -96,6 +95,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lvsd.scriptrun import ScriptRunner
 from lvsd.vrrp import codec
 from lvsd.vrrp.garp import Garp
 from lvsd.vrrp.machine import (
@@ -123,7 +123,7 @@ from lvsd.vrrp.machine import (
     Unavailable,
     VrrpMachine,
 )
-from lvsd.vrrp.notify import Notifier, run_as, script_argv
+from lvsd.vrrp.notify import Notifier
 from lvsd.vrrp.process_track import ProcessSpec, ProcessTracker, read_procs
 from lvsd.vrrp.reload_plan import ChangeVips, Running, plan_reload, reconfigure_actions
 from lvsd.vrrp.spec import (
@@ -744,27 +744,29 @@ class VrrpRunner:
             ipr.close()
 
     async def _run_script(self, m: _Member, cs: CheckScript) -> None:
+        """One vrrp_script through the one script runner (lvsd.scriptrun: no shell, the
+        default-user rule, SIGTERM/SIGKILL of its process group at the timeout). keepalived
+        vrrp_scheduler.c vrrp_script_thread / vrrp_script_child_thread: started every
+        ``interval`` from the previous start, timeout default the interval, success is exit 0;
+        a timeout or a signal is a failure; "Script `NAME` now returning N" on a change."""
         timeout = cs.timeout if cs.timeout else cs.interval
-        argv = script_argv(cs.script.command)
+        # enable_script_security travels with the instance's notifier (config global_defs)
+        security = m.spec.notifier.security if m.spec.notifier is not None else False
+        runner = ScriptRunner(security=security)
+        last: int | None = None
         while not self._stopped:
-            ok = False
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                    stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
-                    **run_as(cs.script.user, cs.script.group))
-                try:
-                    ok = await asyncio.wait_for(proc.wait(), timeout) == 0
-                except TimeoutError:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, 9)
-                    await proc.wait()
-            except (OSError, ValueError, KeyError) as exc:
-                self._error(m.name, f"vrrp_script {cs.name}: cannot run: {exc}")
+            t0 = time.monotonic()
+            out = await runner.run(cs.script, timeout=timeout,
+                                   log=functools.partial(self._error, m.name))
+            if not out.ran:
+                self._error(m.name, f"vrrp_script {cs.name}: cannot run: {out.error}")
+            elif out.status is not None and out.status != last:
+                log.info("Script `%s` now returning %d", cs.name, out.status)
+                last = out.status
             if self._stopped:
                 return
-            self._feed(m, ScriptResult(cs.name, ok))
-            await asyncio.sleep(cs.interval)
+            self._feed(m, ScriptResult(cs.name, out.ok))
+            await asyncio.sleep(max(0.0, t0 + cs.interval - time.monotonic()))
 
     # ------------------------------------------------------------------ actions out
     def _execute(self, pairs: Sequence[tuple[str, Action | ChangeVips]]) -> None:

@@ -167,11 +167,6 @@ def children(node: Node) -> list[Node]:
     return node.children or []
 
 
-def unsupported_spec(node: Node) -> bool:
-    """A keyword keepalived knows and lvsd does not implement."""
-    return node.spec is not None and not node.spec.supported
-
-
 # ------------------------------------------------------------------------------ readers
 
 
