@@ -68,7 +68,7 @@ def semantic(cfg: Config, *, mode: str, dataplane: str, vrrp_transport: str = "r
     if cfg.fatal:
         return out
     if runs_vrrp(mode):
-        from lvsd.vrrp.runner import InstanceSpec
+        from lvsd.vrrp.spec import InstanceSpec
 
         for inst in cfg.vrrp_instances:
             try:

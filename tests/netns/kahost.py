@@ -396,6 +396,12 @@ class KaHost:
         lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         return KaVerdict(proc.returncode, lines)
 
+    def check_config(self, conf: Path, cwd: Path) -> tuple[int, str]:
+        """``lvsd check-config`` (what ``keepalived -t`` is to keepalived) in this host."""
+        proc = _run(self.cmd(sys.executable, "-m", "lvsd.cli", "check-config", "-f", str(conf),
+                             "--dataplane", "memory"), check=False, timeout=120, cwd=cwd)
+        return proc.returncode, proc.stderr + proc.stdout
+
     # ---- lvsd run
     def start_lvsd(self, conf: Path, workdir: Path, *extra: str) -> tuple[subprocess.Popen[Any],
                                                                          Path]:
@@ -485,11 +491,27 @@ class Case:
     lvsd: LvsdOutcome
     host: str
     text: str = ""
+    check: tuple[int, str] | None = None  # lvsd check-config: exit status, output
 
     def problems(self) -> list[str]:
-        """Where lvsd and keepalived disagree on running the file (empty: they agree)."""
+        """Where lvsd and keepalived disagree on running the file (empty: they agree), and
+        where ``lvsd check-config`` does not predict ``lvsd run`` or disagrees with
+        ``keepalived -t`` on the class of the file (0 clean, 5 errors, 6 script security)."""
         out = []
         lv = self.lvsd
+        if self.check is not None:
+            rc, text = self.check
+            if "Traceback (most recent call last)" in text:
+                out.append("lvsd check-config printed a traceback")
+            if (rc == 4) == lv.ready:
+                out.append(f"lvsd check-config exit {rc} does not predict lvsd run "
+                           f"(ready={lv.ready})")
+            # a keyword lvsd does not implement (virtual_routes, static_routes...) is one
+            # warning: what keepalived says about the values inside it lvsd cannot say
+            unread = "is not supported by lvsd" in text and rc < self.ka.rc
+            if (not self.ka.crashed and self.ka.runs and lv.ready and rc != self.ka.rc
+                    and not unread):
+                out.append(f"lvsd check-config exit {rc}, keepalived -t exit {self.ka.rc}")
         if lv.traceback:
             out.append("lvsd printed a traceback")
         if self.ka.crashed:
@@ -527,8 +549,12 @@ class Case:
         if self.text:
             numbered = "\n".join(f"{i:4} {ln}" for i, ln in enumerate(self.text.splitlines(), 1))
             text = f"\n--- config {self.conf}:\n{numbered}"
+        cc = ""
+        if self.check is not None:
+            cc = f"\n  lvsd check-config exit {self.check[0]}\n" + "\n".join(
+                f"    {ln}" for ln in self.check[1].splitlines()[:40])
         return (f"{self.name}: " + "; ".join(self.problems()) + f"\n  {self.host}\n  "
-                + self.ka.describe() + "\n  " + self.lvsd.describe() + text)
+                + self.ka.describe() + "\n  " + self.lvsd.describe() + cc + text)
 
 
 def check_file(name: str, conf: Path, workdir: Path, *, host_from: Path | None = None,
@@ -538,9 +564,10 @@ def check_file(name: str, conf: Path, workdir: Path, *, host_from: Path | None =
     workdir.mkdir(parents=True, exist_ok=True)
     with KaHost(spec) as host:
         ka = host.keepalived_t(conf, workdir)
+        check = host.check_config(conf, workdir)
         lv = host.run_lvsd(conf, workdir)
         return Case(name, conf, ka, lv, host.describe(),
-                    conf.read_text(errors="replace") if show_text else "")
+                    conf.read_text(errors="replace") if show_text else "", check)
 
 
 def corpus_files() -> list[Path]:

@@ -7,19 +7,8 @@ equality (config/model.py), so a reload that only moves lines changes nothing.
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from lvsd.config import secrets
 from lvsd.config.model import Config, Severity
-
-T = TypeVar("T")
-
-
-def strip_pos(obj: T) -> T:
-    """``obj`` itself: positions no longer take part in model equality, so there is nothing to
-    strip. Kept for callers written before that (daemon/vrrpset.py); new code compares the
-    model objects directly."""
-    return obj
 
 
 def config_errors(cfg: Config) -> list[str]:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lvsd.config.model import Config, VrrpInstance
-from lvsd.daemon.configinfo import strip_pos
 
 if TYPE_CHECKING:
     from lvsd.vrrp.runner import VrrpRunner
@@ -58,11 +57,10 @@ def vrrp_groups(cfg: Config) -> Groups:
 
 def runner_model(cfg: Config, group: str | None, members: list[VrrpInstance]) -> tuple[object, ...]:
     """Everything of ``cfg`` a runner depends on, without positions (equal: nothing changed)."""
-    g = strip_pos(cfg.global_defs)
     sg = next((s for s in cfg.vrrp_sync_groups if s.name == group), None)
     scripts = {ref.name for i in members for ref in i.track_scripts}
-    vs = tuple(strip_pos(s) for s in cfg.vrrp_scripts if s.name in scripts)
-    return (g, strip_pos(sg), tuple(strip_pos(i) for i in members), vs)
+    vs = tuple(s for s in cfg.vrrp_scripts if s.name in scripts)
+    return (cfg.global_defs, sg, tuple(members), vs)
 
 
 def runner_spec(cfg: Config, group: str | None, members: list[VrrpInstance], *,

@@ -145,7 +145,8 @@ def notifier_from_config(kind: str, owner: VrrpInstance | VrrpSyncGroup,
                if (sc := getattr(owner, attr, None)) is not None}
     fifos = tuple(f for f in (g.notify_fifo, g.vrrp_notify_fifo) if f)
     return Notifier(kind, owner.name, scripts, fifos,
-                    default_user=g.script_user, default_group=g.script_group)
+                    default_user=g.script_user, default_group=g.script_group,
+                    security=g.enable_script_security)
 
 
 def identity(spec: InstanceSpec) -> tuple[Any, ...]:

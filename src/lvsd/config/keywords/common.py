@@ -150,8 +150,10 @@ def or_(value: _T | None, current: _T) -> _T:
 
 
 def addr_port(args: list[str]) -> tuple[str, int] | None:
-    """``IP [PORT]`` (port 0 when absent) of a virtual, real or sorry server; None if invalid."""
-    ip = norm_ip(args[0]) if args else None
+    """``IP [PORT]`` (port 0 when absent) of a virtual, real or sorry server; None if invalid.
+    The address is read as check_parser.c reads it, with ``inet_stosockaddr()``: a ``/len`` or
+    ``-range`` after it is dropped silently (``real_server 192.0.2.3/24 80`` is 192.0.2.3)."""
+    ip = (stosockaddr(args[0]) or norm_ip(args[0])) if args else None
     if ip is None:
         return None
     if len(args) < 2:

@@ -17,6 +17,7 @@ defaults of instances and servers, kept in :class:`~lvsd.config.keywords.common.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import replace
 from typing import Literal, TypedDict, get_args
 
@@ -184,7 +185,14 @@ def read_global(p: Parts, node: Node) -> None:
         elif kw == "smtp_server":
             v = c.arg(ch)
             if v is not None:
-                upd["smtp_server"] = v if len(ch.args) < 2 else f"{v} {ch.args[1]}"
+                port = ch.args[1] if len(ch.args) > 1 else "25"
+                if _smtp_server_ok(v, port):
+                    upd["smtp_server"] = v if len(ch.args) < 2 else f"{v} {ch.args[1]}"
+                else:
+                    # global_parser.c smtpserver_handler: not an address (a '-' or '/' rules
+                    # that out) and not a name getaddrinfo() resolves, or a bad port. lvsd
+                    # checks the name's syntax only (no DNS at load time)
+                    c.err(ch.pos, f"Invalid smtp server {v} {port}")
         elif kw == "smtp_helo_name":
             continue
         elif kw in ("smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker"):
@@ -355,3 +363,17 @@ def read_ssl(p: Parts, node: Node) -> SslGlobal:
         vals[ch.keyword] = ch.args[0]
     return SslGlobal(ca=vals.get("ca"), certificate=vals.get("certificate"), key=vals.get("key"),
                      password=vals.get("password"), pos=node.pos)
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})"
+                       r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
+
+
+def _smtp_server_ok(host: str, port: str) -> bool:
+    """keepalived smtpserver_handler's acceptance, without the DNS lookup: an IP address
+    without '-' or '/', or a syntactically valid host name; a port 1..65535."""
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        return False
+    if "-" not in host and "/" not in host and norm_ip(host) is not None:
+        return True
+    return bool(_HOSTNAME.match(host)) and "/" not in host
