@@ -32,11 +32,11 @@ LAZY_SUBCOMMANDS = {
 
 def version_string() -> str:
     """``lvsd VERSION`` (``lvsd --version``, ``lvsd run --version``)."""
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return f"lvsd {version('lvsd')}"
-    except Exception:  # pragma: no cover - not installed
+    except PackageNotFoundError:  # pragma: no cover - run from a tree that is not installed
         return "lvsd 0+unknown"
 
 

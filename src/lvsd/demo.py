@@ -365,7 +365,7 @@ class Lab:
         if self._client is not None:
             if self._client.poll() is None:
                 self._client.kill()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(subprocess.TimeoutExpired):  # killed: reaped or not
                 self._client.wait(5)
             self._client = None
 

@@ -123,7 +123,7 @@ async def amain(a: argparse.Namespace) -> int:
         os.replace(tmp, a.state_file)
         status: dict[str, Any] = {}
         for r in runners:
-            status.update(r.status())
+            status.update({n: rep.as_dict() for n, rep in r.status().items()})
         with open(tmp, "w") as fh:
             json.dump(status, fh, indent=1, default=str)
         os.replace(tmp, a.state_file + ".json")

@@ -19,7 +19,6 @@ from lvsd.pool.table import (
     DelService,
     DestKey,
     DestSpec,
-    DestStats,
     EditDest,
     EditService,
     Op,
@@ -184,45 +183,6 @@ async def test_large_change_failure_and_forcing_take_a_full_read() -> None:
     # an explicit full=True
     assert (await rec.reconcile("change", full=True)).ops == ()
     assert dp.dumps == full_before + 2
-
-
-class OldDataPlane:
-    """A data plane written before scoped reads existed: ``dump()`` takes no argument."""
-
-    name = "old"
-
-    def __init__(self) -> None:
-        self.inner = MemoryDataPlane()
-
-    def refuse(self, spec: ServiceSpec | DestSpec) -> str | None:
-        return None
-
-    async def dump(self) -> Table:
-        return await self.inner.dump()
-
-    async def apply(self, op: Op) -> None:
-        await self.inner.apply(op)
-
-    async def apply_many(self, ops: Sequence[Op]) -> None:
-        await self.inner.apply_many(ops)
-
-    async def stats(self) -> dict[tuple[ServiceKey, DestKey], DestStats]:
-        return {}
-
-    async def close(self) -> None:
-        return None
-
-
-async def test_a_data_plane_without_scoped_dump_still_works_with_full_reads() -> None:
-    old = OldDataPlane()
-    rec = make(old)  # type: ignore[arg-type]  # deliberately the old signature
-    rec.set_desired(table())
-    assert (await rec.start()).ok
-    old.inner.drift(DelDest(C, R1))
-    rec.set_desired(table(a=entry(A, (R1, 3), (R2, 2))))
-    res = await rec.reconcile("change")
-    assert services_of(res.ops) == {A, C} and res.repairs == 1  # read everything, as before
-    assert old.inner.dumps == 2 and rec.status.last_read == "full"
 
 
 async def test_status_view_is_a_snapshot_not_a_live_alias() -> None:

@@ -26,6 +26,8 @@ from lvsd.pool.planner import Planner
 from lvsd.pool.reconciler import Reconciler
 from lvsd.pool.service import PoolService, next_wake
 from lvsd.pool.table import AddDest, DelService, DestKey, DestStats, Proto, ServiceKey, Table
+from lvsd.status.event_types import EventPayload
+from lvsd.status.events import EventBus
 
 pytestmark = pytest.mark.unit
 
@@ -111,8 +113,10 @@ class Harness:
         self.pool = PoolService(self.checks, Planner(cfg), rec, sweep_interval=sweep,
                                 publish=self.publish, run_script=self.run_script)
 
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
-        self.events.append((kind, data))
+    def publish(self, ev: EventPayload) -> None:
+        # as /events serialises it (the bus refuses anything but a typed record)
+        EventBus().publish(ev)
+        self.events.append((ev.TYPE, ev.data()))
 
     def run_script(self, sc: Script) -> Coroutine[Any, Any, object]:
         self.ran.append(sc.command)

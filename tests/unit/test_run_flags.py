@@ -245,7 +245,8 @@ def test_log_file_gets_the_records(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     text = log.read_text()
-    assert "WARNING lvsd: lvsd ignores keepalived's --snmp" in text, text
+    # the logger is the module's (__name__): lvsd.daemon.command parses the flags
+    assert "WARNING lvsd.daemon.command: lvsd ignores keepalived's --snmp" in text, text
     assert "lvsd ignores keepalived's --snmp" in p.stderr  # -G: stderr has it as well
     p = subprocess.run([*LVSD, "run", "-g", str(tmp_path / "no" / "dir.log"), "-f", "x"],
                        capture_output=True, text=True, timeout=60)

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from lvsd.status.app import TokenError, create_app, parse_listen, read_token_file
+from lvsd.status.event_types import RealServerChange, ReloadRejected, VrrpStateChange
 from lvsd.status.events import EventBus
 
 pytestmark = pytest.mark.unit
@@ -81,8 +82,7 @@ async def test_status_reads_fresh_snapshot_each_time(client: Client,
 
 
 async def test_no_secret_anywhere(client: Client, bus: EventBus) -> None:
-    bus.publish("reload", {"ok": False, "errors": [f"auth_pass {SECRET} too long"],
-                           "auth_pass": SECRET})
+    bus.publish(ReloadRejected((f"auth_pass {SECRET} too long",), 1))
     status = await (await client.get("/status")).text()
     metrics = await (await client.get("/metrics")).text()
     assert "auth_pass" not in status or SECRET not in status
@@ -127,10 +127,9 @@ async def test_sse_delivers_transitions_as_they_happen(client: Client, bus: Even
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
         assert first.startswith(b"retry:")
-        bus.publish("vrrp", {"instance": "VI_1", "old": "BACKUP", "new": "MASTER",
-                             "reason": "master down timer expired"})
-        bus.publish("realserver", {"vs": "192.0.2.100:80/TCP", "rs": "10.0.0.12:80",
-                                   "alive": False, "reason": "connection refused"})
+        bus.publish(VrrpStateChange("VI_1", "BACKUP", "MASTER", "master down timer expired"))
+        bus.publish(RealServerChange("192.0.2.100:80/TCP", "10.0.0.12:80", False,
+                                     "connection refused", ("TCP_CHECK 10.0.0.12:80",)))
         msgs = []
         for _ in range(2):
             msgs.append(await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5))
@@ -139,19 +138,22 @@ async def test_sse_delivers_transitions_as_they_happen(client: Client, bus: Even
         fields = dict(line.split(": ", 1) for line in m.decode().strip().splitlines())
         parsed.append((fields["event"], json.loads(fields["data"])))
     assert parsed[0][0] == "vrrp" and parsed[0][1]["new"] == "MASTER"
-    assert parsed[1][0] == "realserver" and parsed[1][1]["alive"] is False
+    assert parsed[1] == ("realserver", {
+        "id": parsed[0][1]["id"] + 1, "type": "realserver", "at": parsed[1][1]["at"],
+        "vs": "192.0.2.100:80/TCP", "rs": "10.0.0.12:80", "alive": False,
+        "reason": "connection refused", "failed_checkers": ["TCP_CHECK 10.0.0.12:80"]})
     ids = [int(dict(ln.split(": ", 1) for ln in m.decode().strip().splitlines())["id"])
            for m in msgs]
     assert ids[1] == ids[0] + 1
 
 
 async def test_sse_resume_with_last_event_id(client: Client, bus: EventBus) -> None:
-    e1 = bus.publish("vrrp", {"n": 1})
-    bus.publish("vrrp", {"n": 2})
+    e1 = bus.publish(VrrpStateChange("VI_1", "BACKUP", "MASTER", "n1"))
+    bus.publish(VrrpStateChange("VI_1", "MASTER", "BACKUP", "n2"))
     async with client.get("/events", headers={"Last-Event-ID": str(e1.id)}) as resp:
         await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)  # retry/comment
         m = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
-    assert b'"n": 2' in m
+    assert b'"reason": "n2"' in m
 
 
 async def test_healthz(client: Client, provider: FakeProvider) -> None:

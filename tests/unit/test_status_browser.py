@@ -14,6 +14,7 @@ from _status_sample import SECRET, FakeProvider
 
 from conftest import require
 from lvsd.status.app import StatusServer, create_app
+from lvsd.status.event_types import VrrpStateChange
 from lvsd.status.events import EventBus
 from lvsd.status.model import RealServerStatus
 
@@ -113,8 +114,8 @@ async def test_page_shows_live_state_in_chromium(tmp_path: Path) -> None:
         # transitions published while the page is open appear in its event list (/events)
         async def publish() -> None:
             for n in range(100):
-                bus.publish("vrrp", {"instance": "VI_1", "old": "MASTER", "new": "BACKUP",
-                                     "reason": f"higher priority advert #{n}"})
+                bus.publish(VrrpStateChange("VI_1", "MASTER", "BACKUP",
+                                            f"higher priority advert #{n}"))
                 await asyncio.sleep(0.1)
 
         pub = asyncio.create_task(publish())

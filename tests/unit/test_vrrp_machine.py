@@ -532,8 +532,10 @@ def test_counters_and_transition_log() -> None:
         (State.MASTER, State.BACKUP), (State.BACKUP, State.MASTER), (State.MASTER, State.STOPPED)]
     assert len(c.transitions) == 3
     st_ = m.status()
-    assert st_["state"] == "STOPPED" and st_["counters"]["became_master"] == 2
-    assert st_["counters"]["transitions"][-1]["reason"] == "shutdown"
+    assert st_.state == State.STOPPED and st_.counters.became_master == 2
+    assert st_.counters.transitions[-1].reason == "shutdown"
+    c.became_master += 1  # the report is a copy: the live counters move on without it
+    assert st_.counters.became_master == 2 and m.status().counters.became_master == 3
 
 
 def test_handle_dispatches_events() -> None:
@@ -710,7 +712,7 @@ def test_sync_group_start_with_a_faulty_member() -> None:
     g.start(0.0)
     assert a.state == b.state == State.FAULT
     assert g.state == State.FAULT and g.next_deadline is None
-    assert b.status()["sync_group"] == "G" and b.status()["vips_held"] is False
+    assert b.status().sync_group == "G" and b.status().vips_held is False
 
 
 def test_sync_group_rejects_duplicate_names() -> None:

@@ -9,6 +9,7 @@ required (keepalived). Other datagrams (wrong id, a query) are ignored; RCODE !=
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 
@@ -19,6 +20,8 @@ import dns.rdatatype
 
 from lvsd.checks.result import ProbeResult, errno_reason, make_socket, ms, sockaddr
 from lvsd.config.model import Checker
+
+log = logging.getLogger(__name__)
 
 
 def make_query(ck: Checker) -> dns.message.Message:
@@ -46,8 +49,9 @@ async def probe(ck: Checker) -> ProbeResult:
                 data = await loop.sock_recv(s, 65535)
                 try:
                     r = dns.message.from_wire(data)
-                except Exception:
-                    continue  # not a DNS message for us: keep waiting
+                except Exception as exc:  # whatever dnspython makes of a hostile datagram
+                    log.debug("%s: not a DNS message (%s): ignored", ck.label, exc)
+                    continue  # keep waiting for the answer
                 if r.id != q.id or not (r.flags & dns.flags.QR):
                     continue
                 rc = r.rcode()

@@ -59,7 +59,7 @@ from lvsd.checks.result import ProbeResult
 from lvsd.checks.tracker import CheckTracker, HealthBoard
 from lvsd.config.model import NOPOS, Checker, CheckKind, Config, GlobalDefs
 
-_log = logging.getLogger("lvsd.checks")
+_log = logging.getLogger(__name__)
 
 _TIMING = ("delay_loop", "warmup", "retry", "delay_before_retry", "alpha", "rise",
            "log_all_failures", "fast_recovery")
@@ -449,10 +449,10 @@ class Scheduler:
         return ctx
 
     async def _probe(self, e: _Entry) -> ProbeResult:
+        """One probe of a checker that runs as a task (TCP_CHECK never comes here: it runs on
+        the callback engine, see :meth:`_launch`)."""
         ck = e.tracker.checker
         kind = ck.kind
-        if kind is CheckKind.TCP_CHECK:
-            return await tcp_probe.probe(ck)
         if kind is CheckKind.HTTP_GET:
             return await http_probe.probe(ck, e.tracker.url_index, e.key.vhost)
         if kind is CheckKind.SSL_GET:

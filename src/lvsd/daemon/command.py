@@ -34,7 +34,7 @@ from lvsd.cli import version_string
 from lvsd.daemon.logsetup import FACILITY_DAEMON, SECRET_FILTER, parse_facility, setup_logging
 from lvsd.daemon.options import DEFAULT_CONFIG, DEFAULT_PID_FILE, DEFAULT_STATUS_LISTEN, Options
 
-log = logging.getLogger("lvsd")
+log = logging.getLogger(__name__)
 
 DEFAULT_LOG_FILE = "/tmp/lvsd.log"  # keepalived: <tmp_dir>/keepalived.log
 

@@ -24,6 +24,7 @@ from lvsd.daemon.reload import ConfigState, reload
 from lvsd.daemon.sdnotify import sd_notify
 from lvsd.daemon.vrrpset import make_runner, runner_model, runner_spec, vrrp_groups
 from lvsd.status import model as m
+from lvsd.status.event_types import Lifecycle, VrrpError, VrrpStateChange
 
 if TYPE_CHECKING:
     from lvsd.checks.scheduler import Scheduler
@@ -35,15 +36,15 @@ if TYPE_CHECKING:
     from lvsd.status.app import StatusServer
     from lvsd.vrrp.runner import VrrpRunner
 
-log = logging.getLogger("lvsd")
+log = logging.getLogger(__name__)
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("lvsd")
-    except Exception:  # pragma: no cover - not installed
+    except PackageNotFoundError:  # pragma: no cover - run from a tree that is not installed
         return "0+unknown"
 
 
@@ -203,8 +204,7 @@ class Daemon:
         if self.run_vrrp:
             await self.apply_vrrp(cfg)
         self.ready = True
-        self.bus.publish("lifecycle", {"what": "ready", "config_id": cfg.config_id,
-                                       "mode": self.opts.mode})
+        self.bus.publish(Lifecycle("ready", cfg.config_id, self.opts.mode))
         log.info("ready: %d VRRP instance(s), %d virtual server(s), %s data plane, mode %s",
                  len(cfg.vrrp_instances) if self.run_vrrp else 0,
                  len(cfg.virtual_servers) if self.run_checks else 0,
@@ -318,10 +318,10 @@ class Daemon:
     # ---- VRRP
     def _on_vrrp(self, name: str, kind: str, info: dict[str, Any]) -> None:
         if kind == "state":
-            self.bus.publish("vrrp", {"instance": name, "old": info.get("previous"),
-                                      "new": info.get("state"), "reason": info.get("reason")})
+            self.bus.publish(VrrpStateChange(name, info.get("previous"), info.get("state"),
+                                             info.get("reason")))
         else:
-            self.bus.publish("vrrp_error", {"instance": name, "message": info.get("message")})
+            self.bus.publish(VrrpError(name, info.get("message")))
 
     def _make_runner(self, cfg: Config, group: str | None,
                      members: list[VrrpInstance]) -> VrrpRunner:
@@ -351,8 +351,10 @@ class Daemon:
             try:
                 await runner.start()
             except Exception as exc:  # e.g. interface missing, no permission for raw sockets
-                with contextlib.suppress(Exception):
+                try:
                     await runner.stop(1.0)
+                except Exception as stop_exc:  # the start failure is what gets reported
+                    log.debug("VRRP %s: stop after the failed start: %s", k, stop_exc)
                 raise StartupError(f"VRRP {k}: cannot start: {exc}") from None
             self.runners[k] = runner
             self.runner_models[k] = models[k]
@@ -396,8 +398,10 @@ class Daemon:
             await self._status_server.stop()
             self._status_server = None
         if self.dataplane is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self.dataplane.close()
+            except Exception as exc:  # stopping anyway: say so, go on with the pid file
+                log.warning("data plane %s: close failed: %s", self.dataplane.name, exc)
         if self.opts.pid_file and self._pid_written:
             with contextlib.suppress(OSError):
                 with open(self.opts.pid_file, encoding="ascii") as fh:

@@ -216,5 +216,5 @@ def setup_logging(fmt: str, verbose: bool = False, *, syslog: bool = False,
     root.handlers[:] = handlers
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     if plan.warning:
-        logging.getLogger("lvsd").warning("%s", plan.warning)
+        logging.getLogger(__name__).warning("%s", plan.warning)
     return plan

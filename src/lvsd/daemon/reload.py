@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lvsd.config.model import Severity
 from lvsd.daemon.sdnotify import sd_notify
+from lvsd.status.event_types import EventPayload, ReloadApplied, ReloadRejected
 
 if TYPE_CHECKING:
     import asyncio
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from lvsd.daemon.options import Options
     from lvsd.preflight import Preflight
 
-log = logging.getLogger("lvsd")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,8 +54,7 @@ class ConfigState:
 
 
 class Publisher(Protocol):
-    def publish(self, type: str, data: dict[str, Any] | None = ...,
-                at: float | None = ...) -> object: ...
+    def publish(self, payload: EventPayload, at: float | None = ...) -> object: ...
 
 
 class Reloadable(Protocol):
@@ -103,7 +103,7 @@ async def reload(d: Reloadable) -> bool:
             st.failed(tuple(errors))
             log.error("reload rejected (%s): still running generation %d",
                       verdict.reason(), st.generation)
-            d.bus.publish("reload", {"ok": False, "errors": errors, "generation": st.generation})
+            d.bus.publish(ReloadRejected(tuple(errors), st.generation))
             sd_notify("READY=1\nSTATUS=reload rejected, previous config running")
             return False
         d.config = new
@@ -116,15 +116,13 @@ async def reload(d: Reloadable) -> bool:
         except Exception as exc:  # validated above: only a runtime failure gets here
             log.exception("reload: applying failed")
             st.failed((f"applying the new config failed: {exc}",))
-            d.bus.publish("reload", {"ok": False, "errors": list(st.last_reload_errors),
-                                     "generation": st.generation})
+            d.bus.publish(ReloadRejected(st.last_reload_errors, st.generation))
             sd_notify("READY=1\nSTATUS=reload failed while applying")
             return False
         st.applied()
         log.info("reload applied: generation %d", st.generation)
-        d.bus.publish("reload", {"ok": True, "generation": st.generation,
-                                 "diagnostics": verdict.counts(),
-                                 "warnings": [str(x) for x in verdict.diagnostics
-                                              if x.severity is not Severity.FATAL]})
+        d.bus.publish(ReloadApplied(st.generation, verdict.counts(),
+                                    tuple(str(x) for x in verdict.diagnostics
+                                          if x.severity is not Severity.FATAL)))
         sd_notify(f"READY=1\nSTATUS=running config {new.config_id}")
         return True

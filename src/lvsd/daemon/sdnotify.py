@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Mapping
 
-log = logging.getLogger("lvsd")
+log = logging.getLogger(__name__)
 
 
 def sd_notify(message: str, env: Mapping[str, str] | None = None) -> bool:

@@ -57,30 +57,30 @@ def instances_status(runners: Iterable[VrrpRunner], cfg: Config | None,
     out = []
     for runner in runners:
         group = runner.sync_group_name
-        for name, s in runner.status().items():
+        for name, member in runner.status().items():
             inst = models.get(name)
-            c = s["counters"]
-            state = s["state"]
-            master = s["primary_address"] if state == "MASTER" else s["master_address"]
-            mprio = s["effective_priority"] if state == "MASTER" else s["master_priority"]
-            trans = tuple(m.Transition(conv(t["at"]) or 0.0, t["from"], t["to"], t["reason"])
-                          for t in list(c["transitions"])[-TRANSITIONS_KEPT:])
+            r = member.machine
+            c = r.counters
+            state = r.state.value
+            master = r.primary_address if state == "MASTER" else r.master_address
+            mprio = r.effective_priority if state == "MASTER" else r.master_priority
+            trans = tuple(m.Transition(conv(t.at) or 0.0, t.old.value, t.new.value, t.reason)
+                          for t in c.transitions[-TRANSITIONS_KEPT:])
             out.append(m.InstanceStatus(
-                name=name, vrid=s["vrid"], interface=s.get("interface"),
-                version=s["version"], family=inst.family if inst else 4, state=state,
-                base_priority=s["base_priority"], effective_priority=s["effective_priority"],
+                name=name, vrid=r.vrid, interface=member.interface,
+                version=r.version, family=inst.family if inst else 4, state=state,
+                base_priority=r.base_priority, effective_priority=r.effective_priority,
                 master=master, master_priority=mprio or None,
-                advert_int=float(s.get("master_adver_int") or s["advert_int"]),
-                vips=tuple(v.cidr for v in inst.virtual_ipaddresses) if inst else tuple(
-                    s["addresses"]),
+                advert_int=float(r.master_adver_int or r.advert_int),
+                vips=tuple(v.cidr for v in inst.virtual_ipaddresses) if inst else r.addresses,
                 vips_held=state == "MASTER", sync_group=group,
-                transitions=trans, adverts_sent=c["adverts_sent"],
-                adverts_received=c["adverts_received"], became_master=c["became_master"],
-                released_master=c["released_master"],
-                priority_zero_sent=c["priority_zero_sent"],
-                priority_zero_received=c["priority_zero_received"],
-                invalid_packets=dict(c["invalid"]),
-                fault_reasons=tuple(s.get("fault_reasons") or ())))
+                transitions=trans, adverts_sent=c.adverts_sent,
+                adverts_received=c.adverts_received, became_master=c.became_master,
+                released_master=c.released_master,
+                priority_zero_sent=c.priority_zero_sent,
+                priority_zero_received=c.priority_zero_received,
+                invalid_packets=dict(c.invalid),
+                fault_reasons=r.fault_reasons))
     return tuple(out)
 
 

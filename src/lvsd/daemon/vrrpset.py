@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 Groups = dict[str, tuple[str | None, list[VrrpInstance]]]
 
-log = logging.getLogger("lvsd.vrrp")
+log = logging.getLogger(__name__)
 
 # vrrp_startup_delay is counted once, from the process's first VRRP start; a reload does not
 # restart it (keepalived vrrp_daemon.c sets vrrp_delayed_start_time only when !reload, and

@@ -4,12 +4,11 @@ The reconciler is the only caller. It reads the data plane's actual table with :
 computes the minimal operations against the desired table, and applies them one at a time with
 :meth:`apply`. A data plane never decides anything: it only reports and executes.
 
-Scoped reads (additive): ``dump(services)`` reads only the given services, fresh, so a
-change-triggered reconcile costs what changed rather than the whole table; ``dump()`` (None)
-still reads everything. A data plane may also offer :class:`ServiceLister` (the services and
-their settings without destinations, one cheap read) so the reconciler can notice a service
-deleted or edited by hand without reading every destination. An older data plane whose ``dump``
-takes no argument keeps working: the reconciler then always reads everything.
+Scoped reads: ``dump(services)`` reads only the given services, fresh, so a change-triggered
+reconcile costs what changed rather than the whole table; ``dump()`` (None) reads everything.
+Every data plane takes the argument. A data plane may also offer :class:`ServiceLister` (the
+services and their settings without destinations, one cheap read) so the reconciler can notice
+a service deleted or edited by hand without reading every destination.
 
 IPVS connection timeouts (additive): a data plane that has them (kernel IPVS, memory) offers
 :class:`TimeoutHolder`, a read and a write of the three global values (``ipvsadm --set``). One

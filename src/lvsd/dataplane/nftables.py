@@ -94,7 +94,7 @@ from lvsd.pool.table import (
     op_service,
 )
 
-log = logging.getLogger("lvsd.dataplane.nftables")
+log = logging.getLogger(__name__)
 
 NATIVE = {"rr", "wrr", "sh", "dh", "fo", "mh"}
 AS_WRR = {"lc", "wlc", "sed", "nq", "lblc", "lblcr", "twos", "ovf"}

@@ -76,7 +76,6 @@ the second equal the first, for the services lvsd owns, and does nothing else.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
@@ -107,7 +106,7 @@ from lvsd.pool.table import (
     op_service,
 )
 
-log = logging.getLogger("lvsd.pool.reconciler")
+log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 FLUSH_ON_STOP = ("no", "all", "vs")
@@ -298,14 +297,6 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DataPlaneError) and exc.transient
 
 
-def _takes_services(dataplane: DataPlane) -> bool:
-    """Whether ``dataplane.dump`` accepts the (additive) ``services`` argument."""
-    try:
-        return "services" in inspect.signature(dataplane.dump).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        return False
-
-
 class Reconciler:
     """The only writer of a :class:`DataPlane`."""
 
@@ -347,7 +338,6 @@ class Reconciler:
         self._ops_applied = 0
         self._repairs = 0
         self._in_sync = False
-        self._scoped = _takes_services(dataplane)
         self._lister: ServiceLister | None = (
             dataplane if isinstance(dataplane, ServiceLister) else None)
         # the desired table last reached, what the next change-triggered reconcile diffs from
@@ -502,7 +492,7 @@ class Reconciler:
                      owned: set[ServiceKey], changed: set[ServiceKey]) -> set[ServiceKey] | None:
         """The services a reconcile must read and diff; None for all of them."""
         reached = self._reached
-        if (full or (full is None and reason in FULL_REASONS) or not self._scoped
+        if (full or (full is None and reason in FULL_REASONS)
                 or reached is None or not self._in_sync or not self._actual_ok):
             return None
         scope = changed | {k for k in owned if k not in desired}

@@ -44,6 +44,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lvsd.dataplane.base import DataPlaneError
+from lvsd.status.event_types import (
+    ActionTaken,
+    Alarm,
+    EventPayload,
+    QuorumChange,
+    RealServerChange,
+    Reconciled,
+)
 from lvsd.status.model import hostport
 
 if TYPE_CHECKING:
@@ -54,12 +62,12 @@ if TYPE_CHECKING:
     from lvsd.pool.reconciler import Reconciler, ReconcileResult, ReconcilerStatus
     from lvsd.pool.table import DestKey, DestStats, ServiceKey
 
-log = logging.getLogger("lvsd")
+log = logging.getLogger(__name__)
 
 #: runs one configured script (keepalived ``notify_exec``); its result is not looked at
 ScriptRunner = Callable[["Script"], Coroutine[Any, Any, object]]
-#: publishes one event (``EventBus.publish``): type and payload
-Publish = Callable[[str, dict[str, Any]], object]
+#: publishes one event (``EventBus.publish``): a record of ``lvsd.status.event_types``
+Publish = Callable[[EventPayload], object]
 Stats = Mapping[tuple["ServiceKey", "DestKey"], "DestStats"]
 
 #: how long :meth:`PoolService.stop` gives the scripts still running in the background
@@ -161,8 +169,10 @@ class PoolService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
+        try:
             await self._checks.close()
+        except Exception as exc:  # stopping anyway: the omega scripts and the table come next
+            log.warning("checks stop: %s", exc)
         await self._omega(script_timeout)
         try:
             await self._reconciler.stop()
@@ -175,11 +185,9 @@ class PoolService:
     def on_health(self, ev: HealthEvent) -> None:
         """The checks' callback: report the change, wake the loop."""
         rsid, h = ev.rsid, ev.health
-        self._publish("realserver", {
-            "vs": rsid.vs, "rs": hostport(rsid.addr, rsid.port),
-            "alive": None if h is None else h.alive,
-            "reason": "" if h is None else h.reason,
-            "failed_checkers": [] if h is None else list(h.failed_checkers)})
+        self._publish(RealServerChange(
+            rsid.vs, hostport(rsid.addr, rsid.port), None if h is None else h.alive,
+            "" if h is None else h.reason, () if h is None else tuple(h.failed_checkers)))
         if h is not None:
             log.info("real server %s %s (%s)", rsid, "UP" if h.alive else "DOWN", h.reason)
         self._wake.set()
@@ -240,17 +248,16 @@ class PoolService:
         for act in plan.actions:
             self._run_action(act)
         for q in plan.quorum_changes:
-            self._publish("quorum", {"vs": q.vs, "quorum_up": q.quorum_up,
-                                     "sorry_active": q.sorry_active,
-                                     "live_weight": q.live_weight, "alive": q.alive})
+            self._publish(QuorumChange(q.vs, q.quorum_up, q.sorry_active, q.live_weight,
+                                       q.alive))
             if not q.initial:
                 log.info("virtual server %s quorum %s%s", q.vs, "up" if q.quorum_up else "DOWN",
                          " (sorry server active)" if q.sorry_active else "")
         self._reconciler.set_desired(plan.table)
 
     def _run_action(self, act: Action) -> None:
-        self._publish("action", {"kind": act.kind, "vs": act.vs,
-                                 "rs": str(act.rs) if act.rs else None, "message": act.message})
+        self._publish(ActionTaken(act.kind, act.vs, str(act.rs) if act.rs else None,
+                                  act.message))
         if act.script is not None and self._run_script is not None:
             self._background(self._run_script(act.script))
 
@@ -262,12 +269,11 @@ class PoolService:
     def _record(self, result: ReconcileResult) -> None:
         if result.ops or result.timeouts is not None:
             self._last_ops = result.descriptions
-            self._publish("reconcile", {"reason": result.reason, "ops": list(self._last_ops),
-                                        "repairs": result.repairs})
+            self._publish(Reconciled(result.reason, self._last_ops, result.repairs))
         if result.failed:
             self._errors_total += len(result.failed)
             self._last_error = f"{result.failed[0].op}: {result.failed[0].error}"
-            self._publish("alarm", {"alarms": [f"{a.op}: {a.error}" for a in result.failed]})
+            self._publish(Alarm(tuple(f"{a.op}: {a.error}" for a in result.failed)))
 
     async def _read_counters(self) -> None:
         """The connection counters (one full read of the data plane): status and drain ends.

@@ -35,7 +35,7 @@ from lvsd.status.events import EventBus
 from lvsd.status.metrics import make_registry, render
 from lvsd.status.model import Snapshot, redact, scrub, to_dict
 
-log = logging.getLogger("lvsd.status")
+log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_PORT = 9330

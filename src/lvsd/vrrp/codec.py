@@ -303,7 +303,8 @@ def peek_vrid(payload: bytes | bytearray | memoryview) -> int | None:
     """The VRID of a payload long enough to have one, else None (never raises)."""
     try:
         return payload[1] if len(payload) >= 2 else None
-    except Exception:  # pragma: no cover - defensive against exotic buffer objects
+    # a released memoryview (ValueError), a multi-dimensional one (NotImplementedError)
+    except (ValueError, TypeError, NotImplementedError):  # pragma: no cover - exotic buffers
         return None
 
 

@@ -18,7 +18,8 @@ returns ``list[Action]`` to execute in order:
 * ``m.update(params, now)``                     new parameters in place (reload), same state
 * ``m.handle(event, now)``                      the same, with the ``Event`` dataclasses
 * ``m.next_deadline``                           when to call ``tick`` next (None: nothing pending)
-* ``m.state``, ``m.effective_priority``, ``m.counters``, ``m.status()``
+* ``m.state``, ``m.effective_priority``, ``m.counters``, ``m.status()`` (a frozen
+  ``vrrp.report.InstanceReport``)
 
 Actions (frozen dataclasses): ``SendAdvert(advert)``, ``BecomeMaster/BecomeBackup/BecomeFault
 (reason, previous)``, ``AddVips(addresses)``, ``RemoveVips(addresses)``,
@@ -140,10 +141,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any
 
 from lvsd.vrrp.codec import Advert, Invalid, InvalidReason, IPAddress, addresses_match
 from lvsd.vrrp.params import PRIO_OWNER, VrrpParams
+from lvsd.vrrp.report import InstanceCounters, InstanceReport
 
 __all__ = [
     "Action",
@@ -365,23 +366,21 @@ class Counters:
     invalid: Counter[InvalidReason] = field(default_factory=Counter)
     transitions: deque[Transition] = field(default_factory=deque)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "adverts_sent": self.adverts_sent,
-            "adverts_received": self.adverts_received,
-            "adverts_ignored": self.adverts_ignored,
-            "priority_zero_sent": self.priority_zero_sent,
-            "priority_zero_received": self.priority_zero_received,
-            "lower_priority_discarded": self.lower_priority_discarded,
-            "addr_list_mismatch": self.addr_list_mismatch,
-            "became_master": self.became_master,
-            "released_master": self.released_master,
-            "invalid": {r.value: n for r, n in sorted(self.invalid.items())},
-            "transitions": [
-                {"at": t.at, "from": t.old.value, "to": t.new.value, "reason": t.reason}
-                for t in self.transitions
-            ],
-        }
+    def report(self) -> InstanceCounters:
+        """A frozen copy (``invalid`` sorted by reason)."""
+        return InstanceCounters(
+            adverts_sent=self.adverts_sent,
+            adverts_received=self.adverts_received,
+            adverts_ignored=self.adverts_ignored,
+            priority_zero_sent=self.priority_zero_sent,
+            priority_zero_received=self.priority_zero_received,
+            lower_priority_discarded=self.lower_priority_discarded,
+            addr_list_mismatch=self.addr_list_mismatch,
+            became_master=self.became_master,
+            released_master=self.released_master,
+            invalid={r.value: n for r, n in sorted(self.invalid.items())},
+            transitions=tuple(self.transitions),
+        )
 
 
 # ---------------------------------------------------------------------------------- tracking
@@ -752,31 +751,32 @@ class VrrpMachine:
             return self._become_master(now, reason)
         return []
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> InstanceReport:
+        """This machine at this moment, as a frozen record (times on the machine's clock)."""
         p = self.params
-        return {
-            "name": p.name,
-            "vrid": p.vrid,
-            "version": p.version,
-            "state": self.state.value,
-            "wantstate": self.wantstate.value,
-            "base_priority": p.priority,
-            "effective_priority": self.effective_priority,
-            "advert_int": p.advert_int,
-            "master_adver_int": self.master_adver_int,
-            "master_address": str(self.master_address) if self.master_address else None,
-            "master_priority": self.master_priority,
-            "primary_address": str(self.primary_address) if self.primary_address else None,
-            "family": p.family,
-            "addresses": [str(a) for a in p.addresses],
-            "vips_held": self.state == State.MASTER,  # as far as the machine knows
-            "sync_group": self.group_name,
-            "fault_reasons": self.fault_reasons(),
-            "tracked_processes": dict(self._procs),
-            "startup_delay_until": self.delayed_start,
-            "next_deadline": self.next_deadline,
-            "counters": self.counters.as_dict(),
-        }
+        return InstanceReport(
+            name=p.name,
+            vrid=p.vrid,
+            version=p.version,
+            state=self.state,
+            wantstate=self.wantstate,
+            base_priority=p.priority,
+            effective_priority=self.effective_priority,
+            advert_int=p.advert_int,
+            master_adver_int=self.master_adver_int,
+            master_address=str(self.master_address) if self.master_address else None,
+            master_priority=self.master_priority,
+            primary_address=str(self.primary_address) if self.primary_address else None,
+            family=p.family,
+            addresses=tuple(str(a) for a in p.addresses),
+            vips_held=self.state == State.MASTER,  # as far as the machine knows
+            sync_group=self.group_name,
+            fault_reasons=tuple(self.fault_reasons()),
+            tracked_processes=dict(self._procs),
+            startup_delay_until=self.delayed_start,
+            next_deadline=self.next_deadline,
+            counters=self.counters.report(),
+        )
 
     # ------------------------------------------------------------------ helpers
     def _compute_priority(self) -> int:

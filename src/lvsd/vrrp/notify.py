@@ -116,9 +116,12 @@ class Notifier:
 
     async def _run_chain(self, prev: asyncio.Task[None] | None,
                          jobs: list[tuple[ScriptSpec, tuple[str, ...]]]) -> None:
-        if prev is not None and not prev.done():
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await prev
+        if prev is not None:
+            # wait for the earlier scripts without taking on their outcome; a cancellation of
+            # this chain (the loop ending) still ends it here rather than running its scripts
+            await asyncio.wait({prev})
+            if not prev.cancelled() and (exc := prev.exception()) is not None:
+                self._error(f"{self.kind} {self.name}: notify chain failed: {exc!r}")
         for spec, extra in jobs:
             await self.run_one(spec, extra)
 

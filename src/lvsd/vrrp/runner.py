@@ -126,6 +126,7 @@ from lvsd.vrrp.machine import (
 from lvsd.vrrp.notify import Notifier
 from lvsd.vrrp.process_track import ProcessSpec, ProcessTracker, read_procs
 from lvsd.vrrp.reload_plan import ChangeVips, Running, plan_reload, reconfigure_actions
+from lvsd.vrrp.report import MemberReport, TransportReport, VmacReport
 from lvsd.vrrp.spec import (
     CheckScript,
     InstanceSpec,
@@ -140,7 +141,7 @@ from lvsd.vrrp.vmac import VmacLink
 
 __all__ = ["CheckScript", "InstanceSpec", "VrrpRunner", "identity", "notifier_from_config"]
 
-log = logging.getLogger("lvsd.vrrp")
+log = logging.getLogger(__name__)
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
@@ -166,12 +167,20 @@ def _transport_of(spec: InstanceSpec, previous: Transport | None = None) -> Tran
     return made
 
 
+def _close_quietly(tr: Transport) -> None:
+    """Close ``tr``, which is being dropped: a failure is logged (debug), nothing more, since
+    nothing that follows depends on it."""
+    try:
+        tr.close()
+    except Exception as exc:
+        log.debug("VRRP: closing a %s: %s", type(tr).__name__, exc)
+
+
 def _close_all(*groups: Iterable[Transport]) -> None:
-    """Close transports opened for a reload that is abandoned (errors ignored)."""
+    """Close transports opened for a reload that is abandoned (errors logged, ignored)."""
     for group in groups:
         for tr in group:
-            with contextlib.suppress(Exception):
-                tr.close()
+            _close_quietly(tr)
 
 
 def _if_exists(name: str) -> bool:
@@ -304,8 +313,14 @@ class VrrpRunner:
             self._feed(m, Shutdown(), rearm=False)
         self._queue.put_nowait(None)
         if self._worker is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(self._worker, timeout)
+            except TimeoutError:  # wait_for cancelled it: what it had not done is not done
+                log.warning("VRRP %s: shutdown not finished after %g s",
+                            self.sync_group_name or ", ".join(self.members), timeout)
+            except Exception as exc:
+                log.warning("VRRP %s: worker failed at shutdown: %s",
+                            self.sync_group_name or ", ".join(self.members), exc)
         for m in self.members.values():
             if m.spec.notifier is not None:
                 await m.spec.notifier.drain(timeout)
@@ -341,8 +356,7 @@ class VrrpRunner:
         except Exception:
             if not m.spec.dynamic_interfaces or _if_exists(m.spec.interface):
                 raise
-            with contextlib.suppress(Exception):
-                m.transport.close()
+            _close_quietly(m.transport)
             if m.pending is None:
                 log.info("Configuration specifies interface %s which doesn't currently exist "
                          "- will use if created", m.spec.interface)
@@ -393,8 +407,7 @@ class VrrpRunner:
             try:
                 await self._open_member(m)
             except Exception as exc:  # exists but not usable yet (no address): next event
-                with contextlib.suppress(Exception):
-                    m.transport.close()
+                _close_quietly(m.transport)
                 reason = f"interface {m.spec.interface}: {exc}"
                 if reason != m.pending:
                     m.pending = reason
@@ -412,8 +425,7 @@ class VrrpRunner:
             if m.spec.dynamic_interfaces and m.spec.interface == name and m.pending is None:
                 m.pending = f"interface {name} does not exist (dynamic_interfaces)"
                 self._feed(m, Unavailable(m.pending))
-                with contextlib.suppress(Exception):
-                    m.transport.close()
+                _close_quietly(m.transport)
 
     def _link_seen(self) -> None:
         """A link or address appeared: retry the pending members."""
@@ -555,8 +567,7 @@ class VrrpRunner:
                 t.cancel()
             for act in m.machine.shutdown(now):
                 self._do(m, act)
-            with contextlib.suppress(Exception):
-                m.transport.close()
+            _close_quietly(m.transport)
             self._queue.put_nowait((m, _Close()))  # also closes its notifier, after STOP
             outcome["stopped"].append(m.name)
             log.info("VRRP_Instance(%s) removed on reload", m.name)
@@ -568,8 +579,7 @@ class VrrpRunner:
                 continue
             old = self.members[slot.old]
             if slot.name in swaps:
-                with contextlib.suppress(Exception):
-                    old.transport.close()
+                _close_quietly(old.transport)
                 old.transport = swaps[slot.name]
                 old.machine.set_primary_address(old.transport.source)
             old.machine.rename(slot.name)
@@ -641,8 +651,7 @@ class VrrpRunner:
 
     def _close_transports(self) -> None:
         for m in self.members.values():
-            with contextlib.suppress(Exception):
-                m.transport.close()
+            _close_quietly(m.transport)
 
     # ------------------------------------------------------------------ events in
     def _on_packet(self, m: _Member, pkt: Packet) -> None:
@@ -901,31 +910,29 @@ class VrrpRunner:
             t.cancel()
 
     # ------------------------------------------------------------------ status
-    def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def status(self) -> dict[str, MemberReport]:
+        """Each member's frozen report (``vrrp.report``), by instance name."""
+        out: dict[str, MemberReport] = {}
+        counts = self.processes.counts() if self.processes is not None else None
         for m in self.members.values():
-            st = m.machine.status()
-            st["interface"] = m.spec.interface
-            st["transport"] = {
-                "kind": m.spec.transport if isinstance(m.spec.transport, str) else "custom",
-                "source": str(m.transport.source),
-                "destinations": [str(d) for d in m.transport.destinations],
-                "send_errors": getattr(m.transport, "send_errors", 0),
-                "filtered": getattr(m.transport, "filtered", 0),
-            }
-            st["other_vrid"] = m.other_vrid
-            st["interface_pending"] = m.pending
-            if m.spec.vmac is not None:
-                v = m.spec.vmac
-                st["vmac"] = {"name": v.name, "mac": v.mac, "xmit_base": v.xmit_base,
-                              "io_interface": v.io_interface}
-            if self.processes is not None:
-                counts = self.processes.counts()
-                st["process_counts"] = {t.name: counts.get(t.name)
-                                        for t in m.spec.params.track_processes}
-            st["garp_sent"] = m.garp.sent
-            st["vip_errors"] = dict(m.vip_errors)
-            out[m.name] = st
+            v = m.spec.vmac
+            out[m.name] = MemberReport(
+                machine=m.machine.status(),
+                interface=m.spec.interface,
+                transport=TransportReport(
+                    kind=m.spec.transport if isinstance(m.spec.transport, str) else "custom",
+                    source=str(m.transport.source),
+                    destinations=tuple(str(d) for d in m.transport.destinations),
+                    send_errors=int(getattr(m.transport, "send_errors", 0)),
+                    filtered=int(getattr(m.transport, "filtered", 0))),
+                other_vrid=m.other_vrid,
+                interface_pending=m.pending,
+                vmac=None if v is None else VmacReport(v.name, v.mac, v.xmit_base,
+                                                       v.io_interface),
+                process_counts=None if counts is None else {
+                    t.name: counts.get(t.name) for t in m.spec.params.track_processes},
+                garp_sent=m.garp.sent,
+                vip_errors=dict(m.vip_errors))
         return out
 
     def state(self, name: str | None = None) -> State:

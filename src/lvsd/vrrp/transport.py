@@ -93,7 +93,7 @@ IP_MULTICAST_ALL = 49  # linux/in.h; not exported by the socket module
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 IP_PKTINFO: int = getattr(socket, "IP_PKTINFO", 8)
 _RECV_BUF = 65535
-log = logging.getLogger("lvsd.vrrp")
+log = logging.getLogger(__name__)
 _ANC_BUF = socket.CMSG_SPACE(64) * 4
 
 
@@ -405,8 +405,10 @@ class RawTransport(_Endpoint):
 
     def close(self) -> None:
         if self._loop is not None and self._rx is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self._loop.remove_reader(self._rx.fileno())
+            except (ValueError, OSError, RuntimeError) as exc:  # fd gone, loop closed
+                log.debug("VRRP %s: remove_reader: %s", self.ifname, exc)
         for s in (self._rx, self._tx):
             if s is not None:
                 s.close()

@@ -19,8 +19,8 @@ as keepalived adds them, so they are usable at once instead of after duplicate d
 
 from __future__ import annotations
 
-import contextlib
 import errno
+import logging
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,6 +35,8 @@ from tenacity import (
 )
 
 __all__ = ["SCOPES", "Vip", "VipResult", "VipSet", "vip_from_model"]
+
+log = logging.getLogger(__name__)
 
 SCOPES = {"global": 0, "universe": 0, "site": 200, "link": 253, "host": 254, "nowhere": 255}
 IFA_F_NODAD = 0x02
@@ -173,8 +175,10 @@ class VipSet:
 
     def close(self) -> None:
         if self._ipr is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self._ipr.close()
+            except Exception as exc:  # a broken netlink socket: dropped anyway, reopened later
+                log.debug("VIPs: closing the netlink socket: %s", exc)
             self._ipr = None
 
     async def add_all(self) -> VipResult:

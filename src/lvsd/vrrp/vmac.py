@@ -78,7 +78,7 @@ __all__ = [
     "vmac_name",
 ]
 
-log = logging.getLogger("lvsd.vrrp")
+log = logging.getLogger(__name__)
 
 IFNAMSIZ = 16  # linux/if.h, the terminating NUL included
 ETH_ALEN = 6

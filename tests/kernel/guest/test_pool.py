@@ -9,7 +9,7 @@ kernel is recorded by :class:`Spy` (a pass-through around the real data plane).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import replace
 
 import pytest
@@ -48,8 +48,8 @@ class Spy:
     def refuse(self, spec: object) -> str | None:
         return self.inner.refuse(spec)  # type: ignore[arg-type]
 
-    async def dump(self) -> Table:
-        return await self.inner.dump()
+    async def dump(self, services: Collection[ServiceKey] | None = None) -> Table:
+        return await self.inner.dump(services)
 
     async def apply(self, op: Op) -> None:
         self.writes.append(op)
@@ -184,7 +184,7 @@ async def test_hand_made_drift_is_repaired_within_one_sweep(spy: Spy) -> None:
     # the pool service's loop, sweeping every 0.2 s; let it settle first
     rec = Reconciler(spy)  # type: ignore[arg-type]
     pool = PoolService(NoChecks(), Planner(CONFIG), rec, sweep_interval=0.2,
-                       publish=lambda kind, data: None)
+                       publish=lambda ev: None)
     await pool.start()
     add_foreign()
     try:
