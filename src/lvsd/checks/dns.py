@@ -18,7 +18,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from lvsd.checks.result import ProbeResult, errno_reason, make_socket, ms, sockaddr
+from lvsd.checks.result import ProbeResult, errno_reason, finished, make_socket, ms, sockaddr
 from lvsd.config.model import Checker
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ async def probe(ck: Checker) -> ProbeResult:
     try:
         s = make_socket(ck, socket.SOCK_DGRAM)
     except OSError as e:
-        return ProbeResult(False, errno_reason(e), time.monotonic() - t0, started=t0)
+        return finished(False, errno_reason(e), t0)
     try:
         async with asyncio.timeout(ck.connect_timeout):
             await loop.sock_connect(s, sockaddr(ck.connect_ip, ck.connect_port))
@@ -60,9 +60,8 @@ async def probe(ck: Checker) -> ProbeResult:
                     return ProbeResult(False, f"rcode {dns.rcode.to_text(rc)}", lat, started=t0)
                 return ProbeResult(True, f"{len(r.answer)} answer(s)", lat, started=t0)
     except TimeoutError:
-        return ProbeResult(False, f"timeout after {ms(ck.connect_timeout)}",
-                           time.monotonic() - t0, started=t0)
+        return finished(False, f"timeout after {ms(ck.connect_timeout)}", t0)
     except OSError as e:
-        return ProbeResult(False, errno_reason(e), time.monotonic() - t0, started=t0)
+        return finished(False, errno_reason(e), t0)
     finally:
         s.close()

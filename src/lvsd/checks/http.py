@@ -38,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from lvsd.checks.result import ProbeResult, errno_reason, ms, tcp_connect
+from lvsd.checks.result import ProbeResult, errno_reason, finished, ms, tcp_connect
 from lvsd.config.keywords import regex_flags
 from lvsd.config.model import Checker, CheckKind, HttpUrl
 
@@ -154,10 +154,9 @@ async def probe(ck: Checker, url_index: int = 0, vhost: str | None = None,
     try:
         sock = await tcp_connect(ck, deadline)
     except TimeoutError:
-        return ProbeResult(False, f"timeout after {ms(ck.connect_timeout)} (connecting)",
-                           time.monotonic() - t0, started=t0)
+        return finished(False, f"timeout after {ms(ck.connect_timeout)} (connecting)", t0)
     except OSError as e:
-        return ProbeResult(False, errno_reason(e), time.monotonic() - t0, started=t0)
+        return finished(False, errno_reason(e), t0)
     req = request_bytes(ck, url, vhost)
     phase = ["sending request"]
     try:
@@ -170,13 +169,12 @@ async def probe(ck: Checker, url_index: int = 0, vhost: str | None = None,
                 phase[0] = "waiting for response"
                 data = await _read_response(partial(loop.sock_recv, sock, 65536))
     except TimeoutError:
-        return ProbeResult(False, f"timeout after {ms(ck.connect_timeout)} ({phase[0]})",
-                           time.monotonic() - t0, started=t0)
+        return finished(False, f"timeout after {ms(ck.connect_timeout)} ({phase[0]})", t0)
     except ssl.SSLError as e:
         return ProbeResult(False, f"TLS error: {e.reason or e}", time.monotonic() - t0,
                            started=t0)
     except OSError as e:
-        return ProbeResult(False, errno_reason(e), time.monotonic() - t0, started=t0)
+        return finished(False, errno_reason(e), t0)
     finally:
         sock.close()
     ok, reason = judge(url, data)

@@ -15,7 +15,7 @@ import socket
 import struct
 import time
 
-from lvsd.checks.result import ProbeResult, errno_reason, family_of, ms, sockaddr
+from lvsd.checks.result import ProbeResult, errno_reason, family_of, finished, ms, sockaddr
 from lvsd.config.model import Checker
 
 _seq = itertools.count(1)
@@ -76,11 +76,10 @@ async def probe(ck: Checker) -> ProbeResult:
                     continue
                 if raw and socket.inet_pton(fam, src[0]) != socket.inet_pton(fam, ck.connect_ip):
                     continue
-                return ProbeResult(True, "echo reply", time.monotonic() - t0, started=t0)
+                return finished(True, "echo reply", t0)
     except TimeoutError:
-        return ProbeResult(False, f"no echo reply: timeout after {ms(ck.connect_timeout)}",
-                           time.monotonic() - t0, started=t0)
+        return finished(False, f"no echo reply: timeout after {ms(ck.connect_timeout)}", t0)
     except OSError as e:
-        return ProbeResult(False, errno_reason(e), time.monotonic() - t0, started=t0)
+        return finished(False, errno_reason(e), t0)
     finally:
         s.close()

@@ -27,6 +27,11 @@ class ProbeResult:
     started: float | None = None  # monotonic start of the attempt (MISC_CHECK schedules on it)
 
 
+def finished(ok: bool, reason: str, t0: float) -> ProbeResult:
+    """The result of an attempt that started at ``t0`` (monotonic): its latency is now - t0."""
+    return ProbeResult(ok, reason, time.monotonic() - t0, started=t0)
+
+
 def ms(seconds: float) -> str:
     return f"{round(seconds * 1000)} ms"
 

@@ -13,7 +13,7 @@ import asyncio
 import socket
 import time
 
-from lvsd.checks.result import ProbeResult, errno_reason, ms, tcp_connect
+from lvsd.checks.result import ProbeResult, errno_reason, finished, ms, tcp_connect
 from lvsd.config.model import Checker
 
 
@@ -36,10 +36,9 @@ async def probe(ck: Checker) -> ProbeResult:
     try:
         sock = await tcp_connect(ck, deadline)
     except TimeoutError:
-        return ProbeResult(False, f"timeout after {ms(ck.connect_timeout)} ({stage})",
-                           time.monotonic() - t0, started=t0)
+        return finished(False, f"timeout after {ms(ck.connect_timeout)} ({stage})", t0)
     except OSError as e:
-        return ProbeResult(False, errno_reason(e), time.monotonic() - t0, started=t0)
+        return finished(False, errno_reason(e), t0)
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
@@ -47,7 +46,7 @@ async def probe(ck: Checker) -> ProbeResult:
             stage = "greeting"
             code = await _reply(reader)
             if code != 220:
-                return ProbeResult(False, f"greeting {code}", time.monotonic() - t0, started=t0)
+                return finished(False, f"greeting {code}", t0)
             stage = "HELO"
             helo = ck.helo_name or socket.gethostname()
             writer.write(f"HELO {helo}\r\n".encode())
@@ -59,10 +58,9 @@ async def probe(ck: Checker) -> ProbeResult:
             writer.write(b"QUIT\r\n")
             return ProbeResult(True, "HELO 250", lat, started=t0)
     except TimeoutError:
-        return ProbeResult(False, f"timeout after {ms(ck.connect_timeout)} ({stage})",
-                           time.monotonic() - t0, started=t0)
+        return finished(False, f"timeout after {ms(ck.connect_timeout)} ({stage})", t0)
     except OSError as e:
-        return ProbeResult(False, errno_reason(e), time.monotonic() - t0, started=t0)
+        return finished(False, errno_reason(e), t0)
     finally:
         if writer is not None:
             writer.transport.abort()

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from lvsd.checks.result import ProbeResult, errno_reason, make_socket, ms, sockaddr
+from lvsd.checks.result import ProbeResult, errno_reason, finished, make_socket, ms, sockaddr
 from lvsd.config.model import Checker
 
 _LINGER0 = struct.pack("ii", 1, 0)
@@ -89,8 +89,7 @@ class TcpEngine:
             s = make_socket(ck, socket.SOCK_STREAM)
             rc = s.connect_ex(sockaddr(ck.connect_ip, ck.connect_port))
         except OSError as e:
-            self._loop.call_soon(done, ProbeResult(False, errno_reason(e),
-                                                   time.monotonic() - t0, started=t0))
+            self._loop.call_soon(done, finished(False, errno_reason(e), t0))
             return _noop
         if rc == 0 or rc not in _IN_PROGRESS:
             if rc == 0:

@@ -20,7 +20,7 @@ import asyncio
 import socket
 import time
 
-from lvsd.checks.result import ProbeResult, errno_reason, make_socket, ms, sockaddr
+from lvsd.checks.result import ProbeResult, errno_reason, finished, make_socket, ms, sockaddr
 from lvsd.config.model import Checker
 
 DEFAULT_PAYLOAD = (b"keepalived check - " * 2)[:32]  # layer4.c UDP_BUFSIZE, set_buf()
@@ -47,7 +47,7 @@ async def probe(ck: Checker) -> ProbeResult:
     try:
         s = make_socket(ck, socket.SOCK_DGRAM)
     except OSError as e:
-        return ProbeResult(False, errno_reason(e), time.monotonic() - t0, started=t0)
+        return finished(False, errno_reason(e), t0)
     need = ck.require_reply is not None
     try:
         await loop.sock_connect(s, sockaddr(ck.connect_ip, ck.connect_port))
@@ -57,15 +57,14 @@ async def probe(ck: Checker) -> ProbeResult:
                 data = await loop.sock_recv(s, 65536)
         except TimeoutError:
             if need:
-                return ProbeResult(False, f"no reply: timeout after {ms(ck.connect_timeout)}",
-                                   time.monotonic() - t0, started=t0)
-            return ProbeResult(True, "no ICMP error", time.monotonic() - t0, started=t0)
+                return finished(False, f"no reply: timeout after {ms(ck.connect_timeout)}", t0)
+            return finished(True, "no ICMP error", t0)
         lat = time.monotonic() - t0
         if not need:
             return ProbeResult(True, f"reply {len(data)} bytes", lat, started=t0)
         ok, why = judge_reply(ck, data)
         return ProbeResult(ok, why, lat, started=t0)
     except OSError as e:
-        return ProbeResult(False, errno_reason(e), time.monotonic() - t0, started=t0)
+        return finished(False, errno_reason(e), t0)
     finally:
         s.close()
