@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -235,6 +236,8 @@ class Lab:
         for d in self.directors.values():
             with contextlib.suppress(OSError):
                 d.notify_socket.unlink()
+        # the work dir (configs, logs, pid files) is ours: nothing is left in /tmp
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def host(self, name: str) -> Host:
         assert self.topo is not None
