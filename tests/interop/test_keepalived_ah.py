@@ -21,6 +21,7 @@ import pytest
 
 from lvsd.lab.netns import Topology
 from testlab import (
+    _PATH,
     STANDALONE,
     KeepalivedNode,
     LvsdNode,
@@ -77,7 +78,8 @@ def settled(master: Any, backup: Any) -> bool:
 
 def ka_complaints(ka: KeepalivedNode) -> list[str]:
     return [ln for ln in ka.log().splitlines()
-            if (KA_AH_COMPLAINT.search(ln) and "Syncing seq_num" not in ln) or ln in ka.rejects()]
+            if (KA_AH_COMPLAINT.search(_PATH.sub("", ln)) and "Syncing seq_num" not in ln)
+            or ln in ka.rejects()]
 
 
 def lvsd_invalid(lv: LvsdNode) -> dict[str, int]:

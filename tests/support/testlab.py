@@ -62,6 +62,9 @@ _workdirs: list[str] = []  # removed at exit (logs are in the assertion messages
 def _remove_workdirs() -> None:
     for d in _workdirs:
         shutil.rmtree(d, ignore_errors=True)
+
+
+_PATH = re.compile(r"'?/\S+")  # a file name in a log line (keepalived's command line)
 KA_REJECT = re.compile(
     r"invalid|wrong version|bad checksum|TTL|checksum error|auth|ip address associated"
     r"|receive an invalid",
@@ -350,7 +353,8 @@ class KeepalivedNode(_Node):
 
     def rejects(self) -> list[str]:
         """Log lines where keepalived rejected or complained about a received advert."""
-        return [ln for ln in self.log().splitlines() if KA_REJECT.search(ln)
+        # file names are not messages: a random temp dir name ("...-ttlhfuzp") must not match
+        return [ln for ln in self.log().splitlines() if KA_REJECT.search(_PATH.sub("", ln))
                 and "script" not in ln.lower()
                 # keepalived's own send failures (tentative link-local at start), not ours
                 and "send advert error" not in ln]
