@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MODES = ("full", "vrrp-only", "check-only")
-DATAPLANES = ("ipvs", "nftables", "memory")
-
 
 def runs_vrrp(mode: str) -> bool:
     return mode in ("full", "vrrp-only")
