@@ -425,38 +425,28 @@ class _Checker:
             s = u.script
             word = first_word(s) or s.command
             typ = f"{u.owner}notify_fifo" if u.what == "fifo" else "notify"
+            # (vrrp_script, misc, notify) messages when the user cannot be set
             if u.user:
                 ug = self._uid_gid(u.user, u.group)
-                if ug is None:
-                    if u.what == "vrrp_script":
-                        msg = f"Unable to set uid/gid for script {cmd_str(s.command)}"
-                    elif u.what == "misc":
-                        msg = (f"Failed to set uid/gid for misc checker script "
-                               f"{cmd_str(s.command)} - removing")
-                    else:  # notify_script_init: logged only
-                        msg = f"Invalid user/group for {typ} script {word} - ignoring"
-                        out.append(self._log(s.pos, msg))
-                        self.dropped.add((s.pos, s.command))
-                        continue
-                    out.append(self._d(s.pos, msg))
-                    self.dropped.add((s.pos, s.command))
-                    continue
+                msgs = (f"Unable to set uid/gid for script {cmd_str(s.command)}",
+                        f"Failed to set uid/gid for misc checker script {cmd_str(s.command)}"
+                        " - removing",
+                        f"Invalid user/group for {typ} script {word} - ignoring")
             else:
                 ug = self.default_user(s.pos, out)
-                if ug is None:
-                    if u.what == "vrrp_script":
-                        msg = f"Unable to set default user for vrrp script {u.owner} - removing"
-                    elif u.what == "misc":
-                        msg = (f"Unable to set default user for misc script "
-                               f"{cmd_str(s.command)} - removing")
-                    else:  # notify_script_init: logged only
-                        msg = f"Failed to set default user for {typ} script {word} - ignoring"
-                        out.append(self._log(s.pos, msg))
-                        self.dropped.add((s.pos, s.command))
-                        continue
-                    out.append(self._d(s.pos, msg))
-                    self.dropped.add((s.pos, s.command))
-                    continue
+                msgs = (f"Unable to set default user for vrrp script {u.owner} - removing",
+                        f"Unable to set default user for misc script {cmd_str(s.command)}"
+                        " - removing",
+                        f"Failed to set default user for {typ} script {word} - ignoring")
+            if ug is None:
+                if u.what == "vrrp_script":
+                    out.append(self._d(s.pos, msgs[0]))
+                elif u.what == "misc":
+                    out.append(self._d(s.pos, msgs[1]))
+                else:  # notify_script_init: logged only
+                    out.append(self._log(s.pos, msgs[2]))
+                self.dropped.add((s.pos, s.command))
+                continue
             resolved[_key(u)] = ug
         return resolved
 
