@@ -41,10 +41,6 @@ NO_EFFECT: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("global_defs", "smtp_alert"): ((), _MAIL),
     ("global_defs", "smtp_alert_vrrp"): ((), _MAIL),
     ("global_defs", "smtp_alert_checker"): ((), _MAIL),
-    ("global_defs", "lvs_sync_daemon"): (
-        ("GlobalDefs.lvs_sync_daemon",),
-        "the IPVS connection sync daemon is not started: after a failover the new master "
-        "does not know the connections of the old one"),
     ("global_defs", "lvs_notify_fifo"): (
         ("GlobalDefs.lvs_notify_fifo",),
         "no LVS events are written to a FIFO (neither to it nor to `notify_fifo`)"),

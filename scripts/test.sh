@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh test
 echo "== ruff"
 .venv/bin/ruff check src tests bench
 echo "== mypy --strict"

@@ -9,27 +9,40 @@ Theory of operation
     rs1..rs3 10.0.0.11-13 +     VIPs (VRRP v3, one instance): 192.0.2.100 (service)
     (default via 10.0.0.254)          and 10.0.0.254 (the real servers' gateway)
 
-Each director runs a real ``lvsd run`` process in its namespace, on the nftables data plane
-(LVS-NAT), with a config generated from a keepalived-syntax template (:func:`director_config`).
+Each director runs a real ``lvsd run`` process in its namespace (LVS-NAT) with a config
+generated from a keepalived-syntax template (:func:`director_config`). The data plane is kernel
+IPVS where the kernel has it (the namespaces get their own IPVS tables) and nftables where it
+does not (``--dataplane auto``, the default: :func:`pick_dataplane`).
 Both run the health checks and program their pool; the VRRP master holds both VIPs, so the
 client's requests and the real servers' replies go through it. Real servers are tiny HTTP
 servers answering their own name. The client runs a request loop (one new TCP connection per
 request) and prints one line per request, which :class:`Lab` reads to compute success rates.
 
-:func:`run_demo` plays a bounded scenario (steady -> kill a real server -> recover it -> SIGKILL
-the master -> failover -> restart it (it pre-empts back) -> done) and prints what happens, live.
-Everything is removed on exit, on error and on Ctrl-C (``Topology.close`` kills every process
-in the namespaces and deletes them). The same :class:`Lab` drives ``tests/netns/test_e2e_*``.
+:func:`run_demo` plays a bounded scenario (steady -> kill a real server: with
+``inhibit_on_failure`` it stays in the pool at weight 0 -> recover it -> SIGKILL the master ->
+the VIP moves -> restart it (it pre-empts back) -> done) and prints what happens, live: who holds
+the VIP, the client's success rate, the real servers' weights, one ``lvsd status`` table, and
+each director's status page, relayed to a loopback port of this host (:class:`StatusRelay`: a
+socket opened inside the namespace, so the host's network is not changed).
+
+Nothing is left behind: the namespaces, their processes and the work dir (configs, logs) are
+removed on exit, on error and on Ctrl-C, SIGTERM or SIGHUP (``Topology.close`` kills every
+process in the namespaces and deletes them); the exit status is then 128 + the signal (130 for
+Ctrl-C). The demo changes nothing on the host itself: no service, no nftables table, no
+interface outside its namespaces. The same :class:`Lab` drives ``tests/netns/test_e2e_*``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lvsd.lab.netns import Host, LabError, Topology, have_netns
+from lvsd.lab.netns import Host, LabError, Topology, have_netns, kill_tree
 
 VIP = "192.0.2.100"
 GW_VIP = "10.0.0.254"
@@ -101,14 +114,19 @@ with urllib.request.urlopen("http://%s/status" % sys.argv[1], timeout=3) as r:
 
 def director_config(name: str, priority: int, servers: dict[str, str], *,
                     advert_int: float = 0.25, delay_loop: float = 0.5,
-                    extra_vs: str = "", broken: bool = False) -> str:
-    """The keepalived-syntax config of one director (both directors differ only in priority)."""
+                    extra_vs: str = "", broken: bool = False, inhibit: bool = False) -> str:
+    """The keepalived-syntax config of one director (both directors differ only in priority).
+
+    ``inhibit``: ``inhibit_on_failure`` on every real server, so a failed one stays in the pool
+    at weight 0 (no new connections) instead of being deleted (keepalived check_data.c
+    rs_inhibit, ipwrapper.c perform_svr_state)."""
+    inhibit_line = "\n        inhibit_on_failure" if inhibit else ""
     rs_blocks = []
     for rs_name, addr in sorted(servers.items()):
         rs_blocks.append(f"""
     # {rs_name}
     real_server {addr} {PORT} {{
-        weight 1
+        weight 1{inhibit_line}
         HTTP_GET {{
             url {{
                 path /
@@ -189,6 +207,8 @@ class Lab:
 
     tag: str = "lvsdemo"
     advert_int: float = 0.25
+    dataplane: str = "nftables"
+    inhibit_on_failure: bool = False
     delay_loop: float = 0.5
     client_interval: float = 0.05
     client_timeout: float = 0.5
@@ -247,7 +267,8 @@ class Lab:
     def start_rs(self, name: str) -> None:
         h = self.host(name)
         self.rs_procs[name] = h.popen([sys.executable, "-c", RS_SERVER, name, str(PORT)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True)
 
     def kill_rs(self, name: str) -> None:
         p = self.rs_procs.pop(name, None)
@@ -261,15 +282,14 @@ class Lab:
         for d in self.directors.values():
             d.conf.write_text(director_config(d.name, d.priority, servers,
                                               advert_int=self.advert_int,
-                                              delay_loop=self.delay_loop, broken=broken))
+                                              delay_loop=self.delay_loop, broken=broken,
+                                              inhibit=self.inhibit_on_failure))
 
     def start_director(self, name: str, wait_ready: bool = True, timeout: float = 20.0,
                        extra: tuple[str, ...] = ()) -> None:
         d = self.directors[name]
         with contextlib.suppress(OSError):
             d.notify_socket.unlink()
-        import socket
-
         ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         ns.bind(str(d.notify_socket))
         ns.settimeout(0.2)
@@ -277,10 +297,10 @@ class Lab:
         with open(d.logfile, "a") as out:
             d.proc = d.host.popen(
                 [sys.executable, "-m", "lvsd.cli", "run", "-f", str(d.conf),
-                 "--dataplane", "nftables", "--status-listen", STATUS,
+                 "--dataplane", self.dataplane, "--status-listen", STATUS,
                  "--pid-file", str(d.pidfile), "--sweep", "2", "--stop-timeout", "5",
                  "--dump-dir", str(d.conf.parent), *extra],
-                stdout=out, stderr=subprocess.STDOUT, env=env)
+                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             if not wait_ready:
                 return
@@ -297,7 +317,10 @@ class Lab:
     def signal_director(self, name: str, sig: int) -> None:
         d = self.directors[name]
         if d.proc is not None and d.proc.poll() is None:
-            d.proc.send_signal(sig)
+            if sig == signal.SIGKILL:  # a crash: the VRRP child goes too, no priority 0
+                kill_tree(d.proc.pid)
+            else:
+                d.proc.send_signal(sig)
 
     def wait_director_exit(self, name: str, timeout: float = 15.0) -> int | None:
         d = self.directors[name]
@@ -335,6 +358,25 @@ class Lab:
                 return name
         return None
 
+    def rs_weights(self, name: str) -> dict[str, int | None]:
+        """real server -> its weight in ``name``'s data plane (None: not in it)."""
+        s = self.status(name)
+        out: dict[str, int | None] = {}
+        if not s:
+            return out
+        by_addr = {v: k for k, v in REAL_SERVERS.items()}
+        for vs in s["virtual_servers"]:
+            for rs in vs["real_servers"]:
+                out[by_addr.get(rs["address"], rs["address"])] = rs["dataplane_weight"]
+        return out
+
+    def vip_holder(self) -> str | None:
+        """The director with a running lvsd whose namespace holds the service VIP (None:
+        nobody). A SIGKILLed lvsd cannot remove its addresses, but its peer's gratuitous ARP
+        has taken the traffic: the address left behind is not counted."""
+        return next((n for n, d in self.directors.items() if d.alive() and self.holds_vip(n)),
+                    None)
+
     def rs_health(self, name: str) -> dict[str, bool | None]:
         s = self.status(name)
         out: dict[str, bool | None] = {}
@@ -351,7 +393,7 @@ class Lab:
         self._client = self.host("client").popen(
             [sys.executable, "-u", "-c", CLIENT_LOOP, VIP, str(PORT), str(self.client_interval),
              str(self.client_timeout)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
         self._reader = threading.Thread(target=self._read_client, daemon=True)
         self._reader.start()
 
@@ -400,6 +442,9 @@ class Lab:
         return False
 
 
+SCENARIOS = ("full", "failover", "servers", "steady")
+
+
 def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -412,27 +457,156 @@ def wait_for(pred: Callable[[], Any], timeout: float, interval: float = 0.1) -> 
 # --------------------------------------------------------------------------- the demo
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP during the demo: clean up, then exit 128 + ``signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+_DEMO_PID = os.getpid()
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    if os.getpid() != _DEMO_PID:
+        # a fork of the demo (pyroute2 opens sockets in a namespace from a forked child, and
+        # stops it with SIGTERM): it must end here, not unwind into a copy of the demo
+        os._exit(128 + signum)
+    raise Interrupted(signum)
+
+
+def pick_dataplane(choice: str, netns: str | None) -> tuple[str, str]:
+    """(data plane, why) for ``--dataplane choice``: ``auto`` is kernel IPVS when the kernel
+    has it (probed inside ``netns``: each namespace has its own IPVS table), else nftables."""
+    if choice != "auto":
+        return choice, "chosen with --dataplane"
+    from lvsd.dataplane.ipvs import probe
+
+    why_not = asyncio.run(probe(netns))
+    if why_not is None:
+        return "ipvs", "this kernel has IPVS"
+    return "nftables", f"no kernel IPVS here ({why_not})"
+
+
+class StatusRelay:
+    """Each director's status endpoint (``STATUS`` inside its namespace) relayed to a loopback
+    port of this host, so the page opens in a browser here while the demo runs.
+
+    The upstream socket is created inside the namespace (``pyroute2.netns.create_socket``, which
+    never creates a namespace: flags 0), so nothing changes in the host's network but one
+    listening socket on 127.0.0.1 that closes with the demo."""
+
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def _accept(self) -> None:
+        from pyroute2.netns import create_socket
+
+        host, port = STATUS.rsplit(":", 1)
+        while not self._closed:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                up = create_socket(self.netns, socket.AF_INET, socket.SOCK_STREAM, flags=0)
+                up.settimeout(5)
+                up.connect((host, int(port)))
+                up.settimeout(None)
+            except (OSError, TimeoutError):  # the director is restarting, or the lab is gone
+                down.close()
+                continue
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass  # either side went away: close both below
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+
+@dataclass
+class Reading:
+    """One look at the lab: who holds the VIP, the master, the master's pool."""
+
+    vip_on: str | None
+    master: str | None
+    weights: dict[str, int | None]
+    health: dict[str, bool | None]
+
+
 class _Printer:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.t_start = time.time()
         self._last = time.time()
+        self.vip_path: list[str] = []  # directors that held the VIP, in order
+        self.rs2_weights: list[int | None] = []  # rs2's weight as it changed
+
+    def stamp(self) -> str:
+        return f"[{time.time() - self.t_start:6.1f}s]"
 
     def event(self, text: str) -> None:
-        print(f"[{time.time() - self.t_start:6.1f}s] *** {text}", flush=True)
+        print(f"{self.stamp()} *** {text}", flush=True)
 
-    def tick(self) -> None:
+    def read(self) -> Reading:
+        vip_on = self.lab.vip_holder()
+        master = None
+        weights: dict[str, int | None] = {}
+        health: dict[str, bool | None] = {}
+        by_addr = {v: k for k, v in REAL_SERVERS.items()}
+        for name, d in self.lab.directors.items():
+            s = self.lab.status(name) if d.alive() else None
+            if not s or not s["instances"] or s["instances"][0]["state"] != "MASTER":
+                continue
+            master = name
+            for vs in s["virtual_servers"]:
+                for rs in vs["real_servers"]:
+                    key = by_addr.get(rs["address"], rs["address"])
+                    weights[key] = rs["dataplane_weight"]
+                    health[key] = rs["alive"]
+        if vip_on and (not self.vip_path or self.vip_path[-1] != vip_on):
+            self.vip_path.append(vip_on)
+        if "rs2" in weights and (not self.rs2_weights or self.rs2_weights[-1] != weights["rs2"]):
+            self.rs2_weights.append(weights["rs2"])
+        return Reading(vip_on, master, weights, health)
+
+    def tick(self) -> Reading:
         now = time.time()
         n, failed, per = self.lab.stats(self._last, now)
         self._last = now
-        rate = 100.0 * (n - failed) / n if n else 0.0
+        r = self.read()
+        rate = f"{100.0 * (n - failed) / n:5.1f}%" if n else "    -"
         spread = " ".join(f"{k}:{v}" for k, v in sorted(per.items())) or "-"
-        master = self.lab.master() or "none"
-        health = self.lab.rs_health(master) if master != "none" else {}
-        hs = " ".join(f"{k}{'+' if v else ('?' if v is None else '-')}"
-                      for k, v in sorted(health.items()))
-        print(f"[{now - self.t_start:6.1f}s] master={master:<4} client {n - failed:>3}/{n:<3} ok "
-              f"({rate:5.1f}%)  backends {spread:<24} health {hs}", flush=True)
+        ws = " ".join(f"{k}={'-' if w is None else w}{'' if r.health.get(k) else '(down)'}"
+                      for k, w in sorted(r.weights.items())) or "-"
+        print(f"{self.stamp()} VIP on {r.vip_on or 'nobody':<6} client {n - failed:>3}/{n:<3} ok "
+              f"{rate}  served by {spread:<20} weights {ws}", flush=True)
+        return r
 
 
 def _hold(p: _Printer, seconds: float) -> None:
@@ -442,112 +616,193 @@ def _hold(p: _Printer, seconds: float) -> None:
         p.tick()
 
 
-def _until(p: _Printer, pred: Callable[[], bool], timeout: float) -> bool:
+def _until(p: _Printer, pred: Callable[[Reading], bool], timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if pred():
-            return True
         time.sleep(0.5)
-        p.tick()
-    return pred()
+        if pred(p.tick()):
+            return True
+    return False
 
 
-SCENARIOS = ("full", "failover", "servers", "steady")
+def _lvsd_argv() -> list[str]:
+    """How to run this ``lvsd`` (the entry point beside this Python, else ``-m lvsd.cli``)."""
+    exe = Path(sys.executable).with_name("lvsd")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "lvsd.cli"]
 
 
-def run_demo(scenario: str = "full", hold: float = 3.0, keep: bool = False) -> int:
-    """Play ``scenario``; returns 0 when every step happened as expected."""
+def show_status(lab: Lab, name: str) -> None:
+    """Print ``lvsd status`` as run inside director ``name``'s namespace."""
+    p = lab.host(name).run(*_lvsd_argv(), "status", check=False, timeout=20)
+    print(f"--- lvsd status (in {name}'s namespace) ---", flush=True)
+    print("    " + (p.stdout or p.stderr).rstrip().replace("\n", "\n    "), flush=True)
+    print("---", flush=True)
+
+
+def _look_inside(lab: Lab, relays: dict[str, StatusRelay]) -> None:
+    assert lab.topo is not None
+    d1 = lab.host("d1").ns
+    table = (["ipvsadm", "-Ln"] if lab.dataplane == "ipvs" else ["nft", "list", "ruleset"])
+    lines = [
+        ("the pool and VRRP as lvsd sees them", ["ip", "netns", "exec", d1, *_lvsd_argv(),
+                                                 "status"]),
+        (f"the {lab.dataplane} table itself", ["ip", "netns", "exec", d1, *table]),
+        ("who holds the VIP", ["ip", "netns", "exec", d1, "ip", "-br", "addr"]),
+        ("a request through the VIP", ["ip", "netns", "exec", lab.host("client").ns,
+                                       sys.executable, "-c",
+                                       f"import urllib.request as u; print(u.urlopen("
+                                       f"'http://{VIP}/').read().decode())"]),
+        ("d1's log", ["less", str(lab.directors["d1"].logfile)]),
+        ("d1's config", ["less", str(lab.directors["d1"].conf)]),
+    ]
+    print("--keep: the lab stays up until Ctrl-C. Look inside from another terminal:",
+          flush=True)
+    for what, argv in lines:
+        print(f"  # {what}\n  {shlex.join(argv)}", flush=True)
+    for name, r in relays.items():
+        print(f"  # {name}'s status page\n  {r.url}", flush=True)
+    print(f"  # every namespace\n  ip netns list | grep {lab.topo.prefix}", flush=True)
+
+
+def run_demo(scenario: str = "full", hold: float = 3.0, keep: bool = False,
+             dataplane: str = "auto") -> int:
+    """Play ``scenario``: 0 when every step happened as expected, 1 when one did not, 2 when
+    the demo cannot run here, 128 + N after signal N (Ctrl-C: 130). Always cleans up."""
     why = have_netns()
     if why:
-        print(f"lvsd demo: {why} (run as root: sudo lvsd demo)", file=sys.stderr)
+        print(f"lvsd demo: {why} (run it as root)", file=sys.stderr)
         return 2
     ok = True
-    lab = Lab()
-    print(f"lvsd demo: building namespaces (work dir {lab.workdir})", flush=True)
+    rc: int | None = None
+    lab = Lab(inhibit_on_failure=True)
+    relays: dict[str, StatusRelay] = {}
     try:
         lab.build()
         assert lab.topo is not None
-        print(f"namespaces: {lab.topo.prefix}-*", flush=True)
+        print(f"lvsd demo: 2 directors, 3 real servers and a client in network namespaces "
+              f"{lab.topo.prefix}-* (work dir {lab.workdir})", flush=True)
+        lab.dataplane, why_dp = pick_dataplane(dataplane, lab.host("d1").ns)
+        print(f"data plane: {lab.dataplane} ({why_dp})", flush=True)
         servers = {k: v for k, v in REAL_SERVERS.items() if k != "rs4"}
         for name in servers:
             lab.start_rs(name)
         lab.write_configs(servers)
-        print(f"director config ({lab.directors['d1'].conf}):", flush=True)
+        print(f"director config, keepalived syntax ({lab.directors['d1'].conf}):", flush=True)
         print("    " + lab.directors["d1"].conf.read_text().replace("\n", "\n    "), flush=True)
         for name in lab.directors:
             lab.start_director(name)
+            relays[name] = StatusRelay(lab.host(name).ns)
+        print("status pages (relayed from the namespaces while the demo runs): "
+              + "  ".join(f"{n} {r.url}" for n, r in relays.items()), flush=True)
         p = _Printer(lab)
         p.event("both directors ready; waiting for a VRRP master")
-        if not _until(p, lambda: lab.master() is not None, 15):
+        if not _until(p, lambda r: r.master is not None and r.vip_on == r.master, 15):
             p.event("no master elected")
             return 1
-        p.event(f"{lab.master()} is MASTER; starting the client loop ({VIP}:{PORT})")
+        first = p.read().master or "d1"
+        p.event(f"{first} is MASTER and holds the VIP {VIP}; starting the client "
+                f"(one new connection every {lab.client_interval:g} s)")
         lab.start_client()
         _hold(p, hold)
         if scenario in ("full", "servers"):
             p.event("killing real server rs2's HTTP server")
             lab.kill_rs("rs2")
-            ok &= _until(p, lambda: lab.rs_health(lab.master() or "d1").get("rs2") is False, 15)
-            p.event("rs2 marked DOWN and removed from the pool")
+            down = _until(p, lambda r: r.health.get("rs2") is False and r.weights.get("rs2") == 0,
+                          15)
+            ok &= down
+            if down:
+                p.event("rs2 DOWN: kept in the pool at weight 0 (inhibit_on_failure), "
+                        "no new connections")
+                show_status(lab, p.read().master or first)
             _hold(p, hold)
             p.event("restarting rs2")
             lab.start_rs("rs2")
-            ok &= _until(p, lambda: lab.rs_health(lab.master() or "d1").get("rs2") is True, 15)
-            p.event("rs2 back UP and in the pool")
+            up = _until(p, lambda r: r.health.get("rs2") is True and r.weights.get("rs2") == 1,
+                        15)
+            ok &= up
+            if up:
+                p.event("rs2 UP: back at weight 1")
             _hold(p, hold)
         if scenario in ("full", "failover"):
-            m = lab.master() or "d1"
+            m = p.read().master or first
             other = next(n for n in lab.directors if n != m)
             p.event(f"SIGKILL lvsd on the master {m} (a crash: no priority-0 advert)")
             lab.signal_director(m, signal.SIGKILL)
-            ok &= _until(p, lambda: lab.vrrp_state(other) == "MASTER", 15)
-            p.event(f"{other} took over as MASTER")
+            moved = _until(p, lambda r: r.vip_on == other and r.master == other, 15)
+            ok &= moved
+            if moved:
+                p.event(f"VIP {VIP} moved {m} -> {other}: {other} is MASTER")
             _hold(p, hold)
             p.event(f"restarting lvsd on {m} (higher priority: it pre-empts back)")
             lab.start_director(m)
-            ok &= _until(p, lambda: lab.vrrp_state(m) == "MASTER", 20)
-            p.event(f"{m} is MASTER again")
+            back = _until(p, lambda r: r.vip_on == m and r.master == m, 20)
+            ok &= back
+            if back:
+                p.event(f"VIP {VIP} moved {other} -> {m}: {m} is MASTER again")
             _hold(p, hold)
         n, failed, _ = lab.stats(0.0)
-        p.event(f"done: {n - failed}/{n} client requests succeeded ({failed} failed)")
+        rate = 100.0 * (n - failed) / n if n else 0.0
+        print("summary:", flush=True)
+        print(f"  data plane        {lab.dataplane}", flush=True)
+        print(f"  VIP {VIP} held by {' -> '.join(p.vip_path) or '-'}", flush=True)
+        if scenario in ("full", "servers"):
+            print(f"  rs2 weight        {' -> '.join(str(w) for w in p.rs2_weights)}", flush=True)
+        print(f"  client            {n - failed}/{n} requests ok ({rate:.1f}%), {failed} failed",
+              flush=True)
+        print(f"  result            {'every step happened' if ok else 'a step did NOT happen'}",
+              flush=True)
         if keep:
+            _look_inside(lab, relays)
             p.event("--keep: press Ctrl-C to clean up")
             while True:
-                time.sleep(1)
+                time.sleep(2)
                 p.tick()
-    except KeyboardInterrupt:
-        print("\ninterrupted", flush=True)
+    except Interrupted as exc:
+        print(f"\ninterrupted ({signal.Signals(exc.signum).name})", flush=True)
+        rc = 128 + exc.signum
     except LabError as exc:
         print(f"lvsd demo: {exc}", file=sys.stderr)
         ok = False
     finally:
-        print("cleaning up namespaces...", flush=True)
+        # a second Ctrl-C must not leave half a lab behind: cleaning up is not interruptible
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        print("cleaning up: namespaces, processes, work dir...", flush=True)
+        for r in relays.values():
+            r.close()
         lab.close()
+    if rc is not None:
+        return rc
     return 0 if ok else 1
 
 
-def _sigterm_to_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def cmd_demo(a: argparse.Namespace) -> int:
-    old = signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    global _DEMO_PID
+    _DEMO_PID = os.getpid()
+    old = {sig: signal.signal(sig, _raise_interrupted) for sig in STOP_SIGNALS}
     try:
-        return run_demo(a.scenario, a.duration, a.keep)
+        return run_demo(a.scenario, a.duration, a.keep, a.dataplane)
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "demo", help="failover and server failure live, in network namespaces (root)",
         description="Build two directors, three real servers and a client in network "
-                    "namespaces, run two lvsd on the nftables data plane and play a scenario: "
-                    "steady, a real server killed and recovered, the master SIGKILLed "
-                    "(failover), restarted (pre-emption). Cleans up on exit and Ctrl-C.")
-    p.add_argument("--scenario", choices=SCENARIOS, default="full")
+                    "namespaces, run two lvsd (kernel IPVS where the kernel has it, else "
+                    "nftables) and play a scenario: steady, a real server killed (weight 0) "
+                    "and recovered, the master SIGKILLed (the VIP moves), restarted "
+                    "(pre-emption). Changes nothing on the host; cleans up on exit and Ctrl-C "
+                    "(exit 130).")
+    p.add_argument("--scenario", choices=SCENARIOS, default="full",
+                   help="what to play (default full)")
     p.add_argument("--duration", type=float, default=3.0, metavar="SECONDS",
                    help="how long to hold each steady phase (default 3)")
+    p.add_argument("--dataplane", choices=("auto", "ipvs", "nftables"), default="auto",
+                   help="auto: kernel IPVS where the kernel has it, else nftables (default auto)")
     p.add_argument("--keep", action="store_true",
-                   help="keep running at the end until Ctrl-C (interactive)")
+                   help="keep the lab up at the end until Ctrl-C, and print the commands to "
+                        "look inside (default: clean up at the end)")
     p.set_defaults(func=cmd_demo)

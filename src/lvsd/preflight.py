@@ -74,6 +74,7 @@ def semantic(cfg: Config, *, mode: str, dataplane: str, vrrp_transport: str = "r
                 out.append(Diagnostic(inst.pos, Severity.FATAL,
                                       f"({inst.name}) lvsd cannot run this vrrp_instance: {exc}",
                                       DiagKind.FATAL))
+    out += _sync_daemon_checks(cfg, mode=mode, dataplane=dataplane)
     if runs_checks(mode):
         from lvsd.checks.health import RealServerHealth
         from lvsd.pool.planner import Planner, refusals
@@ -94,6 +95,26 @@ def semantic(cfg: Config, *, mode: str, dataplane: str, vrrp_transport: str = "r
             out += [positioned(r, sev, DiagKind.GENERAL if sev is Severity.ERROR
                                else DiagKind.FATAL)
                     for r in refusals(cfg, refuse)]
+    return out
+
+
+def _sync_daemon_checks(cfg: Config, *, mode: str, dataplane: str) -> list[Diagnostic]:
+    """``lvs_sync_daemon``: the named VRRP instance must exist (keepalived vrrp.c
+    vrrp_complete_init clears the setting and logs, then runs); the nftables data plane has no
+    IPVS connection sync to drive (FATAL, like the other things it cannot carry)."""
+    sd = cfg.global_defs.lvs_sync_daemon
+    if sd is None:
+        return []
+    out = []
+    if sd.instance is not None and all(i.name != sd.instance for i in cfg.vrrp_instances):
+        out.append(Diagnostic(sd.pos, Severity.ERROR, f"Unable to find vrrp instance "
+                              f"{sd.instance} for lvs_syncd - clearing lvs_syncd config",
+                              DiagKind.GENERAL))
+    elif dataplane == "nftables" and runs_checks(mode):
+        out.append(Diagnostic(
+            sd.pos, Severity.FATAL, "lvs_sync_daemon needs the kernel IPVS sync daemon: the "
+            "nftables data plane has no connection sync (conntrackd is not driven by lvsd); "
+            "use --dataplane ipvs or remove lvs_sync_daemon", DiagKind.FATAL))
     return out
 
 

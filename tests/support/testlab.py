@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lvsd.lab.netns import Host, Topology
+from lvsd.lab.netns import Host, Topology, kill_tree
 
 __all__ = [
     "STANDALONE",
@@ -276,7 +276,9 @@ class DaemonNode(_Node):
     def kill(self) -> None:
         if self.alive():
             assert self.proc is not None
-            self.proc.kill()  # `ip netns exec` execs python: proc is the daemon itself
+            # `ip netns exec` execs python: proc is the daemon itself; its VRRP child dies
+            # with it (no priority 0: a crash)
+            kill_tree(self.proc.pid)
             self.proc.wait(5)
 
     def stop(self) -> None:

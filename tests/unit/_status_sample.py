@@ -12,9 +12,14 @@ from lvsd.status.model import (
     RealServerStatus,
     ReconcilerStatus,
     Snapshot,
+    TrafficStats,
     Transition,
     VirtualServerStatus,
 )
+
+#: rs1's counters as the data plane reports them (ipvsadm --stats / --rate)
+RS1_STATS = TrafficStats(conns=41, inpkts=900, outpkts=800, inbytes=64000, outbytes=1200000,
+                         cps=2, inpps=30, outpps=25, inbps=2100, outbps=40000)
 
 SECRET = "s3cr3tPW"  # the auth_pass of the sample config: must never appear in any output
 
@@ -37,15 +42,23 @@ class FakeProvider:
         now = time.time()
         rs1 = RealServerStatus("10.0.0.11", 80, True, True, 3, 3, since=now - 50,
                                reason="HTTP_GET 10.0.0.11:80 /health: 200",
-                               active_conns=4, inactive_conns=1)
+                               active_conns=4, inactive_conns=1, forward="Masq",
+                               stats=RS1_STATS)
         rs2 = RealServerStatus("10.0.0.12", 80, self.rs2_alive, False, None, 2,
                                failed_checkers=("TCP_CHECK 10.0.0.12:80",),
                                since=now - 5, reason="connection refused")
-        rs3 = RealServerStatus("fd00::13", 8080, None, True, 1, 1, dynamic_weight=7)
+        rs3 = RealServerStatus("fd00::13", 8080, None, True, 1, 1, dynamic_weight=7,
+                               active_conns=0, inactive_conns=2, forward="Masq",
+                               stats=TrafficStats(conns=2))
         vs = VirtualServerStatus(
             "192.0.2.100:80/TCP", ("TCP 192.0.2.100:80",), "TCP", "wlc", "NAT", quorum=1,
             quorum_up=True, alive=1, live_weight=4, sorry_server="10.0.0.99:80",
-            sorry_active=False, real_servers=(rs1, rs2, rs3, *self.draining))
+            sorry_active=False, real_servers=(rs1, rs2, rs3, *self.draining),
+            flags=("sh-fallback",), persistence_timeout=300,
+            persistence_granularity="255.255.255.0", active_conns=4, inactive_conns=3,
+            stats=TrafficStats(conns=43, inpkts=900, outpkts=800, inbytes=64000,
+                               outbytes=1200000, cps=2, inpps=30, outpps=25, inbps=2100,
+                               outbps=40000))
         inst = InstanceStatus(
             "VI_1", 51, "eth0", 3, 4, self.state, base_priority=150, effective_priority=140,
             master="192.0.2.1", master_priority=140, advert_int=0.5, vips=("192.0.2.100/32",),
@@ -58,10 +71,11 @@ class FakeProvider:
             invalid_packets={"checksum": 2, "auth_mismatch": 1})
         checkers = (
             CheckerStatus("HTTP_GET 10.0.0.11:80 /health", vs.ident, "10.0.0.11:80", "HTTP_GET",
-                          True, "success", 0.0021, None, now - 1, now + 2, 0, 30),
+                          True, "success", 0.0021, None, now - 1, now + 2, 0, 30,
+                          {"timeout": 1}),
             CheckerStatus("TCP_CHECK 10.0.0.12:80", vs.ident, "10.0.0.12:80", "TCP_CHECK",
                           False, "failure", 0.0004, "connection refused", now - 1, now + 1.5,
-                          3, 30),
+                          3, 30, {"refused": 3, "timeout": 2}),
         )
         return Snapshot(
             process=ProcessStatus(4242, "0.1.0", now - 100, "full", self.ready),
@@ -70,7 +84,8 @@ class FakeProvider:
                                 last_reload_at=now - 10, last_reload_ok=False,
                                 last_reload_errors=(
                                     "(keepalived.conf: Line 7) unknown keyword 'prority'",
-                                    f"bad auth_pass {SECRET} too long")),
+                                    f"bad auth_pass {SECRET} too long"),
+                                router_id="lvs-a"),
             generated_at=now,
             instances=(inst,),
             virtual_servers=(vs,),

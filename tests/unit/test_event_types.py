@@ -121,8 +121,9 @@ def test_payloads_serialise_as_the_events_stream_did() -> None:
          {"reason": "sweep", "ops": ["add a"], "repairs": 1}),
         (et.Alarm(("op: err",)), {"alarms": ["op: err"]}),
         (et.ReloadRejected(("e",), 2), {"ok": False, "errors": ["e"], "generation": 2}),
-        (et.ReloadApplied(3, {"error": 1}, ("w",)),
-         {"ok": True, "generation": 3, "diagnostics": {"error": 1}, "warnings": ["w"]}),
+        (et.ReloadApplied(3, {"error": 1}, ("w",), ("real_server 10.0.0.1:80 added",)),
+         {"ok": True, "generation": 3, "diagnostics": {"error": 1}, "warnings": ["w"],
+          "changes": ["real_server 10.0.0.1:80 added"]}),
         (et.Lifecycle("ready", "abc", "full"),
          {"what": "ready", "config_id": "abc", "mode": "full"}),
     ]

@@ -188,8 +188,9 @@ async def test_health_change_reported_scripted_and_reconciled(
                                             "reconcile"]
         assert h.of("realserver") == [{"vs": VS, "rs": "10.0.0.1:80", "alive": False,
                                        "reason": "refused", "failed_checkers": []}]
-        assert [(a["kind"], a["rs"]) for a in h.of("action")] == [
-            ("notify_down", f"10.0.0.1:80 in {VS}"), ("quorum_down", None)]
+        # one shape for a real server in every event: vs apart, rs "addr:port"
+        assert [(a["kind"], a["vs"], a["rs"]) for a in h.of("action")] == [
+            ("notify_down", VS, "10.0.0.1:80"), ("quorum_down", VS, None)]
         assert h.of("quorum") == [{"vs": VS, "quorum_up": False, "sorry_active": True,
                                    "live_weight": 1, "alive": 1}]
         assert h.of("reconcile")[0]["reason"] == "change"

@@ -68,17 +68,32 @@ async def test_status_schema(client: Client) -> None:
     assert rs["10.0.0.12:80"]["failed_checkers"] == ["TCP_CHECK 10.0.0.12:80"]
     assert rs["10.0.0.12:80"]["dataplane_weight"] is None
     assert rs["fd00::13:8080"]["alive"] is None and rs["fd00::13:8080"]["dynamic_weight"] == 7
+    # as ipvsadm -Ln shows them: forwarding method, scheduler flags, persistence; --stats
+    assert rs["10.0.0.11:80"]["forward"] == "Masq" and rs["10.0.0.12:80"]["forward"] is None
+    assert rs["10.0.0.11:80"]["stats"]["conns"] == 41
+    assert rs["10.0.0.11:80"]["stats"]["outbps"] == 40000
+    assert rs["10.0.0.12:80"]["stats"] is None
+    assert vs["flags"] == ["sh-fallback"] and vs["persistence_timeout"] == 300
+    assert vs["persistence_granularity"] == "255.255.255.0"
+    assert (vs["active_conns"], vs["inactive_conns"]) == (4, 3)
+    assert vs["stats"]["inpkts"] == 900
     ch = body["checkers"][1]
     assert ch["error"] == "connection refused" and ch["latency_seconds"] == pytest.approx(0.0004)
     assert body["reconciler"]["repairs_total"] == 1
     assert body["config"]["last_reload_ok"] is False
+    assert body["config"]["router_id"] == "lvs-a" and body["config"]["config_id"] == "lvs1"
+    assert body["checkers"][1]["failures"] == {"refused": 3, "timeout": 2}
 
 
 async def test_status_reads_fresh_snapshot_each_time(client: Client,
                                                      provider: FakeProvider) -> None:
     assert (await (await client.get("/status")).json())["instances"][0]["state"] == "MASTER"
-    provider.state = "BACKUP"
-    assert (await (await client.get("/status")).json())["instances"][0]["state"] == "BACKUP"
+    provider.state = "BACKUP"  # one snapshot answers for 0.5 s (test_status_containment.py)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while (await (await client.get("/status")).json())["instances"][0]["state"] != "BACKUP":
+        assert loop.time() < deadline, "the new state never showed"
+        await asyncio.sleep(0.1)
 
 
 async def test_no_secret_anywhere(client: Client, bus: EventBus) -> None:
@@ -100,8 +115,8 @@ async def test_metrics_parse_and_names(client: Client) -> None:
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain")
     fams = {f.name: f for f in text_string_to_metric_families(await resp.text())}
-    for name in fams:
-        assert name.startswith("lvsd_"), name
+    for name in fams:  # lvsd's own, and prometheus-client's standard process collector
+        assert name.startswith(("lvsd_", "process_")), name
     assert fams["lvsd_vrrp_adverts_sent"].type == "counter"
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for f in fams.values() for s in f.samples}
@@ -114,11 +129,54 @@ async def test_metrics_parse_and_names(client: Client) -> None:
     assert samples[("lvsd_real_server_up", rs2)] == 0
     assert samples[("lvsd_real_server_weight", rs2)] == 0
     assert samples[("lvsd_real_server_configured_weight", rs2)] == 2
-    assert ("lvsd_checker_latency_seconds",
-            (("checker", "TCP_CHECK 10.0.0.12:80"), ("real_server", "10.0.0.12:80"),
-             ("virtual_server", "192.0.2.100:80/TCP"))) in samples
+    # checkers: labelled by kind and target, no composite "checker" string
+    ck = (("kind", "TCP_CHECK"), ("real_server", "10.0.0.12:80"), ("target", "10.0.0.12:80"),
+          ("virtual_server", "192.0.2.100:80/TCP"))
+    assert ("lvsd_checker_latency_seconds", ck) in samples
+    assert not any("checker" in dict(lab) for _, lab in samples)
+    assert samples[("lvsd_checker_failures_total", (*ck[:2], ("reason", "refused"),
+                                                    *ck[2:]))] == 3
+    assert samples[("lvsd_checker_failures_total", (*ck[:2], ("reason", "timeout"),
+                                                    *ck[2:]))] == 2
+    # connections and traffic counters per real server and per virtual server
+    rs1 = (("real_server", "10.0.0.11:80"), ("virtual_server", "192.0.2.100:80/TCP"))
+    assert samples[("lvsd_real_server_active_connections", rs1)] == 4
+    assert samples[("lvsd_real_server_inactive_connections", rs1)] == 1
+    assert samples[("lvsd_real_server_connections_total", rs1)] == 41
+    assert samples[("lvsd_real_server_bytes_total", (("direction", "out"), *rs1))] == 1200000
+    assert ("lvsd_real_server_connections_total", rs2) not in samples  # no counters: no series
+    vs = (("virtual_server", "192.0.2.100:80/TCP"),)
+    assert samples[("lvsd_virtual_server_inactive_connections", vs)] == 3
+    assert samples[("lvsd_virtual_server_connections_total", vs)] == 43
+    assert samples[("lvsd_virtual_server_packets_total", (("direction", "in"), *vs))] == 900
+    assert fams["lvsd_virtual_server_bytes"].type == "counter"
+    info = next(lab for (n, lab) in samples if n == "lvsd_info")
+    assert dict(info)["router_id"] == "lvs-a" and dict(info)["config_id"] == "lvs1"
     assert samples[("lvsd_reconciler_repairs_total", ())] == 1
     assert samples[("lvsd_config_last_reload_success", ())] == 0
+
+
+async def test_metrics_carry_the_process_collector(client: Client) -> None:
+    """prometheus-client's standard process_* families, read from this process's /proc."""
+    import os
+    import time
+
+    text = await (await client.get("/metrics")).text()
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    with open(f"/proc/{os.getpid()}/statm") as fh:
+        rss_pages = int(fh.read().split()[1])
+    rss = rss_pages * os.sysconf("SC_PAGE_SIZE")
+    # the same process measured twice moments apart: within a factor of two
+    assert rss / 2 < samples["process_resident_memory_bytes"] < rss * 2
+    assert samples["process_open_fds"] == pytest.approx(len(os.listdir("/proc/self/fd")), abs=5)
+    boot_to_now = time.time() - samples["process_start_time_seconds"]
+    with open("/proc/self/stat") as fh:
+        start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as fh:
+        uptime = float(fh.read().split()[0])
+    expected = uptime - start_ticks / os.sysconf("SC_CLK_TCK")  # this process's age
+    assert boot_to_now == pytest.approx(expected, abs=5)
+    assert samples["process_cpu_seconds_total"] > 0
 
 
 async def test_sse_delivers_transitions_as_they_happen(client: Client, bus: EventBus) -> None:

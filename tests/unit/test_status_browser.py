@@ -96,6 +96,14 @@ async def test_page_shows_live_state_in_chromium(tmp_path: Path) -> None:
         assert cells.rows["[fd00::13]:8080"][1] == "pending"
         assert "REJECTED" in dom and SECRET not in dom
         assert "TCP_CHECK 10.0.0.12:80" in dom and "0.4 ms" in dom  # checkers table
+        # ipvsadm -Ln's settings on the service, forwarding, connections and traffic per server
+        assert "TCP 192.0.2.100:80 wlc (sh-fallback) persistent 300 mask 255.255.255.0" in dom
+        rs1 = cells.rows["10.0.0.11:80"]
+        assert rs1[6:8] == ["Masq", "4/1"], rs1
+        assert rs1[8].startswith("41 conns · pkts 900/800 · bytes 64000/1200000"), rs1
+        assert cells.rows["10.0.0.12:80"][6:9] == ["–", "–", "–"]
+        assert "lvs-a (config id lvs1)" in dom  # the router_id heads the page
+        assert "refused=3 timeout=2" in dom  # failed checks by reason
 
         # the page follows changes: a new state shows up on the next load/poll
         provider.state = "BACKUP"

@@ -46,7 +46,9 @@ BACKUP_GOLDEN = {
         "adverts_sent": 0, "adverts_received": 1, "adverts_ignored": 0, "priority_zero_sent": 0,
         "priority_zero_received": 0, "lower_priority_discarded": 0, "addr_list_mismatch": 0,
         "became_master": 0, "released_master": 0, "invalid": {"auth_mismatch": 1, "checksum": 2},
-        "transitions": [{"at": 0.0, "from": "INIT", "to": "BACKUP", "reason": "startup"}]}}
+        "transitions": [{"at": 0.0, "from": "INIT", "to": "BACKUP", "reason": "startup"}],
+        "vip_add_failed": 0},
+    "vip_retry_at": None}
 
 FAULT_GOLDEN = {
     "name": "VI_2", "vrid": 52, "version": 2, "state": "FAULT", "wantstate": "FAULT",
@@ -60,7 +62,8 @@ FAULT_GOLDEN = {
         "priority_zero_received": 0, "lower_priority_discarded": 0, "addr_list_mismatch": 0,
         "became_master": 0, "released_master": 0, "invalid": {},
         "transitions": [{"at": 0.0, "from": "INIT", "to": "FAULT",
-                         "reason": "startup: interface eth2 down"}]}}
+                         "reason": "startup: interface eth2 down"}], "vip_add_failed": 0},
+    "vip_retry_at": None}
 
 OWNER = "startup as address owner (priority 255)"
 
@@ -81,11 +84,13 @@ def runner_golden(name: str, vrid: int, *, stopped: bool) -> dict[str, object]:
             "adverts_sent": 2 if stopped else 1, "adverts_received": 0, "adverts_ignored": 0,
             "priority_zero_sent": 1 if stopped else 0, "priority_zero_received": 0,
             "lower_priority_discarded": 0, "addr_list_mismatch": 0, "became_master": 1,
-            "released_master": 0, "invalid": {}, "transitions": trans},
+            "released_master": 0, "invalid": {}, "transitions": trans, "vip_add_failed": 0},
+        "vip_retry_at": None,
         "interface": "eth0",
         "transport": {"kind": "custom", "source": "192.0.2.1", "destinations": ["224.0.0.18"],
                       "send_errors": 0, "filtered": 0},
-        "other_vrid": 0, "interface_pending": None, "garp_sent": 0, "vip_errors": {}}
+        "other_vrid": 0, "interface_pending": None, "garp_sent": 0, "vip_errors": {},
+        "discarded": {}, "invalid_packets": {}}
 
 
 CONF = """vrrp_instance VI_1 {
@@ -204,7 +209,7 @@ async def test_runner_report_and_status_instances_unchanged(tmp_path: Path) -> N
         "effective_priority", "master", "master_priority", "advert_int", "vips", "vips_held",
         "sync_group", "transitions", "adverts_sent", "adverts_received", "became_master",
         "released_master", "priority_zero_sent", "priority_zero_received", "invalid_packets",
-        "fault_reasons"]
+        "fault_reasons", "vip_add_failures", "vip_retry_at"]
     assert doc["transitions"][-1] == {"at": 1100.0, "old": "MASTER", "new": "STOPPED",
                                       "reason": "shutdown"}
 

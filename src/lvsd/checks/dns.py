@@ -18,7 +18,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from lvsd.checks.result import ProbeResult, errno_reason, finished, make_socket, ms, sockaddr
+from lvsd.checks.result import ProbeResult, finished, make_socket, ms, os_failure, sockaddr
 from lvsd.config.model import Checker
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ async def probe(ck: Checker) -> ProbeResult:
     try:
         s = make_socket(ck, socket.SOCK_DGRAM)
     except OSError as e:
-        return finished(False, errno_reason(e), t0)
+        return os_failure(e, t0)
     try:
         async with asyncio.timeout(ck.connect_timeout):
             await loop.sock_connect(s, sockaddr(ck.connect_ip, ck.connect_port))
@@ -62,6 +62,6 @@ async def probe(ck: Checker) -> ProbeResult:
     except TimeoutError:
         return finished(False, f"timeout after {ms(ck.connect_timeout)}", t0)
     except OSError as e:
-        return finished(False, errno_reason(e), t0)
+        return os_failure(e, t0)
     finally:
         s.close()

@@ -11,7 +11,8 @@ down while the value is non-zero. Otherwise ``value × weight`` (negated with ``
 to 32 bits) is added to the real server's weight, and a result at or below -2^31 (FAULT) takes
 the checker down. Reading is instant, so the tracker's retry rules are bypassed by the scheduler:
 FILE_CHECK is re-read every delay_loop (keepalived uses inotify; lvsd polls) and its result is
-the state.
+the state. A read that fails for a local reason (EMFILE, ENOMEM) is no value at all: the
+checker keeps its state until the next read.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import re
 import time
 
-from lvsd.checks.result import ProbeResult
+from lvsd.checks.result import LOCAL_ERRNOS, ProbeResult, os_failure
 from lvsd.config.model import Checker
 
 INT32_MIN = -(2**31)
@@ -42,11 +43,16 @@ def strtol(data: bytes) -> int:
 
 
 def read_value(path: str) -> tuple[int, str]:
-    """(value, problem): a file that cannot be read counts as 0 and says why."""
+    """(value, problem): a file that cannot be read counts as 0 and says why.
+
+    Raises OSError for a local error (:data:`~lvsd.checks.result.LOCAL_ERRNOS`: out of
+    descriptors or memory): that says nothing about the file."""
     try:
         with open(path, "rb") as f:
             data = f.read(127)
     except OSError as e:
+        if e.errno in LOCAL_ERRNOS:
+            raise
         return 0, f" ({e.strerror or e}: counted as 0)"
     return strtol(data), ""
 
@@ -66,7 +72,10 @@ def probe_sync(ck: Checker) -> ProbeResult:
     t0 = time.monotonic()
     if ck.track_file is None:
         return ProbeResult(False, "no track_file", 0.0, started=t0)
-    value, problem = read_value(ck.track_file)
+    try:
+        value, problem = read_value(ck.track_file)
+    except OSError as e:  # EMFILE: the value is unknown, not 0; the checker keeps its state
+        return os_failure(e, t0)
     up, offset = judge(value, ck.file_weight if ck.file_weight is not None else 1,
                        ck.file_reverse)
     reason = f"file value {value}{problem}" + (f" (weight {offset:+d})" if offset else "")

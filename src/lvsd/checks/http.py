@@ -38,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from lvsd.checks.result import ProbeResult, errno_reason, finished, ms, tcp_connect
+from lvsd.checks.result import ProbeResult, finished, ms, os_failure, tcp_connect
 from lvsd.config.keywords import regex_flags
 from lvsd.config.model import Checker, CheckKind, HttpUrl
 
@@ -156,7 +156,7 @@ async def probe(ck: Checker, url_index: int = 0, vhost: str | None = None,
     except TimeoutError:
         return finished(False, f"timeout after {ms(ck.connect_timeout)} (connecting)", t0)
     except OSError as e:
-        return finished(False, errno_reason(e), t0)
+        return os_failure(e, t0)
     req = request_bytes(ck, url, vhost)
     phase = ["sending request"]
     try:
@@ -174,7 +174,7 @@ async def probe(ck: Checker, url_index: int = 0, vhost: str | None = None,
         return ProbeResult(False, f"TLS error: {e.reason or e}", time.monotonic() - t0,
                            started=t0)
     except OSError as e:
-        return finished(False, errno_reason(e), t0)
+        return os_failure(e, t0)
     finally:
         sock.close()
     ok, reason = judge(url, data)

@@ -12,19 +12,26 @@ process group, SIGTERM to the group at ``misc_timeout`` (default: the delay_loop
 * ended by our SIGTERM/SIGKILL after the timeout: down, "script timeout after N ms";
 * another signal: down, "script killed by signal N";
 * not run (cannot be executed, unknown user, unsafe under ``enable_script_security``): down,
-  "cannot run script: ..." (keepalived's message).
+  "cannot run script: ..." (keepalived's message);
+* not started for a local reason (fork: EAGAIN, ENOMEM; pipes, /dev/null: EMFILE, ENFILE): no
+  verdict (``local``), the checker keeps its state. keepalived's misc_check_thread logs
+  "Failed fork process" (lib/notify.c system_call) and, as nothing is rescheduled, never runs
+  that check again; lvsd tries again at the next attempt.
 """
 
 from __future__ import annotations
 
+import errno
 import time
 
-from lvsd.checks.result import ProbeResult, ms
+from lvsd.checks.result import LOCAL_ERRNOS, ProbeResult, local_failure, ms
 from lvsd.config.model import Checker
 from lvsd.scriptrun import ScriptRunner, ScriptSpec
 from lvsd.scriptrun.termination import KILL_GRACE
 
 __all__ = ["KILL_GRACE", "judge", "probe"]
+
+_LOCAL = LOCAL_ERRNOS | {errno.EAGAIN}  # + fork() over RLIMIT_NPROC / the pid limit
 
 
 def judge(ck: Checker, status: int | None, sig: int | None, timed_out: bool, error: str | None,
@@ -59,5 +66,7 @@ async def probe(ck: Checker, default_user: str | None = None,
     timeout = ck.misc_timeout if ck.misc_timeout is not None else ck.delay_loop
     mp = ck.misc_path
     out = await runner.run(ScriptSpec(mp.command, mp.user, mp.group), timeout=timeout)
+    if out.errno is not None and out.errno in _LOCAL:
+        return local_failure(out.errno, t0)
     ok, reason, weight = judge(ck, out.status, out.signal, out.timed_out, out.error, timeout)
     return ProbeResult(ok, reason, time.monotonic() - t0, weight=weight, started=t0)

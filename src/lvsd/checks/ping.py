@@ -15,7 +15,17 @@ import socket
 import struct
 import time
 
-from lvsd.checks.result import ProbeResult, errno_reason, family_of, finished, ms, sockaddr
+from lvsd.checks.result import (
+    LOCAL_ERRNOS,
+    ProbeResult,
+    errno_reason,
+    family_of,
+    finished,
+    local_failure,
+    ms,
+    os_failure,
+    sockaddr,
+)
 from lvsd.config.model import Checker
 
 _seq = itertools.count(1)
@@ -47,6 +57,8 @@ async def probe(ck: Checker) -> ProbeResult:
     try:
         s, raw = _open(fam)
     except OSError as e:
+        if e.errno in LOCAL_ERRNOS:  # out of descriptors/memory: not the server's fault
+            return local_failure(e.errno, t0)
         return ProbeResult(False, f"cannot open ICMP socket: {errno_reason(e)}", 0.0, started=t0)
     try:
         if ck.fwmark is not None:
@@ -80,6 +92,6 @@ async def probe(ck: Checker) -> ProbeResult:
     except TimeoutError:
         return finished(False, f"no echo reply: timeout after {ms(ck.connect_timeout)}", t0)
     except OSError as e:
-        return finished(False, errno_reason(e), t0)
+        return os_failure(e, t0)
     finally:
         s.close()

@@ -17,12 +17,18 @@ undecided, the server's previous health stays published (keepalived: a new check
 
 ``log_all_failures`` (checker) or ``checker_log_all_failures`` (global_defs) logs every failed
 attempt of an up checker, retries included (keepalived); otherwise only transitions are
-reported (as health events).
+reported (as health events). An attempt not made for a local reason (EMFILE, ENOBUFS, ...:
+:mod:`lvsd.checks.result`) changes no state; it is counted (``CheckerStatus.failures["local"]``)
+and logged at most once every :data:`LOCAL_ERROR_LOG_INTERVAL` seconds for the whole
+scheduler, with the number of lines held back, so an exhausted descriptor table cannot flood
+the log.
 
 Reload (:meth:`Scheduler.update`): a checker whose identity is unchanged keeps its tracker
 (state, retry count, schedule). A checker whose probe is unchanged but whose timing changed
 inherits the old state and is re-timed. New checkers start like at boot (1 s + warmup, alpha
-respected); removed ones are cancelled, in-flight probes included. The TLS client contexts
+respected); removed ones are cancelled, in-flight probes included (a MISC_CHECK script's
+process group is stopped and SIGKILLed in the background; :meth:`Scheduler.close` waits for
+that). The TLS client contexts
 of SSL_GET (global ``SSL`` block: ca, certificate, key) are rebuilt after every reload.
 
 :meth:`Scheduler.status` exposes per-checker state for the status page. Shutdown
@@ -34,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import heapq
 import itertools
 import logging
@@ -43,7 +50,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from lvsd.checks import dns as dns_probe
@@ -55,11 +62,15 @@ from lvsd.checks import smtp as smtp_probe
 from lvsd.checks import tcp as tcp_probe
 from lvsd.checks import udp as udp_probe
 from lvsd.checks.health import RealServerHealth, RealServerId
-from lvsd.checks.result import ProbeResult
-from lvsd.checks.tracker import CheckTracker, HealthBoard
+from lvsd.checks.result import ProbeResult, local_failure
+from lvsd.checks.tracker import CheckTracker, HealthBoard, LogBudget
 from lvsd.config.model import NOPOS, Checker, CheckKind, Config, GlobalDefs
+from lvsd.scriptrun import wait_stopped
 
 _log = logging.getLogger(__name__)
+
+#: seconds between two log lines about checks not made for a local reason
+LOCAL_ERROR_LOG_INTERVAL = 10.0
 
 _TIMING = ("delay_loop", "warmup", "retry", "delay_before_retry", "alpha", "rise",
            "log_all_failures", "fast_recovery")
@@ -89,6 +100,7 @@ class CheckerStatus:
     attempts: int
     retry_it: int
     in_flight: bool
+    failures: Mapping[str, int] = field(default_factory=dict)  # failed attempts by class
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +170,8 @@ class Scheduler:
         self._globals = GlobalDefs()
         self._ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self.stats = SchedulerStats(lateness=[] if collect_lateness else None)
+        self._local_log = LogBudget(LOCAL_ERROR_LOG_INTERVAL)
+        self._stopping: set[asyncio.Task[None]] = set()  # probe tasks cancelled, not yet done
         self._config = config
 
     # ------------------------------------------------------------------ public
@@ -259,7 +273,7 @@ class Scheduler:
                 last_ok=last.ok if last else None, last_reason=last.reason if last else None,
                 last_latency=last.latency if last else None, last_at=t.last_at,
                 next_check=None if self._busy(e) else t.deadline, attempts=t.attempts,
-                retry_it=t.retry_it, in_flight=self._busy(e)))
+                retry_it=t.retry_it, in_flight=self._busy(e), failures=dict(t.failures)))
         return out
 
     def _bind_loop(self) -> None:
@@ -272,11 +286,9 @@ class Scheduler:
 
     async def close(self) -> None:
         self._closed = True
-        tasks = []
         for e in self._entries.values():
-            if e.task is not None:
-                tasks.append(e.task)
             self._stop(e)
+        tasks = set(self._stopping)  # those cancelled just now, and by earlier reloads
         self._pending.clear()
         if self._timer is not None:
             self._timer.cancel()
@@ -287,6 +299,9 @@ class Scheduler:
             self._tcp = None
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        # MISC_CHECK scripts stopped here or removed by an earlier reload: their process
+        # groups are SIGKILLed before close returns (lvsd.scriptrun.runner)
+        await wait_stopped()
         for q in self._queues:
             q.put_nowait(HealthEvent(RealServerId("", "", 0), None, -1.0))
 
@@ -344,6 +359,9 @@ class Scheduler:
         e.token = 0
         if e.task is not None:
             e.task.cancel()
+            # a cancelled MISC_CHECK still stops its script: close() waits for that
+            self._stopping.add(e.task)
+            e.task.add_done_callback(self._stopping.discard)
         if e.cancel is not None:
             e.cancel()
             e.cancel = None
@@ -367,10 +385,17 @@ class Scheduler:
         self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
         if e.tracker.checker.kind is CheckKind.TCP_CHECK:
             # fast path: callbacks only, no task (thousands of checks per second)
-            if self._tcp is None:
-                self._tcp = tcp_probe.TcpEngine(self._loop)
             lid = e.launch = next(self._tokens)
-            e.cancel = self._tcp.start(e.tracker.checker, partial(self._done_cb, e, lid))
+            done = partial(self._done_cb, e, lid)
+            if self._tcp is None:
+                try:
+                    self._tcp = tcp_probe.TcpEngine(self._loop)
+                except OSError as ex:  # epoll_create: EMFILE/ENOMEM, no verdict; retried later
+                    e.cancel = _noop
+                    self._loop.call_soon(done, local_failure(ex.errno or errno.EMFILE,
+                                                             time.monotonic()))
+                    return
+            e.cancel = self._tcp.start(e.tracker.checker, done)
         else:
             task = e.task = self._loop.create_task(self._run(e))
             task.add_done_callback(lambda t: self._task_gone(e, t))
@@ -410,7 +435,13 @@ class Scheduler:
         if result.started is not None:
             result = dataclasses.replace(result, started=now - (time.monotonic() - result.started))
         t = e.tracker
-        if not result.ok and t.up and (t.checker.log_all_failures
+        if result.local:
+            held = self._local_log.allow(now)
+            if held is not None:
+                _log.warning("%s: check not made, %s: no verdict, the real server keeps its "
+                             "state%s", t.checker.label, result.reason,
+                             f" ({held} more such line(s) held back)" if held else "")
+        elif not result.ok and t.up and (t.checker.log_all_failures
                                        or self._globals.checker_log_all_failures):
             # keepalived log_all_failures / checker_log_all_failures: every failed attempt
             # of an up checker (retries included), not only the transition
@@ -475,6 +506,10 @@ class Scheduler:
         return ProbeResult(False, f"{kind.value} not supported")
 
 
+def _noop() -> None:
+    pass
+
+
 def _inherit(new: CheckTracker, old: CheckTracker, now: float) -> None:
     """Carry state across a timing-only change of a checker (keepalived migrates checker state
     on reload when the connection options compare equal)."""
@@ -483,5 +518,6 @@ def _inherit(new: CheckTracker, old: CheckTracker, now: float) -> None:
     new.retry_it = min(old.retry_it, new.checker.retry)
     new.url_it, new.failed_url = old.url_it, old.failed_url
     new.last, new.last_at, new.attempts = old.last, old.last_at, old.attempts
+    new.failures = old.failures
     if old.has_run:
         new.deadline = min(old.deadline, now + new.checker.delay_loop)

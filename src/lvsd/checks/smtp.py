@@ -13,7 +13,7 @@ import asyncio
 import socket
 import time
 
-from lvsd.checks.result import ProbeResult, errno_reason, finished, ms, tcp_connect
+from lvsd.checks.result import ProbeResult, finished, ms, os_failure, tcp_connect
 from lvsd.config.model import Checker
 
 
@@ -38,7 +38,7 @@ async def probe(ck: Checker) -> ProbeResult:
     except TimeoutError:
         return finished(False, f"timeout after {ms(ck.connect_timeout)} ({stage})", t0)
     except OSError as e:
-        return finished(False, errno_reason(e), t0)
+        return os_failure(e, t0)
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
@@ -60,7 +60,7 @@ async def probe(ck: Checker) -> ProbeResult:
     except TimeoutError:
         return finished(False, f"timeout after {ms(ck.connect_timeout)} ({stage})", t0)
     except OSError as e:
-        return finished(False, errno_reason(e), t0)
+        return os_failure(e, t0)
     finally:
         if writer is not None:
             writer.transport.abort()

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from lvsd.checks.result import ProbeResult, errno_reason, finished, make_socket, ms, sockaddr
+from lvsd.checks.result import ProbeResult, local_failure, make_socket, ms, os_failure, sockaddr
 from lvsd.config.model import Checker
 
 _LINGER0 = struct.pack("ii", 1, 0)
@@ -88,22 +88,27 @@ class TcpEngine:
         try:
             s = make_socket(ck, socket.SOCK_STREAM)
             rc = s.connect_ex(sockaddr(ck.connect_ip, ck.connect_port))
-        except OSError as e:
-            self._loop.call_soon(done, finished(False, errno_reason(e), t0))
+        except OSError as e:  # socket(), setsockopt(), bind(): EMFILE is not the server's
+            self._loop.call_soon(done, os_failure(e, t0))
             return _noop
         if rc == 0 or rc not in _IN_PROGRESS:
             if rc == 0:
                 _finish_ok(s)
+                result = ProbeResult(True, "connected", time.monotonic() - t0, started=t0)
             else:
                 s.close()
-            self._loop.call_soon(done, ProbeResult(rc == 0, "connected" if rc == 0
-                                                   else errno_reason(rc),
-                                                   time.monotonic() - t0, started=t0))
+                result = os_failure(rc, t0)
+            self._loop.call_soon(done, result)
+            return _noop
+        try:
+            self._ep.register(s.fileno(), select.EPOLLOUT | select.EPOLLONESHOT)
+        except OSError as e:  # ENOMEM / ENOSPC (max_user_watches): our epoll set, not the server
+            s.close()
+            self._loop.call_soon(done, local_failure(e.errno or errno.ENOMEM, t0))
             return _noop
         deadline = self._loop.time() + ck.connect_timeout
         c = _Conn(self, s, t0, deadline, ck.connect_timeout, done)
         self._conns[c.fd] = c
-        self._ep.register(c.fd, select.EPOLLOUT | select.EPOLLONESHOT)
         q = self._queues.get(ck.connect_timeout)
         if q is None:
             q = self._queues[ck.connect_timeout] = deque()
@@ -131,7 +136,7 @@ class TcpEngine:
                 c.done(ProbeResult(True, "connected", lat, started=c.t0))
             else:
                 c.sock.close()
-                c.done(ProbeResult(False, errno_reason(err), lat, started=c.t0))
+                c.done(os_failure(err, c.t0))
 
     def _arm(self, at: float) -> None:
         if self._timer is not None:

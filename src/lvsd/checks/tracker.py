@@ -28,6 +28,14 @@ Rules (keepalived 2.x, ``check_api.c`` ``register_checkers_thread`` and each che
 * ``rise N`` (lvsd extension, keepalived behaves as ``rise 1``): a down checker needs N
   consecutive successes, each ``delay_loop`` apart, to come back up; a failure resets the count.
 
+A result marked ``local`` (the attempt was not made: the director ran out of descriptors,
+buffers or memory, see :mod:`lvsd.checks.result`) is no verdict: up/down, the retry and rise
+counts and the HTTP URL walk stay as they are; it is counted (``failures["local"]``) and the
+next attempt comes ``delay_loop`` later (keepalived check_tcp.c ``tcp_connect_thread``: "TCP
+connect fail to create socket. Rescheduling."), or ``delay_before_retry`` later in a retry
+sequence, so a real failure is not found later than without the local error.
+:class:`LogBudget` bounds how often the shell logs them.
+
 HTTP_GET / SSL_GET with several ``url`` blocks (``check_http.c epilog``/``timeout_epilog``):
 
 * One URL per attempt. A success moves to the next URL, ``delay_loop`` later; success of the
@@ -65,7 +73,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from lvsd.checks.health import CheckerVerdict, RealServerHealth, RealServerId
-from lvsd.checks.result import ProbeResult
+from lvsd.checks.result import ProbeResult, failure_class
 from lvsd.config.model import Checker, CheckKind
 
 BOOTSTRAP_DELAY = 1.0  # keepalived check_api.h BOOTSTRAP_DELAY (TIMER_HZ)
@@ -111,6 +119,7 @@ class CheckTracker:
         self.last: ProbeResult | None = None
         self.last_at: float | None = None
         self.attempts = 0
+        self.failures: dict[str, int] = {}  # failed attempts by result.failure_class
         warm = checker.warmup if checker.warmup is not None else checker.delay_loop
         jitter = (rng or random.Random()).uniform(0.0, warm) if warm > 0 else 0.0
         self.deadline = start + BOOTSTRAP_DELAY + jitter
@@ -135,9 +144,22 @@ class CheckTracker:
         """Feed one attempt's result; returns a transition if the verdict changed."""
         self.last, self.last_at = result, now
         self.attempts += 1
+        if not result.ok:
+            cls = failure_class(result.reason)
+            self.failures[cls] = self.failures.get(cls, 0) + 1
+        if result.local:
+            self._local(result, now)
+            return None
         if self.is_http:
             return self._http(result, now)
         return self._generic(result, now)
+
+    def _local(self, r: ProbeResult, now: float) -> None:
+        """No verdict: only the next attempt moves (see the module docstring)."""
+        ck = self.checker
+        delay = ck.delay_before_retry if self.retry_it and self.has_run else ck.delay_loop
+        anchor = r.started if (ck.kind is CheckKind.MISC_CHECK and r.started is not None) else now
+        self.deadline = max(anchor + delay, now)
 
     def _generic(self, r: ProbeResult, now: float) -> Transition | None:
         ck = self.checker
@@ -231,6 +253,25 @@ class CheckTracker:
             return None
         self.reason, self.since = reason, now
         return Transition(up, reason, now, first)
+
+class LogBudget:
+    """At most one log line per ``interval`` seconds; counts the lines it holds back."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.held = 0
+        self._next = float("-inf")
+
+    def allow(self, now: float) -> int | None:
+        """None: stay quiet (the line is counted); else log now, having held back that many
+        lines since the last one."""
+        if now < self._next:
+            self.held += 1
+            return None
+        held, self.held = self.held, 0
+        self._next = now + self.interval
+        return held
+
 
 class HealthBoard:
     """Aggregates tracker verdicts into :class:`RealServerHealth` per real server."""

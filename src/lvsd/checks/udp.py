@@ -20,7 +20,7 @@ import asyncio
 import socket
 import time
 
-from lvsd.checks.result import ProbeResult, errno_reason, finished, make_socket, ms, sockaddr
+from lvsd.checks.result import ProbeResult, finished, make_socket, ms, os_failure, sockaddr
 from lvsd.config.model import Checker
 
 DEFAULT_PAYLOAD = (b"keepalived check - " * 2)[:32]  # layer4.c UDP_BUFSIZE, set_buf()
@@ -47,7 +47,7 @@ async def probe(ck: Checker) -> ProbeResult:
     try:
         s = make_socket(ck, socket.SOCK_DGRAM)
     except OSError as e:
-        return finished(False, errno_reason(e), t0)
+        return os_failure(e, t0)
     need = ck.require_reply is not None
     try:
         await loop.sock_connect(s, sockaddr(ck.connect_ip, ck.connect_port))
@@ -65,6 +65,6 @@ async def probe(ck: Checker) -> ProbeResult:
         ok, why = judge_reply(ck, data)
         return ProbeResult(ok, why, lat, started=t0)
     except OSError as e:
-        return finished(False, errno_reason(e), t0)
+        return os_failure(e, t0)
     finally:
         s.close()

@@ -95,29 +95,48 @@ def run(args: argparse.Namespace) -> int:
                       strict=args.strict, json_out=args.json, check_host=not args.no_host)
 
 
+#: ``lvsd check-config --help``: plain text (the module docstring is for the code's readers)
+DESCRIPTION = """\
+Check a keepalived.conf as 'keepalived -t' does, and predict exactly what 'lvsd run' does with
+it (the same pre-run check: semantics, the host's interfaces, addresses and scripts, what the
+data plane can carry). Diagnostics are printed in position order."""
+EPILOG = """\
+exit codes (keepalived -t's):
+  0  valid
+  4  cannot run: the file is missing, an interface does not exist, a fatal problem
+     ('lvsd run' refuses it)
+  5  errors: something was skipped, defaulted or reset as keepalived does it
+     ('lvsd run' runs it, unless --strict)
+  6  script security errors
+Warnings (lvsd-only notices such as unsupported keywords) do not change the exit code."""
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "check-config",
         help="check a keepalived.conf (exit 0 valid, 4 missing/fatal, 5 errors)",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-f", "--file", default="/etc/keepalived/keepalived.conf",
                    help="configuration file (default: %(default)s)")
     p.add_argument("--config-id", "-i", default=None,
                    help="id for @ID conditional lines (default: first part of the host name)")
     p.add_argument("--json", action="store_true",
-                   help="print the resolved model as JSON on stdout")
+                   help="print the resolved model as JSON on stdout (default: the "
+                        "diagnostics and a summary as text)")
     p.add_argument("--dataplane", choices=("ipvs", "nftables", "memory"), default="ipvs",
                    help="check what this data plane can carry, as `lvsd run --dataplane` "
                         "would (default ipvs)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("-P", "--vrrp-only", "--vrrp", action="store_true",
-                   help="check only what `lvsd run --vrrp` runs")
+                   help="check only what 'lvsd run --vrrp' runs (default: everything)")
     g.add_argument("-C", "--check-only", "--check", action="store_true",
-                   help="check only what `lvsd run --check` runs")
+                   help="check only what 'lvsd run --check' runs (default: everything)")
     p.add_argument("--strict", action="store_true",
-                   help="exit 5 on any error as today, and say `lvsd run --strict` would refuse")
+                   help="say whether 'lvsd run --strict' (any error refuses) would start; the "
+                        "exit code is the same (default: keepalived's policy)")
     p.add_argument("--no-host", action="store_true",
                    help="skip the host checks (interfaces, addresses, scripts): check a file "
-                        "meant for another machine")
+                        "meant for another machine (default: check this host)")
     p.set_defaults(func=run)

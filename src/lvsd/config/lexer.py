@@ -79,7 +79,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from lvsd.config.model import DiagKind, Diagnostic, Pos, Severity
-from lvsd.config.secrets import REDACTED, SECRET_KEYWORDS
+from lvsd.config.secrets import REDACTED, SECRET_KEYWORDS, secret_words
 
 MAX_INCLUDE_DEPTH = 32
 MAX_FILES = 10_000
@@ -118,6 +118,7 @@ class LexState:
     block_depth: int = 0
     # values given to auth_pass / password anywhere (also on malformed lines): redact them
     secrets: set[str] = field(default_factory=set)
+    secret_next: bool = False  # a secret keyword without a value: the next words are secret
     # set by a FATAL that stops reading: diagnostics[:abort_mark] are the meaningful ones
     aborted: bool = False
     abort_mark: int = 0
@@ -598,7 +599,9 @@ class Lexer:
             if toks:
                 if toks[0] in SECRET_KEYWORDS:
                     redact_line(piece, st)  # remember the value, however malformed the line
-                    st.secrets.update(t for t in toks[1:] if t not in "{}")
+                # the value, also when it is on the next line(s) (secrets.secret_words)
+                words, st.secret_next = secret_words(toks, st.secret_next)
+                st.secrets.update(words)
                 out.append(Line(toks, piece, pos))
         return out
 

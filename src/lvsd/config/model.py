@@ -176,7 +176,11 @@ class GlobalDefs:
     vrrp_check_unicast_src: bool = False
     vrrp_skip_check_adv_addr: bool = False
     vrrp_startup_delay: float = 0.0
-    vrrp_priority: int | None = None  # process priority; unsupported beyond parsing
+    # the VRRP child process's scheduling (keepalived lib/process.c set_process_priorities)
+    vrrp_priority: int | None = None  # nice value
+    vrrp_rt_priority: int | None = None  # SCHED_RR priority (1-99)
+    vrrp_rlimit_rttime: int | None = None  # RLIMIT_RTTIME, microseconds (with rt_priority)
+    vrrp_no_swap: bool = False  # mlockall
     # FIFO lines on effective priority changes (instances/groups may override; vrrp.c)
     vrrp_notify_priority_changes: bool = False
     # instances may name interfaces that do not exist yet: FAULT until they appear
@@ -186,6 +190,9 @@ class GlobalDefs:
     # "no" (default: leave the table), "all" (flush everything), "vs" (only our services)
     lvs_flush_on_stop: str = "no"
     lvs_sync_daemon: LvsSyncDaemon | None = None
+    # lvsd extension: "both" (a backup sync daemon always, plus a master one on the VRRP
+    # master) or "keepalived" (keepalived's switching: master or backup); lvsd.pool.syncd
+    lvs_sync_daemon_mode: str = "both"
     notify_fifo: str | None = None
     notify_fifo_script: Script | None = None
     vrrp_notify_fifo: str | None = None

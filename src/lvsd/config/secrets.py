@@ -8,7 +8,11 @@ the IPsec-AH key) and the top-level ``SSL { password }`` (the client key's passp
 it -- and everything else is derived:
 
 * :data:`SECRET_KEYWORDS`: the lexer redacts these keywords' values in the lines it quotes and
-  remembers every value given to them, however malformed the line (config/lexer.py);
+  remembers every value given to them, however malformed the line (config/lexer.py), with
+  :func:`secret_keyword` (also a keyword run into a quote or a backslash: ``auth_pass"x``,
+  ``auth_pass`` + backslash) and :func:`secret_words` (a value on the line or lines after a
+  keyword that has none on its own: the next line, a ``{ }`` block, a backslash continuation
+  -- keepalived reads those lines as unknown keywords and echoes them in its errors);
 * :data:`SECRET_FIELDS`: the model fields ``check-config --json`` replaces by
   :data:`REDACTED` (config/dump.py); the model leaves them out of ``repr`` too;
 * :func:`config_secrets`: the values of a loaded config, masked in every diagnostic
@@ -37,6 +41,35 @@ SECRET_FIELDS: Mapping[type, frozenset[str]] = {
     cls: frozenset(f for c, f, _ in _SECRETS if c is cls) for cls, _, _ in _SECRETS}
 SECRET_KEYS: frozenset[str] = frozenset(
     {f for _, f, _ in _SECRETS} | {"auth_data", "token"})
+
+
+def secret_keyword(word: str) -> bool:
+    """Whether a config word is a secret keyword, or one run into what follows it (a quote,
+    a backslash: anything but a letter, digit or ``_``, so ``password_file`` is not)."""
+    for kw in SECRET_KEYWORDS:
+        if word == kw:
+            return True
+        if word.startswith(kw):
+            nxt = word[len(kw)]
+            if not (nxt.isalnum() or nxt == "_"):
+                return True
+    return False
+
+
+def secret_words(tokens: list[str], after_keyword: bool) -> tuple[list[str], bool]:
+    """The secret values among one line's ``tokens`` and whether the next line's words are
+    secret too. ``after_keyword``: this line follows a secret keyword still waiting for its
+    value (every word but braces is then a secret). A secret keyword's own line gives the
+    words after it; with none (``auth_pass`` alone, ``auth_pass {``, ``auth_pass \\``) the
+    value is on the next line(s) -- until one has a word or closes a block.
+    """
+    if after_keyword:
+        words = [t for t in tokens if t not in "{}"]
+        return words, not words and "}" not in tokens
+    if not tokens or not secret_keyword(tokens[0]):
+        return [], False
+    words = [t for t in tokens[1:] if t not in "{}"]
+    return words, not words and "}" not in tokens[1:]
 
 
 def config_secrets(cfg: Config | None) -> list[str]:

@@ -208,7 +208,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.dump_conf:
         dump_conf(opts)
     from lvsd.daemon.core import Daemon
+    from lvsd.daemon.limits import raise_nofile_limit
 
+    raise_nofile_limit()  # before anything is opened (keepalived set_max_file_limit)
     try:
         return asyncio.run(Daemon(opts).run())
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
@@ -230,7 +232,8 @@ def _keepalived_args(p: argparse.ArgumentParser) -> None:
                    help=f"also log to FILE (default {DEFAULT_LOG_FILE})")
     k.add_argument("--flush-log-file", action="store_true",
                    help="accepted: every record is flushed")
-    k.add_argument("-u", "--umask", metavar="MASK", help="umask for file creation (numeric)")
+    k.add_argument("-u", "--umask", metavar="MASK",
+                   help="umask for file creation (numeric; default: inherited)")
     k.add_argument("-n", "--dont-fork", action="store_true", help="accepted: lvsd never forks")
     k.add_argument("-R", "--dont-respawn", action="store_true",
                    help="accepted: lvsd has no child processes")
@@ -290,20 +293,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help=f"status endpoint address (default {DEFAULT_STATUS_LISTEN}; 'off' to "
                         "disable)")
     p.add_argument("--status-token-file", metavar="FILE",
-                   help="require 'Authorization: Bearer TOKEN' (token read from FILE)")
+                   help="require 'Authorization: Bearer TOKEN' (token read from FILE; "
+                        "default: none, no token asked)")
     p.add_argument("-p", "--pid", "--pid-file", dest="pid_file", metavar="FILE",
                    default=DEFAULT_PID_FILE,
                    help=f"pid file (default {DEFAULT_PID_FILE}; '' for none); a live pid in "
                         "it means lvsd is already running and this one refuses to start")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
-                   help="format of the stderr/console log (syslog records are always text)")
+                   help="format of the stderr/console log (default text; syslog records are "
+                        "always text)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("-P", "--vrrp", "--vrrp-only", dest="vrrp_only", action="store_true",
                    help="run only VRRP (keepalived --vrrp)")
     g.add_argument("-C", "--check", "--check-only", dest="check_only", action="store_true",
                    help="run only checks and pool (keepalived --check)")
-    p.add_argument("--dump-dir", default="/tmp", help="where SIGUSR1/SIGUSR2/SIGRTMIN+2 "
-                                                      "write keepalived's dump files")
+    p.add_argument("--dump-dir", default="/tmp",
+                   help="where SIGUSR1/SIGUSR2/SIGRTMIN+2 write keepalived's dump files "
+                        "(default /tmp)")
     p.add_argument("--vrrp-transport", choices=("raw", "udp"), default="raw",
                    help="raw IP protocol 112 (default, keepalived-compatible) or UDP "
                         "(lvsd extension)")
@@ -311,7 +317,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="seconds between data plane sweeps (drift repair), default 10")
     p.add_argument("--stop-timeout", type=float, default=10.0,
                    help="upper bound for a graceful stop, seconds (default 10)")
-    p.add_argument("--nft-table", default="lvsd", help="nftables table name (inet family)")
-    p.add_argument("--verbose", action="store_true", help="debug logging")
+    p.add_argument("--nft-table", default="lvsd",
+                   help="nftables table name (inet family; default lvsd)")
+    p.add_argument("--verbose", action="store_true", help="debug logging (default: info)")
     _keepalived_args(p)
     p.set_defaults(func=cmd_run)

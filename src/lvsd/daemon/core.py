@@ -4,7 +4,6 @@ endpoint into one asyncio process (theory of operation: :mod:`lvsd.daemon`)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -14,27 +13,27 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from lvsd.config.model import Config, Severity, VrrpInstance
+from lvsd.config.model import Config, Severity
 from lvsd.config.verdict import Verdict
 from lvsd.daemon import snapshot as snap
 from lvsd.daemon.configinfo import config_secrets, config_warnings
 from lvsd.daemon.logsetup import SECRET_FILTER
+from lvsd.daemon.loopwatch import StallTracker, watch
 from lvsd.daemon.options import MODES, Options, StartupError
 from lvsd.daemon.reload import ConfigState, reload
 from lvsd.daemon.sdnotify import sd_notify
-from lvsd.daemon.vrrpset import make_runner, runner_model, runner_spec, vrrp_groups
 from lvsd.status import model as m
 from lvsd.status.event_types import Lifecycle, VrrpError, VrrpStateChange
 
 if TYPE_CHECKING:
     from lvsd.checks.scheduler import Scheduler
     from lvsd.config.model import Script
+    from lvsd.daemon.vrrpproc import VrrpProcess
     from lvsd.dataplane.base import DataPlane
     from lvsd.pool.planner import Plan
     from lvsd.pool.service import PoolService
     from lvsd.preflight import Preflight
     from lvsd.status.app import StatusServer
-    from lvsd.vrrp.runner import VrrpRunner
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +68,8 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.dataplane: DataPlane | None = None
         self.pool: PoolService | None = None  # the pool's loop (checks -> plan -> data plane)
-        self.runners: dict[str, VrrpRunner] = {}  # key: "group NAME" or instance name
-        self.runner_models: dict[str, tuple[object, ...]] = {}  # key -> stripped models
+        self.vrrp: VrrpProcess | None = None  # the VRRP child process (lvsd.daemon.vrrpchild)
+        self.watchdog = StallTracker()  # this (the main) loop: checks, pool, status
         self.secrets: set[str] = set()
         self.reload_lock = asyncio.Lock()
         self._pid_written = False
@@ -95,15 +94,35 @@ class Daemon:
         return self.opts.mode in ("full", "check-only")
 
     # ---- config
-    def load(self) -> Config:
+    def _read(self) -> Config:
         from lvsd.config.loader import load
 
         cfg = load(self.opts.config_file, config_id=self.opts.config_id)
         assert isinstance(cfg, Config)
+        return cfg
+
+    def _remember_secrets(self, cfg: Config) -> None:
         # secrets of every config ever read, rejected ones included (their errors are shown)
         self.secrets.update(config_secrets(cfg))
         SECRET_FILTER.secrets.update(self.secrets)
+
+    def load(self) -> Config:
+        cfg = self._read()
+        self._remember_secrets(cfg)
         return cfg
+
+    async def load_checked(self) -> Preflight:
+        """:meth:`load` + :meth:`preflight` in a worker thread: a 37,000-server file is seconds
+        of CPU, and the main loop (checks, the pool's writes, status) goes on meanwhile. The
+        secrets are noted on the loop (the log filter reads them there)."""
+
+        def work() -> tuple[Config, Preflight]:
+            cfg = self._read()
+            return cfg, self.preflight(cfg)
+
+        cfg, pf = await asyncio.to_thread(work)
+        self._remember_secrets(cfg)
+        return pf
 
     def preflight(self, cfg: Config) -> Preflight:
         """Everything ``lvsd check-config`` checks, for this daemon's mode and data plane: the
@@ -160,6 +179,7 @@ class Daemon:
             signal.SIGRTMIN + 2: functools.partial(self._dump, "json")}
         for sig, fn in handlers.items():
             loop.add_signal_handler(sig, fn)
+        self._watch_task = loop.create_task(watch(self.watchdog, self._stalled))
         try:
             try:
                 await self._startup()
@@ -185,9 +205,24 @@ class Daemon:
         finally:
             for sig in handlers:
                 loop.remove_signal_handler(sig)
+            self._watch_task.cancel()
+
+    def _stalled(self, stall: float) -> None:
+        log.warning("main event loop was blocked for %.0f ms (checks, pool and status wait "
+                    "meanwhile; VRRP runs in its own process)", stall * 1e3)
 
     async def _startup(self) -> None:
-        pf = self.preflight(self.load())
+        self._write_pid()  # first, as keepalived: "already running" before anything else
+        if self.run_vrrp:  # first: its imports overlap the config load below
+            from lvsd.daemon.logsetup import CURRENT
+            from lvsd.daemon.vrrpproc import VrrpProcess
+
+            self.vrrp = VrrpProcess(self._on_vrrp, CURRENT)
+            try:
+                await self.vrrp.start()
+            except OSError as exc:
+                raise StartupError(f"cannot start the VRRP child process: {exc}") from None
+        pf = await self.load_checked()
         cfg, verdict = pf.config, pf.verdict
         self.log_diagnostics(verdict)
         if not verdict.runnable:
@@ -197,7 +232,6 @@ class Daemon:
         self.config = cfg
         self.verdict = verdict
         self.cfg_state = ConfigState(loaded_at=time.time())
-        self._write_pid()
         await self._start_status()
         if self.run_checks:
             await self._start_pool(cfg)
@@ -214,30 +248,12 @@ class Daemon:
     def _write_pid(self) -> None:
         if not self.opts.pid_file:
             return
+        from lvsd.daemon import pidfile  # a lock, not the file's content, decides (pidfile.py)
+
         try:
-            with open(self.opts.pid_file, encoding="ascii") as fh:
-                other = int(fh.read().strip() or "0")
-        except (OSError, ValueError):
-            other = 0
-        if other and other != os.getpid():
-            try:
-                os.kill(other, 0)
-                alive = True
-            except ProcessLookupError:
-                alive = False
-            except PermissionError:
-                alive = True
-            if alive:
-                raise StartupError(f"already running: pid {other} (pid file "
-                                   f"{self.opts.pid_file}); stop it or use another --pid-file")
-        try:
-            tmp = f"{self.opts.pid_file}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="ascii") as fh:
-                fh.write(f"{os.getpid()}\n")
-            os.replace(tmp, self.opts.pid_file)
-            self._pid_written = True
-        except OSError as exc:
-            raise StartupError(f"pid file {self.opts.pid_file}: {exc.strerror or exc}") from None
+            self._pid_written = pidfile.acquire(self.opts.pid_file)
+        except pidfile.AlreadyRunning as exc:
+            raise StartupError(str(exc)) from None
 
     async def _start_status(self) -> None:
         if not self.opts.status_listen:
@@ -318,56 +334,27 @@ class Daemon:
     # ---- VRRP
     def _on_vrrp(self, name: str, kind: str, info: dict[str, Any]) -> None:
         if kind == "state":
+            if self.pool is not None and info.get("state"):  # lvs_sync_daemon follows it
+                self.pool.vrrp_state(name, str(info["state"]))
             self.bus.publish(VrrpStateChange(name, info.get("previous"), info.get("state"),
                                              info.get("reason")))
         else:
             self.bus.publish(VrrpError(name, info.get("message")))
 
-    def _make_runner(self, cfg: Config, group: str | None,
-                     members: list[VrrpInstance]) -> VrrpRunner:
-        return make_runner(cfg, group, members, transport=self.opts.vrrp_transport,
-                           on_event=self._on_vrrp)
-
     async def apply_vrrp(self, cfg: Config) -> None:
-        """Make the running VRRP runners match ``cfg`` (startup and reload)."""
-        wanted = vrrp_groups(cfg)
-        models = {k: runner_model(cfg, g, mem) for k, (g, mem) in wanted.items()}
-        to_stop = [k for k in self.runners if k not in wanted]
-        for k, runner in self.runners.items():
-            if k in wanted and models[k] != self.runner_models.get(k):
-                # VrrpRunner.update matches members by identity (vrrp.reload_plan): same
-                # identity keeps its state (parameters updated in place), a changed one
-                # restarts alone
-                rs = runner_spec(cfg, *wanted[k], transport=self.opts.vrrp_transport)
-                out = await runner.update(rs.instances, group_notifier=rs.group_notifier)
-                self.runner_models[k] = models[k]
-                log.info("VRRP %s updated in place (%s)", k, out)
-        if to_stop:
-            await asyncio.gather(*(self._stop_runner(k) for k in to_stop))
-        for k, (group, members) in wanted.items():
-            if k in self.runners:
-                continue
-            runner = self._make_runner(cfg, group, members)
-            try:
-                await runner.start()
-            except Exception as exc:  # e.g. interface missing, no permission for raw sockets
-                try:
-                    await runner.stop(1.0)
-                except Exception as stop_exc:  # the start failure is what gets reported
-                    log.debug("VRRP %s: stop after the failed start: %s", k, stop_exc)
-                raise StartupError(f"VRRP {k}: cannot start: {exc}") from None
-            self.runners[k] = runner
-            self.runner_models[k] = models[k]
-            log.info("VRRP %s started", k)
+        """Make the VRRP child's runners match ``cfg`` (startup and reload); raise
+        :class:`StartupError` with the child's reason when it cannot."""
+        from lvsd.daemon.vrrpproc import ChildGone
 
-    async def _stop_runner(self, key: str) -> None:
-        runner = self.runners.pop(key)
-        self.runner_models.pop(key, None)
+        assert self.vrrp is not None
         try:
-            await runner.stop(timeout=min(5.0, self.opts.stop_timeout / 2))
-        except Exception as exc:
-            log.warning("VRRP %s: stop failed: %s", key, exc)
-        log.info("VRRP %s stopped", key)
+            reply = await self.vrrp.apply(cfg, transport=self.opts.vrrp_transport,
+                                          secrets=tuple(sorted(self.secrets)),
+                                          mono_offset=self._mono_offset)
+        except ChildGone as exc:
+            raise StartupError(str(exc)) from None
+        if not reply.ok:
+            raise StartupError(reply.error or "VRRP: cannot apply the config")
 
     # ---- reload
     def _on_hup(self) -> None:
@@ -388,10 +375,13 @@ class Daemon:
     # ---- shutdown
     async def _shutdown(self) -> None:
         self.stopping = True
-        if self.runners:
-            await asyncio.gather(*(self._stop_runner(k) for k in list(self.runners)))
+        if self.vrrp is not None:  # first: a master sends priority 0 and drops its VIPs
+            await self.vrrp.stop(timeout=min(5.0, self.opts.stop_timeout / 2))
         if self.pool is not None:  # checks, omega scripts, reconciler (table left or flushed)
             await self.pool.stop(script_timeout=max(1.0, self.opts.stop_timeout / 3))
+        from lvsd.scriptrun import wait_stopped
+
+        await wait_stopped()  # scripts being stopped end in SIGKILL of their process group
         if self._bg:
             await asyncio.wait(set(self._bg), timeout=2.0)
         if self._status_server is not None:
@@ -403,11 +393,9 @@ class Daemon:
             except Exception as exc:  # stopping anyway: say so, go on with the pid file
                 log.warning("data plane %s: close failed: %s", self.dataplane.name, exc)
         if self.opts.pid_file and self._pid_written:
-            with contextlib.suppress(OSError):
-                with open(self.opts.pid_file, encoding="ascii") as fh:
-                    mine = fh.read().strip() == str(os.getpid())
-                if mine:
-                    os.unlink(self.opts.pid_file)
+            from lvsd.daemon import pidfile
+
+            pidfile.release(self.opts.pid_file)  # removed if still ours, lock dropped
 
     # ---- dumps (keepalived signals)
     def _dump(self, what: str) -> None:
@@ -434,8 +422,17 @@ class Daemon:
             diagnostics=snap.config_diagnostics(self.verdict),
             diagnostics_total=self.verdict.counts() if self.verdict is not None else {},
             strict=self.opts.strict)
+        vr = self.vrrp
+        stalls = {"main": self.watchdog.max_stall}
+        over = {"main": self.watchdog.over_threshold}
+        if vr is not None:
+            stalls["vrrp"] = vr.loop_health.max_stall
+            over["vrrp"] = vr.loop_health.stalls_over_threshold
         proc = m.ProcessStatus(os.getpid(), self.version, self.started_at, self.opts.mode,
-                               self.ready, self.stopping)
+                               self.ready, self.stopping,
+                               vrrp_pid=vr.pid if vr is not None else None,
+                               vrrp_respawns=vr.respawns if vr is not None else 0,
+                               loop_max_stall=stalls, loop_stalls_over_threshold=over)
         pool = self.pool.view() if self.pool is not None else None
         sched = self.scheduler
         if pool is None:
@@ -445,7 +442,7 @@ class Daemon:
             reconciler = snap.reconciler_status(pool)
         return m.Snapshot(
             process=proc, config=config_status, generated_at=time.time(),
-            instances=snap.instances_status(self.runners.values(), cfg, conv),
+            instances=self.vrrp.instances if self.vrrp is not None else (),
             virtual_servers=snap.vs_status(cfg, pool, conv),
             checkers=snap.checkers_status(sched.status() if sched is not None else (), conv),
             reconciler=reconciler)

@@ -90,6 +90,8 @@ class SecretFilter(logging.Filter):
 
 
 SECRET_FILTER = SecretFilter()
+# the last setup_logging() arguments (JSON-able), handed to child processes
+CURRENT: dict[str, object] = {}
 
 
 class Rfc3164Formatter(logging.Formatter):
@@ -190,9 +192,14 @@ def _stream_handler(fmt: str) -> logging.Handler:
 
 def setup_logging(fmt: str, verbose: bool = False, *, syslog: bool = False,
                   facility: int = FACILITY_DAEMON, console: bool = False,
-                  logfile: str | None = None) -> LogPlan:
+                  logfile: str | None = None, quiet: bool = False) -> LogPlan:
     """Install the root handlers. ``syslog=False`` (the default, for other callers) logs to
-    stderr only, as before; ``lvsd run`` passes ``syslog=not -G``, ``console=-l``."""
+    stderr only, as before; ``lvsd run`` passes ``syslog=not -G``, ``console=-l``.
+    ``quiet``: do not log the plan's warning (a child process repeating its parent's set-up).
+    The arguments are kept in :data:`CURRENT` for child processes (the VRRP child)."""
+    CURRENT.clear()
+    CURRENT.update(fmt=fmt, verbose=verbose, syslog=syslog, facility=facility, console=console,
+                   logfile=logfile)
     path = syslog_path()
     handlers: list[logging.Handler] = []
     sys_handler = _syslog_handler(path, facility) if syslog else None
@@ -215,6 +222,6 @@ def setup_logging(fmt: str, verbose: bool = False, *, syslog: bool = False,
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    if plan.warning:
+    if plan.warning and not quiet:
         logging.getLogger(__name__).warning("%s", plan.warning)
     return plan

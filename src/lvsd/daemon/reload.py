@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from lvsd.config.changes import config_changes
 from lvsd.config.model import Severity
 from lvsd.daemon.sdnotify import sd_notify
 from lvsd.status.event_types import EventPayload, ReloadApplied, ReloadRejected
@@ -78,8 +79,7 @@ class Reloadable(Protocol):
     @property
     def run_vrrp(self) -> bool: ...
 
-    def load(self) -> Config: ...
-    def preflight(self, cfg: Config) -> Preflight: ...
+    async def load_checked(self) -> Preflight: ...
     def log_diagnostics(self, verdict: Verdict, what: str = ...) -> None: ...
     def reload_pool(self, cfg: Config) -> None: ...
     async def apply_vrrp(self, cfg: Config) -> None: ...
@@ -95,7 +95,7 @@ async def reload(d: Reloadable) -> bool:
         st = d.cfg_state
         st.reloads_total += 1
         st.last_reload_at = time.time()
-        pf = d.preflight(d.load())
+        pf = await d.load_checked()  # in a worker thread: the main loop goes on
         new, verdict = pf.config, pf.verdict
         d.log_diagnostics(verdict, "reload")
         if not verdict.runnable:
@@ -106,6 +106,7 @@ async def reload(d: Reloadable) -> bool:
             d.bus.publish(ReloadRejected(tuple(errors), st.generation))
             sd_notify("READY=1\nSTATUS=reload rejected, previous config running")
             return False
+        changes = config_changes(d.config, new) if d.config is not None else ()
         d.config = new
         d.verdict = verdict
         try:
@@ -123,6 +124,6 @@ async def reload(d: Reloadable) -> bool:
         log.info("reload applied: generation %d", st.generation)
         d.bus.publish(ReloadApplied(st.generation, verdict.counts(),
                                     tuple(str(x) for x in verdict.diagnostics
-                                          if x.severity is not Severity.FATAL)))
+                                          if x.severity is not Severity.FATAL), changes))
         sd_notify(f"READY=1\nSTATUS=running config {new.config_id}")
         return True

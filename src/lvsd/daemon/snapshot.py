@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from lvsd.config.model import Config
     from lvsd.config.verdict import Verdict
     from lvsd.pool.service import PoolView
-    from lvsd.pool.table import DestKey, DestStats, ServiceEntry, ServiceKey
+    from lvsd.pool.table import DestKey, DestStats, ServiceEntry, ServiceKey, ServiceSpec
     from lvsd.vrrp.runner import VrrpRunner
 
 Conv = Callable[[float | None], float | None]
@@ -73,24 +73,65 @@ def instances_status(runners: Iterable[VrrpRunner], cfg: Config | None,
                 master=master, master_priority=mprio or None,
                 advert_int=float(r.master_adver_int or r.advert_int),
                 vips=tuple(v.cidr for v in inst.virtual_ipaddresses) if inst else r.addresses,
-                vips_held=state == "MASTER", sync_group=group,
+                # the host's truth (the runner's last add/remove), not "MASTER, so held"
+                vips_held=member.vips_held, sync_group=group,
                 transitions=trans, adverts_sent=c.adverts_sent,
                 adverts_received=c.adverts_received, became_master=c.became_master,
                 released_master=c.released_master,
                 priority_zero_sent=c.priority_zero_sent,
                 priority_zero_received=c.priority_zero_received,
-                invalid_packets=dict(c.invalid),
-                fault_reasons=r.fault_reasons))
+                invalid_packets=member.invalid_packets,
+                fault_reasons=r.fault_reasons,
+                vip_add_failures=c.vip_add_failed, vip_retry_at=conv(r.vip_retry_at)))
     return tuple(out)
 
 
+#: ipvsadm -Ln's "Forward" column (ipvsadm.c fwd_name): the kernel's IP_VS_CONN_F_* by name
+FORWARD_NAMES = {"MASQ": "Masq", "LOCAL": "Local", "TUNNEL": "Tunnel", "DROUTE": "Route",
+                 "BYPASS": "Bypass"}
+
+
+class _InDataplane:
+    """A real server (or a whole virtual server) as the data plane holds it: its weight and
+    forwarding method, and the sum of its destinations' connections and counters (plain
+    sums: a snapshot of a 37,000-server pool adds them all)."""
+
+    __slots__ = ("active", "counts", "forward", "inactive", "weight")
+
+    def __init__(self) -> None:
+        self.weight: int | None = None
+        self.forward: str | None = None
+        self.active: int | None = None
+        self.inactive: int | None = None
+        self.counts: list[int] | None = None  # TrafficStats' fields, in order
+
+    def add(self, ds: DestStats | None) -> None:
+        """One more destination's counters (None: the data plane reports none for it)."""
+        if ds is None:
+            return
+        self.active = (self.active or 0) + ds.active_conns
+        self.inactive = (self.inactive or 0) + ds.inactive_conns
+        if not ds.counters:  # connections only (nftables: conntrack)
+            return
+        vals = (ds.conns, ds.inpkts, ds.outpkts, ds.inbytes, ds.outbytes,
+                ds.cps, ds.inpps, ds.outpps, ds.inbps, ds.outbps)
+        if self.counts is None:
+            self.counts = list(vals)
+        else:
+            self.counts = [a + b for a, b in zip(self.counts, vals, strict=True)]
+
+    @property
+    def stats(self) -> m.TrafficStats | None:
+        return None if self.counts is None else m.TrafficStats(*self.counts)
+
+
 def _in_dataplane(addr: str, ports: Iterable[int], services: Iterable[ServiceKey],
-                  actual: Mapping[ServiceKey, ServiceEntry],
-                  stats: Stats) -> tuple[int | None, int | None, int | None]:
-    """(weight, active, inactive connections) of a real server as the data plane holds it."""
+                  actual: Mapping[ServiceKey, ServiceEntry], stats: Stats) -> _InDataplane:
+    """A real server's weight, forwarding method, connections and counters as the data plane
+    holds them (summed over the services of its virtual server)."""
     from lvsd.pool.table import DestKey
 
-    weight = ac = ic = None
+    out = _InDataplane()
     for skey in services:
         entry = actual.get(skey)
         if entry is None:
@@ -99,14 +140,33 @@ def _in_dataplane(addr: str, ports: Iterable[int], services: Iterable[ServiceKey
         for port in {*ports, skey.port}:
             dkey = DestKey(addr, port)
             d = entry.dests.get(dkey)
-            if d is None:
-                continue
-            weight = d.weight
-            ds = stats.get((skey, dkey))
-            if ds is not None:
-                ac = (ac or 0) + ds.active_conns
-                ic = (ic or 0) + ds.inactive_conns
-    return weight, ac, ic
+            if d is not None:
+                out.weight, out.forward = d.weight, FORWARD_NAMES.get(d.fwd.name, d.fwd.name)
+                out.add(stats.get((skey, dkey)))
+    return out
+
+
+def _service_totals(services: Iterable[ServiceKey], actual: Mapping[ServiceKey, ServiceEntry],
+                    stats: Stats) -> _InDataplane:
+    """A virtual server's connections and counters: the sum over every destination of its
+    services (lvsd's and any added by hand) that the data plane reports counters for."""
+    out = _InDataplane()
+    for skey in services:
+        entry = actual.get(skey)
+        for dkey in entry.dests if entry is not None else ():
+            out.add(stats.get((skey, dkey)))
+    return out
+
+
+def _service_spec(services: Iterable[ServiceKey], actual: Mapping[ServiceKey, ServiceEntry],
+                  desired: Mapping[ServiceKey, ServiceEntry]) -> ServiceSpec | None:
+    """The settings ``ipvsadm -Ln`` would show: the data plane's, else what lvsd wants."""
+    for table in (actual, desired):
+        for skey in services:
+            entry = table.get(skey)
+            if entry is not None:
+                return entry.spec
+    return None
 
 
 def vs_status(cfg: Config | None, pool: PoolView | None,
@@ -132,21 +192,22 @@ def vs_status(cfg: Config | None, pool: PoolView | None,
             rid = Planner.rs_id(vs, rs)
             h = health.get(rid)
             alive = h.alive if h is not None else (None if rs.checkers else True)
-            weight, ac, ic = _in_dataplane(rid.addr, (rs.port,), services, actual, stats)
+            d = _in_dataplane(rid.addr, (rs.port,), services, actual, stats)
             rss.append(m.RealServerStatus(
-                address=rid.addr, port=rs.port, alive=alive, in_dataplane=weight is not None,
-                dataplane_weight=weight, configured_weight=rs.weight,
+                address=rid.addr, port=rs.port, alive=alive, in_dataplane=d.weight is not None,
+                dataplane_weight=d.weight, configured_weight=rs.weight,
                 dynamic_weight=h.dynamic_weight if h else None,
                 failed_checkers=h.failed_checkers if h else (),
                 since=conv(h.since) if h and h.since else None,
-                reason=h.reason if h else "", active_conns=ac, inactive_conns=ic))
+                reason=h.reason if h else "", active_conns=d.active, inactive_conns=d.inactive,
+                forward=d.forward, stats=d.stats))
         for rid, end in sorted(draining.get(vs.ident, ()), key=lambda x: (x[0].addr, x[0].port)):
-            weight, ac, ic = _in_dataplane(rid.addr, (rid.port,), services, actual, stats)
+            d = _in_dataplane(rid.addr, (rid.port,), services, actual, stats)
             rss.append(m.RealServerStatus(
-                address=rid.addr, port=rid.port, alive=None, in_dataplane=weight is not None,
-                dataplane_weight=weight, configured_weight=0, reason=DRAIN_REASON,
-                active_conns=ac, inactive_conns=ic, draining=True,
-                draining_until=conv(end)))
+                address=rid.addr, port=rid.port, alive=None, in_dataplane=d.weight is not None,
+                dataplane_weight=d.weight, configured_weight=0, reason=DRAIN_REASON,
+                active_conns=d.active, inactive_conns=d.inactive, draining=True,
+                draining_until=conv(end), forward=d.forward, stats=d.stats))
         sorry = None
         if vs.sorry_server is not None:
             sorry = hostport(vs.sorry_server.address, vs.sorry_server.port)
@@ -155,12 +216,23 @@ def vs_status(cfg: Config | None, pool: PoolView | None,
             entry = actual.get(skey)
             if entry is not None:
                 live += sum(d.weight for d in entry.dests.values())
+        spec = _service_spec(services, actual, plan.table)
+        if spec is not None:  # a timeout means persistent (dataplane/ipvs.py canonical form)
+            flags, ptime, gran = spec.flags - {"persistent"}, spec.persistence_timeout, \
+                spec.persistence_granularity
+        else:
+            flags, ptime, gran = vs.sched_flags, vs.persistence_timeout, \
+                vs.persistence_granularity
+        tot = _service_totals(services, actual, stats)
         out.append(m.VirtualServerStatus(
             ident=vs.ident, services=tuple(str(k) for k in services),
             protocol=vs.protocol.value, scheduler=vs.lb_algo, lb_kind=vs.lb_kind.value,
             quorum=vs.quorum, quorum_up=st.quorum_up if st else False,
             alive=st.alive if st else 0, live_weight=live, sorry_server=sorry,
-            sorry_active=st.sorry_active if st else False, real_servers=tuple(rss)))
+            sorry_active=st.sorry_active if st else False, real_servers=tuple(rss),
+            flags=tuple(sorted(flags)), persistence_timeout=ptime,
+            persistence_granularity=gran if ptime is not None else None,
+            active_conns=tot.active, inactive_conns=tot.inactive, stats=tot.stats))
     return tuple(out)
 
 
@@ -177,7 +249,8 @@ def checkers_status(checkers: Iterable[SchedCheckerStatus],
                 latency_seconds=c.last_latency,
                 error=None if c.last_ok in (True, None) else c.last_reason,
                 last_check_at=conv(c.last_at), next_check_at=conv(c.next_check),
-                consecutive_failures=c.retry_it, checks_total=c.attempts))
+                consecutive_failures=c.retry_it, checks_total=c.attempts,
+                failures=dict(c.failures)))
     return tuple(out)
 
 
@@ -190,4 +263,21 @@ def reconciler_status(pool: PoolView) -> m.ReconcilerStatus:
         alarms=tuple(f"{a.op}: {a.error} (x{a.count})" for a in s.alarms),
         last_error=pool.last_error,
         timeouts_desired=s.timeouts_desired.named() if s.timeouts_desired is not None else {},
-        timeouts_kernel=s.timeouts_kernel.named() if s.timeouts_kernel is not None else {})
+        timeouts_kernel=s.timeouts_kernel.named() if s.timeouts_kernel is not None else {},
+        sync_instance=pool.sync_instance, sync_vrrp_state=pool.sync_vrrp_state,
+        sync_daemons=sync_daemon_status(pool))
+
+
+def sync_daemon_status(pool: PoolView) -> tuple[m.SyncDaemonStatus, ...]:
+    """Per role: the kernel's daemon where one runs (else the wanted one), wanted or not."""
+    s = pool.reconciler
+    want = {d.role: d for d in s.sync_desired}
+    have = {d.role: d for d in s.sync_kernel or ()}
+    out = []
+    for role in sorted(want.keys() | have.keys()):
+        d = have.get(role) or want[role]
+        out.append(m.SyncDaemonStatus(role=role.value, interface=d.interface,
+                                      sync_id=d.sync_id, desired=role in want,
+                                      running=role in have, maxlen=d.maxlen, group=d.group,
+                                      port=d.port, ttl=d.ttl))
+    return tuple(out)

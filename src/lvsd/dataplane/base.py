@@ -15,6 +15,11 @@ IPVS connection timeouts (additive): a data plane that has them (kernel IPVS, me
 without them (nftables: NAT there rides on conntrack, whose timeouts are the host's
 ``nf_conntrack_*`` sysctls, not IPVS's) simply does not offer it; the reconciler then ignores
 ``lvs_timeouts`` with a warning rather than refusing a config keepalived would run.
+
+IPVS connection sync daemons (additive): a data plane that can run them (kernel IPVS, memory)
+offers :class:`SyncDaemonHolder`: a fresh read of the running daemons, a start and a stop
+(``ipvsadm --start-daemon`` / ``--stop-daemon`` / ``-L --daemon``). The reconciler owns them
+(:mod:`lvsd.pool.syncd` decides); nftables has none and refuses ``lvs_sync_daemon`` at preflight.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from lvsd.pool.syncd import SyncDaemon, SyncRole
 from lvsd.pool.table import (
     DestKey,
     DestSpec,
@@ -104,4 +110,22 @@ class TimeoutHolder(Protocol):
     async def set_timeouts(self, timeouts: Timeouts) -> None:
         """Write the fields of ``timeouts`` that are set; leave the others as they are.
         Raises :class:`DataPlaneError` on failure."""
+        ...
+
+
+@runtime_checkable
+class SyncDaemonHolder(Protocol):
+    """Optional: the kernel's IPVS connection sync daemons (one per role at most)."""
+
+    async def get_sync_daemons(self) -> tuple[SyncDaemon, ...]:
+        """The daemons running now, read fresh (every field the kernel reports set)."""
+        ...
+
+    async def start_sync_daemon(self, daemon: SyncDaemon) -> None:
+        """Start ``daemon`` (its parameters left None: the kernel's defaults). Raises
+        :class:`DataPlaneError` on failure (one of that role running already included)."""
+        ...
+
+    async def stop_sync_daemon(self, role: SyncRole) -> None:
+        """Stop the daemon of ``role``. Raises :class:`DataPlaneError` on failure."""
         ...

@@ -57,6 +57,7 @@ import sys
 from collections.abc import Collection, Sequence
 
 from lvsd.dataplane.base import DataPlaneError, DataPlaneUnavailable
+from lvsd.pool.syncd import SyncDaemon, SyncRole
 from lvsd.pool.table import (
     AddDest,
     AddService,
@@ -197,6 +198,7 @@ DEST_ADDR, DEST_PORT, DEST_FWD, DEST_WEIGHT, DEST_U_THRESH, DEST_L_THRESH = 1, 2
 DEST_ACTIVE, DEST_INACTIVE, DEST_STATS, DEST_ADDR_FAMILY, DEST_STATS64 = 7, 8, 10, 11, 12
 DEST_TUN_TYPE, DEST_TUN_PORT, DEST_TUN_FLAGS = 13, 14, 15
 STATS_CONNS, STATS_INPKTS, STATS_OUTPKTS, STATS_INBYTES, STATS_OUTBYTES = 1, 2, 3, 4, 5
+STATS_CPS, STATS_INPPS, STATS_OUTPPS, STATS_INBPS, STATS_OUTBPS = 6, 7, 8, 9, 10
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _GENLHDR = struct.Struct("=BBH")
@@ -475,7 +477,19 @@ def decode_dest_stats(buf: bytes, a: dict[int, tuple[int, int]]) -> DestStats:
     return DestStats(active_conns=num(a, DEST_ACTIVE), inactive_conns=num(a, DEST_INACTIVE),
                      conns=num(s, STATS_CONNS), inpkts=num(s, STATS_INPKTS),
                      outpkts=num(s, STATS_OUTPKTS), inbytes=num(s, STATS_INBYTES),
-                     outbytes=num(s, STATS_OUTBYTES))
+                     outbytes=num(s, STATS_OUTBYTES), cps=num(s, STATS_CPS),
+                     inpps=num(s, STATS_INPPS), outpps=num(s, STATS_OUTPPS),
+                     inbps=num(s, STATS_INBPS), outbps=num(s, STATS_OUTBPS))
+
+
+def decode_dest_message(msg: bytes, svc_af: int) -> tuple[DestSpec, DestStats] | None:
+    """One destination dump message -> the destination and its counters (connections now,
+    ``ipvsadm -Ln --stats`` totals and ``--rate`` rates); None without a destination. The one
+    decoding path of :meth:`IPVSDataPlane.dump` (generic layout) and :meth:`stats`."""
+    a = _dest_index(msg)
+    if a is None:
+        return None
+    return decode_dest(msg, a, svc_af), decode_dest_stats(msg, a)
 
 
 class _NetlinkError(Exception):
@@ -743,13 +757,13 @@ class IPVSDataPlane:
             if fast is not None:
                 dests[fast.key] = fast
                 continue
-            a = _dest_index(msg)
-            if a is None:
+            got = decode_dest_message(msg, key.af)
+            if got is None:
                 continue
-            d = decode_dest(msg, a, key.af)
+            d, st = got
             dests[d.key] = d
             if with_stats:
-                stats[(key, d.key)] = decode_dest_stats(msg, a)
+                stats[(key, d.key)] = st
         return dests
 
     def _dump_sync(self, with_stats: bool, keys: Collection[ServiceKey] | None = None
@@ -813,6 +827,87 @@ class IPVSDataPlane:
         async with self._lock:
             await asyncio.to_thread(self._do, f"set timeouts {timeouts}", None, CMD_SET_CONFIG,
                                     payload)
+
+    # --- connection sync daemons (SyncDaemonHolder) --------------------------------------
+
+    def _daemons_sync(self) -> tuple[SyncDaemon, ...]:
+        got = [decode_daemon(m) for m in self._do("get sync daemons", None, CMD_GET_DAEMON,
+                                                   b"", dump=True)]
+        return tuple(sorted((d for d in got if d is not None), key=lambda d: d.role.kernel))
+
+    async def get_sync_daemons(self) -> tuple[SyncDaemon, ...]:
+        """``ipvsadm -L --daemon``: one IPVS_CMD_GET_DAEMON dump."""
+        async with self._lock:
+            return await asyncio.to_thread(self._daemons_sync)
+
+    async def start_sync_daemon(self, daemon: SyncDaemon) -> None:
+        """``ipvsadm --start-daemon``: one IPVS_CMD_NEW_DAEMON request."""
+        async with self._lock:
+            await asyncio.to_thread(self._do, f"start sync daemon {daemon.describe()}", None,
+                                    CMD_NEW_DAEMON, daemon_attrs(daemon))
+
+    async def stop_sync_daemon(self, role: SyncRole) -> None:
+        """``ipvsadm --stop-daemon``: one IPVS_CMD_DEL_DAEMON request (the state alone)."""
+        async with self._lock:
+            await asyncio.to_thread(self._do, f"stop sync daemon {role.value}", None,
+                                    CMD_DEL_DAEMON,
+                                    _nla(ATTR_DAEMON, _u32(DAEMON_STATE, role.kernel)))
+
+
+# --- connection sync daemons (IPVS_CMD_*_DAEMON; include/uapi/linux/ip_vs.h) ------------------
+# ipvsadm --start-daemon / --stop-daemon / -L --daemon. The kernel runs at most one daemon per
+# role (IP_VS_STATE_MASTER 1, IP_VS_STATE_BACKUP 2) per network namespace; a second start of
+# a role is EEXIST, a stop of one not running ESRCH, an interface that does not exist ENODEV.
+
+CMD_NEW_DAEMON, CMD_DEL_DAEMON, CMD_GET_DAEMON = 9, 10, 11
+ATTR_DAEMON = 3
+DAEMON_STATE, DAEMON_MCAST_IFN, DAEMON_SYNC_ID, DAEMON_SYNC_MAXLEN = 1, 2, 3, 4
+DAEMON_MCAST_GROUP, DAEMON_MCAST_GROUP6, DAEMON_MCAST_PORT, DAEMON_MCAST_TTL = 5, 6, 7, 8
+
+
+def daemon_attrs(d: SyncDaemon) -> bytes:
+    """The nested IPVS_CMD_ATTR_DAEMON of IPVS_CMD_NEW_DAEMON: state, interface and sync id
+    always; maxlen (u16), group (IPv4 u32 or IPv6, network order), port and ttl (u8) only
+    when set (the kernel fills its defaults: ip_vs_sync.c start_sync_thread). The port is a
+    host-order u16 both ways (ip_vs_ctl.c: nla_get_u16 / nla_put_u16; htons at the socket),
+    unlike a service's port."""
+    inner = (_u32(DAEMON_STATE, d.role.kernel)
+             + _nla(DAEMON_MCAST_IFN, d.interface.encode() + b"\0")
+             + _u32(DAEMON_SYNC_ID, d.sync_id))
+    if d.maxlen:
+        inner += _u16(DAEMON_SYNC_MAXLEN, d.maxlen)
+    if d.group:
+        v6 = ":" in d.group
+        raw = socket.inet_pton(socket.AF_INET6 if v6 else socket.AF_INET, d.group)
+        inner += _nla(DAEMON_MCAST_GROUP6 if v6 else DAEMON_MCAST_GROUP, raw)
+    if d.port:
+        inner += _u16(DAEMON_MCAST_PORT, d.port)
+    if d.ttl:
+        inner += _u8(DAEMON_MCAST_TTL, d.ttl)
+    return _nla(ATTR_DAEMON, inner)
+
+
+def decode_daemon(msg: bytes) -> SyncDaemon | None:
+    """One IPVS_CMD_GET_DAEMON dump message (None if it carries no daemon)."""
+    top = parse_attrs(msg, _NLMSGHDR.size + _GENLHDR.size)
+    nested = top.get(ATTR_DAEMON)
+    if nested is None:
+        return None
+    a = parse_attrs(nested)
+    state = _int(a, DAEMON_STATE)
+    if state not in (1, 2):
+        return None
+    ifn = bytes(a.get(DAEMON_MCAST_IFN, b"")).split(b"\0", 1)[0].decode(errors="replace")
+    group: str | None = None
+    if DAEMON_MCAST_GROUP6 in a:
+        group = _ntop(bytes(a[DAEMON_MCAST_GROUP6]), True)
+    elif DAEMON_MCAST_GROUP in a:
+        group = _ntop(bytes(a[DAEMON_MCAST_GROUP]), False)
+    return SyncDaemon(
+        SyncRole.MASTER if state == 1 else SyncRole.BACKUP, ifn, _int(a, DAEMON_SYNC_ID),
+        _int(a, DAEMON_SYNC_MAXLEN) if DAEMON_SYNC_MAXLEN in a else None,
+        _int(a, DAEMON_MCAST_PORT) if DAEMON_MCAST_PORT in a else None,
+        _int(a, DAEMON_MCAST_TTL) if DAEMON_MCAST_TTL in a else None, group)
 
 
 async def probe(netns: str | None = None) -> str | None:

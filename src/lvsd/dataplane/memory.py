@@ -19,6 +19,12 @@ ip_vs_proto_udp.c) and following the kernel's rules for a write (ip_vs_ctl.c
 ``ip_vs_set_timeout``: a field left out or 0 keeps its value, a value above INT_MAX/HZ is
 EINVAL); :meth:`MemoryDataPlane.drift_timeouts` changes them by hand (``ipvsadm --set``) and
 :meth:`MemoryDataPlane.fail_timeouts` makes timeout reads or writes fail.
+
+And the IPVS connection sync daemons (:class:`~lvsd.dataplane.base.SyncDaemonHolder`): one per
+role, started with the kernel's defaults filled in and its maxlen clamp (ip_vs_sync.c
+start_sync_thread; the MTU taken as 1500), a second start of a role EEXIST, a stop of one not
+running ESRCH; :meth:`MemoryDataPlane.drift_stop_daemon` stops one by hand (``ipvsadm
+--stop-daemon``) and :meth:`MemoryDataPlane.fail_sync` makes the next sync calls fail.
 """
 
 from __future__ import annotations
@@ -27,6 +33,14 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from lvsd.dataplane.base import DataPlaneError
+from lvsd.pool.syncd import (
+    DEFAULT_GROUP,
+    DEFAULT_PORT,
+    DEFAULT_TTL,
+    SyncDaemon,
+    SyncRole,
+    kernel_maxlen,
+)
 from lvsd.pool.table import (
     AddDest,
     AddService,
@@ -140,6 +154,10 @@ class MemoryDataPlane:
         self.timeout_reads = 0
         self.timeout_writes: list[Timeouts] = []  # every successful set_timeouts, as asked
         self._timeout_faults: list[tuple[int, bool, bool]] = []  # (count, transient, writes)
+        self._daemons: dict[SyncRole, SyncDaemon] = {}
+        self.sync_calls: list[str] = []  # every successful start/stop, described
+        self.sync_reads = 0
+        self._sync_faults = 0
 
     # --- DataPlane --------------------------------------------------------------------------
 
@@ -189,7 +207,51 @@ class MemoryDataPlane:
         self._timeouts = set_timeouts(self._timeouts, timeouts)
         self.timeout_writes.append(timeouts)
 
+    # --- SyncDaemonHolder -------------------------------------------------------------------
+
+    async def get_sync_daemons(self) -> tuple[SyncDaemon, ...]:
+        self._maybe_fail_sync("get sync daemons")
+        self.sync_reads += 1
+        return tuple(self._daemons[r] for r in (SyncRole.MASTER, SyncRole.BACKUP)
+                     if r in self._daemons)
+
+    async def start_sync_daemon(self, daemon: SyncDaemon) -> None:
+        self._maybe_fail_sync(f"start sync daemon {daemon.role.value}")
+        if daemon.role in self._daemons:
+            raise DataPlaneError(f"start sync daemon {daemon.role.value}: File exists (EEXIST)")
+        hlen = 48 if daemon.group is not None and ":" in daemon.group else 28
+        self._daemons[daemon.role] = SyncDaemon(
+            daemon.role, daemon.interface, daemon.sync_id,
+            kernel_maxlen(daemon.role, daemon.maxlen, daemon.group)
+            if daemon.maxlen else 1500 - hlen,
+            daemon.port or DEFAULT_PORT, daemon.ttl or DEFAULT_TTL,
+            daemon.group or DEFAULT_GROUP)
+        self.sync_calls.append(f"start {daemon.describe()}")
+
+    async def stop_sync_daemon(self, role: SyncRole) -> None:
+        self._maybe_fail_sync(f"stop sync daemon {role.value}")
+        if self._daemons.pop(role, None) is None:
+            raise DataPlaneError(f"stop sync daemon {role.value}: No such process (ESRCH)")
+        self.sync_calls.append(f"stop {role.value}")
+
     # --- test hooks -------------------------------------------------------------------------
+
+    @property
+    def sync_daemons(self) -> dict[SyncRole, SyncDaemon]:
+        return dict(self._daemons)
+
+    def drift_stop_daemon(self, role: SyncRole) -> None:
+        """Stop a sync daemon behind the reconciler's back (``ipvsadm --stop-daemon``)."""
+        self._daemons.pop(role, None)
+
+    def fail_sync(self, count: int = 1) -> None:
+        """Make the next ``count`` sync daemon calls raise a non-transient error."""
+        self._sync_faults += count
+
+    def _maybe_fail_sync(self, what: str) -> None:
+        if self._sync_faults > 0:
+            self._sync_faults -= 1
+            raise DataPlaneError(f"{what}: No such device (ENODEV)")
 
     @property
     def table(self) -> dict[ServiceKey, ServiceEntry]:

@@ -53,6 +53,8 @@ What it can do, and what it refuses (at config load, via :meth:`refuse`)
     always re-hashes onto the live ones here.
   * Refused: persistence (use ``lb_algo sh``), the ``ops`` flag, u/l thresholds, destination
     port 0.
+  * Counters (:meth:`NftablesDataPlane.stats`): active and inactive connections per
+    destination, counted in the conntrack table as IPVS counts them; no traffic counters.
   * ``lvs_timeouts`` (IPVS connection timeouts): ignored, with a warning logged by the
     reconciler. This data plane has no IPVS timeouts: a NAT binding here lives as long as its
     conntrack entry, whose timeouts are the host-wide ``net.netfilter.nf_conntrack_*`` sysctls,
@@ -74,6 +76,7 @@ import shutil
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from lvsd.dataplane import conntrack
 from lvsd.dataplane.base import DataPlaneError, DataPlaneUnavailable
 from lvsd.dataplane.memory import apply_op, to_mutable
 from lvsd.pool.table import (
@@ -468,7 +471,11 @@ class NftablesDataPlane:
         self.transactions += 1
 
     async def stats(self) -> dict[tuple[ServiceKey, DestKey], DestStats]:
-        return {}
+        """Active and inactive connections per destination, counted in conntrack (no traffic
+        counters: :mod:`lvsd.dataplane.conntrack`); {} when the kernel shows no table."""
+        table = await self.dump()
+        lines = await asyncio.to_thread(conntrack.read_lines)
+        return {} if lines is None else conntrack.count(lines, table)
 
     async def close(self) -> None:
         return None

@@ -6,7 +6,9 @@ One namespace holds a Linux bridge (the "wire"); every host is its own namespace
 is a veth whose peer sits in the bridge namespace, so all hosts share one L2 segment. Creating a
 5-host topology takes ~70 ms. Everything is done with ``ip``/``sysctl`` subprocesses (root
 needed); :meth:`Topology.close` removes every namespace it created, and names carry a unique
-prefix so parallel runs never collide.
+prefix so parallel runs never collide. A namespace's name is recorded before ``ip netns add``
+runs, so one interrupted half-way (Ctrl-C) is removed too; the host's own network namespace is
+never changed (veth pairs are created inside the namespaces).
 
 Use only documentation / private addresses inside the namespaces (192.0.2.0/24,
 198.51.100.0/24, 203.0.113.0/24, 10.0.0.0/8, fd00::/8): traffic never leaves them.
@@ -116,14 +118,23 @@ class Topology:
         self.bridge_ns = f"{self.prefix}-br"
         self.hosts: dict[str, Host] = {}
         self._procs: list[subprocess.Popen[Any]] = []
+        self._namespaces: list[str] = []  # every namespace we (may have) created, in order
         self._closed = False
-        _run(["ip", "netns", "add", self.bridge_ns])
-        self.bridge_run("ip", "link", "add", "br0", "type", "bridge", "stp_state", "0",
-                        "forward_delay", "0")
-        # multicast snooping would drop VRRP/NDP until queriers exist: turn it off.
-        self.bridge_run("ip", "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
-        self.bridge_run("ip", "link", "set", "br0", "up")
-        self.bridge_run("ip", "link", "set", "lo", "up")
+        try:
+            self._add_netns(self.bridge_ns)
+            self.bridge_run("ip", "link", "add", "br0", "type", "bridge", "stp_state", "0",
+                            "forward_delay", "0")
+            # multicast snooping would drop VRRP/NDP until queriers exist: turn it off.
+            self.bridge_run("ip", "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+            self.bridge_run("ip", "link", "set", "br0", "up")
+            self.bridge_run("ip", "link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+
+    def _add_netns(self, ns: str) -> None:
+        self._namespaces.append(ns)  # first: an interrupted `ip netns add` is cleaned up too
+        _run(["ip", "netns", "add", ns])
 
     def bridge_run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return _run(["ip", "netns", "exec", self.bridge_ns, *argv], check=check)
@@ -132,7 +143,7 @@ class Topology:
         if name in self.hosts:
             raise LabError(f"host {name} exists")
         ns = f"{self.prefix}-{name}"
-        _run(["ip", "netns", "add", ns])
+        self._add_netns(ns)
         host = Host(self, name, ns)
         self.hosts[name] = host
         _run(["ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name",
@@ -169,14 +180,14 @@ class Topology:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout=5)
-        for h in list(self.hosts.values()):
+        hosts_first = [*self._namespaces[1:], *self._namespaces[:1]]  # the bridge last
+        for ns in hosts_first:
             # kill anything still running inside the namespace (e.g. daemons started by hand)
-            pids = _run(["ip", "netns", "pids", h.ns], check=False).stdout.split()
+            pids = _run(["ip", "netns", "pids", ns], check=False).stdout.split()
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), 9)
-            _run(["ip", "netns", "del", h.ns], check=False)
-        _run(["ip", "netns", "del", self.bridge_ns], check=False)
+            _run(["ip", "netns", "del", ns], check=False)
 
     def __enter__(self) -> Topology:
         return self
@@ -198,3 +209,39 @@ def cleanup_stale(prefix: str = "lt-") -> list[str]:
             _run(["ip", "netns", "del", name], check=False)
             gone.append(name)
     return gone
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (children first), from /proc's ``children`` lists."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as fh:
+                    kids = [int(x) for x in fh.read().split()]
+            except (OSError, ValueError):
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and all its descendants as a crash of the machine would: every process
+    is stopped first, so none can react (``lvsd run`` would respawn its VRRP child, and the
+    child, which dies with its parent by SIGTERM as keepalived's do, would send priority 0)."""
+    import signal
+
+    tree = [pid, *descendants(pid)]
+    for p in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGSTOP)
+    for p in [*descendants(pid), *tree]:  # children first; once more for late forks
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)

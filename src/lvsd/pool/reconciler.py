@@ -71,11 +71,28 @@ the second equal the first, for the services lvsd owns, and does nothing else.
   keepalived's ``ipvs_stop`` does (ipvswrapper.c) whatever ``lvs_flush_on_stop`` says; a
   reload never passes through the originals (keepalived restores then sets them again). A
   data plane without timeouts (nftables) ignores ``lvs_timeouts`` with one warning.
+* Connection sync daemons (keepalived ``lvs_sync_daemon``; :meth:`Reconciler.set_sync_daemons`):
+  the kernel's IPVS sync daemons (one per role) are owned the same way, through the data
+  plane's optional :class:`~lvsd.dataplane.base.SyncDaemonHolder`. The pool service says which
+  daemons it wants (:func:`lvsd.pool.syncd.desired_daemons`, from the VRRP state);
+  :func:`lvsd.pool.syncd.sync_ops` is the pure diff. They are read fresh (one dump) at the
+  start (a restart adopts daemons already running with the wanted parameters: no operation),
+  every sweep (a daemon stopped by hand, ``ipvsadm --stop-daemon``, is started again: a repair,
+  logged and counted), whenever the wanted daemons changed and after a failure. A reload that
+  changes a daemon's parameters restarts that one (stop, start); one that changes nothing
+  touches nothing. With ``lvs_sync_daemon`` configured lvsd owns both roles of its namespace;
+  a reload that drops it stops the daemons lvsd ran. On :meth:`Reconciler.stop` they keep
+  running (so the kernel goes on syncing across a restart of lvsd) unless
+  ``lvs_flush_on_stop`` removes the table too (keepalived stops them at shutdown:
+  vrrp_daemon.c, check_daemon.c). A failure is an alarm retried on every reconcile. A data
+  plane without them (nftables) is refused at preflight; given one anyway, it is ignored with
+  one warning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
@@ -85,7 +102,22 @@ from typing import Protocol, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from lvsd.dataplane.base import DataPlane, DataPlaneError, ServiceLister, TimeoutHolder
+from lvsd.dataplane.base import (
+    DataPlane,
+    DataPlaneError,
+    ServiceLister,
+    SyncDaemonHolder,
+    TimeoutHolder,
+)
+from lvsd.pool.syncd import (
+    StartDaemon,
+    SyncDaemon,
+    SyncOp,
+    SyncRole,
+    apply_sync_ops,
+    changed_roles,
+    sync_ops,
+)
 from lvsd.pool.table import (
     AddDest,
     AddService,
@@ -249,6 +281,7 @@ class ReconcileResult:
     repairs: int
     failed: tuple[Alarm, ...]
     timeouts: Timeouts | None = None  # the connection timeouts written, if any
+    sync: tuple[SyncOp, ...] = ()  # sync daemon starts and stops applied
 
     @property
     def ok(self) -> bool:
@@ -256,11 +289,12 @@ class ReconcileResult:
 
     @property
     def descriptions(self) -> tuple[str, ...]:
-        """One ipvsadm-like line per write applied: the operations, then a timeouts write."""
+        """One ipvsadm-like line per write applied: the operations, then a timeouts write,
+        then the sync daemon starts and stops."""
         out = tuple(describe(op) for op in self.ops)
         if self.timeouts is not None:
             out += (f"set timeouts {self.timeouts}",)
-        return out
+        return out + tuple(op.describe() for op in self.sync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +325,11 @@ class ReconcilerStatus:
     timeouts_saved: Timeouts = field(default_factory=Timeouts)
     timeouts_writes: int = 0
     timeouts_ignored: str = ""
+    #: connection sync daemons: what lvsd wants, what the kernel ran at the last read or
+    #: write (None: never read), and why they are ignored (a data plane without them), else ""
+    sync_desired: tuple[SyncDaemon, ...] = ()
+    sync_kernel: tuple[SyncDaemon, ...] | None = None
+    sync_ignored: str = ""
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -359,6 +398,16 @@ class Reconciler:
         self._timeouts_writes = 0
         self._timeout_alarm: Alarm | None = None
         self._timeouts_warned: Timeouts | None = None
+        # connection sync daemons (see the module docstring)
+        self._sholder: SyncDaemonHolder | None = (
+            dataplane if isinstance(dataplane, SyncDaemonHolder) else None)
+        self._sync_want: tuple[SyncDaemon, ...] = ()
+        self._sync_reached: tuple[SyncDaemon, ...] | None = None
+        self._sync_kernel: tuple[SyncDaemon, ...] | None = None
+        self._sync_owned: set[SyncRole] = set()
+        self._sync_changed: set[SyncRole] = set()
+        self._sync_alarm: Alarm | None = None
+        self._sync_warned = False
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -375,6 +424,16 @@ class Reconciler:
         """New configured connection timeouts (``global_defs.lvs_timeouts``; None: none).
         The next reconcile writes what differs."""
         self._timeouts = configured_timeouts(timeouts)
+
+    def set_sync_daemons(self, daemons: Sequence[SyncDaemon], *, configured: bool) -> None:
+        """The sync daemons wanted now (``configured``: ``lvs_sync_daemon`` is in the config,
+        so lvsd owns both roles). A role whose parameters change is restarted by the next
+        reconcile; the others are left running."""
+        new = tuple(daemons)
+        self._sync_changed |= changed_roles(self._sync_want, new)
+        self._sync_want = new
+        if configured:
+            self._sync_owned = set(SyncRole)
 
     @property
     def timeouts(self) -> Timeouts:
@@ -398,6 +457,8 @@ class Reconciler:
         alarms = tuple(self._alarms.values())
         if self._timeout_alarm is not None:
             alarms += (self._timeout_alarm,)
+        if self._sync_alarm is not None:
+            alarms += (self._sync_alarm,)
         return ReconcilerStatus(
             dataplane=getattr(self.dataplane, "name", type(self.dataplane).__name__),
             last_reconcile=self._last_reconcile,
@@ -408,7 +469,9 @@ class Reconciler:
             alarms=alarms,
             owned=len(self._owned),
             in_sync=self._in_sync and self._timeout_alarm is None and (
-                self._tholder is None or self._timeouts_reached == want),
+                self._tholder is None or self._timeouts_reached == want) and (
+                self._sync_alarm is None and (
+                    self._sholder is None or self._sync_reached == self._sync_want)),
             actual=self._actual,
             actual_full_read_at=self._actual_full_at,
             full_reads=self._full_reads,
@@ -420,6 +483,10 @@ class Reconciler:
             timeouts_saved=self._timeouts_saved,
             timeouts_writes=self._timeouts_writes,
             timeouts_ignored=ignored,
+            sync_desired=self._sync_want,
+            sync_kernel=self._sync_kernel,
+            sync_ignored=self._sync_unsupported() if (
+                self._sholder is None and self._sync_want) else "",
         )
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -436,6 +503,8 @@ class Reconciler:
             await self._flush(all_services=True, reason="lvs_flush_on_stop all")
         elif self.flush_on_stop == "vs":
             await self._flush(all_services=False, reason="lvs_flush_on_stop vs")
+        if self.flush_on_stop != "no":
+            await self._stop_sync_daemons()
         await self._restore_timeouts()
 
     # --- the work ---------------------------------------------------------------------------
@@ -554,6 +623,10 @@ class Reconciler:
 
     async def _reconcile(self, reason: str, full: bool | None = None) -> ReconcileResult:
         result = await self._reconcile_services(reason, full)
+        applied, repaired, salarm = await self._sync_daemons(reason, full)
+        if applied or salarm is not None:
+            result = replace(result, sync=applied, repairs=result.repairs + repaired,
+                             failed=result.failed + ((salarm,) if salarm is not None else ()))
         if self._timeouts.empty and self._timeouts_saved.empty and self._timeout_alarm is None:
             self._timeouts_reached = Timeouts()  # none to manage: not even a read
             return result
@@ -773,6 +846,92 @@ class Reconciler:
                 return
             self._timeouts_saved = Timeouts()
             self._timeouts_reached = None
+
+    # --- connection sync daemons ------------------------------------------------------------
+
+    def _sync_unsupported(self) -> str:
+        return (f"lvs_sync_daemon ignored: the {self.status_name} data plane has no IPVS "
+                "connection sync daemon")
+
+    def _sync_failed(self, what: str, exc: DataPlaneError, now: float) -> Alarm:
+        prev = self._sync_alarm
+        alarm = Alarm(what, str(exc), exc.transient,
+                      prev.since if prev is not None else now,
+                      prev.count + 1 if prev is not None else 1)
+        self._sync_alarm = alarm
+        log.error("data plane %s: %s failed: %s", self.status_name, what, exc)
+        return alarm
+
+    async def _sync_daemons(self, reason: str, full: bool | None
+                            ) -> tuple[tuple[SyncOp, ...], int, Alarm | None]:
+        """Read the kernel's sync daemons and apply :func:`sync_ops`. Returns (the operations
+        applied, how many were drift repairs, the alarm of a failure)."""
+        holder = self._sholder
+        want = self._sync_want
+        if holder is None:
+            if want and not self._sync_warned:
+                self._sync_warned = True
+                log.warning("%s", self._sync_unsupported())
+            return (), 0, None
+        if not want and not self._sync_owned:
+            self._sync_reached = want
+            return (), 0, None  # none to manage: not even a read
+        needed = (full or (full is None and reason in FULL_REASONS)
+                  or self._sync_alarm is not None or want != self._sync_reached
+                  or self._sync_changed)
+        if not needed:
+            return (), 0, None
+        now = self._clock()
+        try:
+            have = await self._retry(holder.get_sync_daemons)
+        except DataPlaneError as exc:
+            return (), 0, self._sync_failed("get sync daemons", exc, now)
+        self._sync_kernel = have
+        ops = sync_ops(want, have, self._sync_owned, self._sync_changed)
+        drift = want == self._sync_reached and not self._sync_changed
+        applied: list[SyncOp] = []
+        for op in ops:
+            if drift:
+                log.warning("repair (drift found by %s): %s", reason, op.describe())
+            else:
+                log.info("%s: %s", reason, op.describe())
+            try:
+                await self._retry(functools.partial(
+                    holder.start_sync_daemon, op.daemon) if isinstance(op, StartDaemon)
+                    else functools.partial(holder.stop_sync_daemon, op.role))
+            except DataPlaneError as exc:
+                self._sync_kernel = apply_sync_ops(have, applied)
+                self._ops_applied += len(applied)
+                return tuple(applied), 0, self._sync_failed(op.describe(), exc, now)
+            applied.append(op)
+        self._sync_kernel = apply_sync_ops(have, applied)
+        self._ops_applied += len(applied)
+        repairs = len(applied) if drift else 0
+        self._repairs += repairs
+        self._sync_reached = want
+        self._sync_changed = set()
+        self._sync_alarm = None
+        if want == ():  # nothing configured any more: what lvsd ran is stopped, not owned
+            self._sync_owned = set()
+        return tuple(applied), repairs, None
+
+    async def _stop_sync_daemons(self) -> None:
+        """At stop with ``lvs_flush_on_stop``: the daemons lvsd owns are stopped (keepalived
+        stops them at shutdown)."""
+        holder = self._sholder
+        if holder is None or not self._sync_owned:
+            return
+        async with self._lock:
+            now = self._clock()
+            try:
+                have = await self._retry(holder.get_sync_daemons)
+                for d in have:
+                    if d.role in self._sync_owned:
+                        log.info("stop: stop sync daemon %s", d.role.value)
+                        await self._retry(functools.partial(holder.stop_sync_daemon, d.role))
+                        self._ops_applied += 1
+            except DataPlaneError as exc:
+                self._sync_failed("stop sync daemons", exc, now)
 
     async def _retry(self, call: Callable[[], Awaitable[_T]]) -> _T:
         async for attempt in self._retrying():

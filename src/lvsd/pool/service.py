@@ -28,6 +28,12 @@ publisher, and it is the only thing that drives them:
   ``omega`` runs on stop (:meth:`Planner.shutdown <lvsd.pool.planner.Planner.shutdown>`) run and
   are waited for (bounded), the reconciler stops (the table stays unless
   ``lvs_flush_on_stop``), and the scripts still running are given a moment.
+* **Connection sync daemons** (``lvs_sync_daemon``, :mod:`lvsd.pool.syncd`): the pool keeps the
+  VRRP state of the instances it is told about (:meth:`PoolService.vrrp_state`, the daemon's
+  hook for VRRP state events; an instance never reported is BACKUP, which is also what a mode
+  without VRRP, ``--check-only``, runs with), turns it and the config into the wanted daemons
+  and hands them to the reconciler with the table; a change of the named instance's state
+  wakes the loop for a pass (reason ``vrrp``).
 * **Status** reads :meth:`PoolService.view`: a frozen :class:`PoolView` of the last plan, the
   health, the reconciler's status and view of the table, the counters and the error counts.
   It never reads the data plane itself.
@@ -44,6 +50,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lvsd.dataplane.base import DataPlaneError
+from lvsd.pool.syncd import SyncSettings, desired_daemons, settings_from_config
 from lvsd.status.event_types import (
     ActionTaken,
     Alarm,
@@ -102,6 +109,10 @@ class PoolView:
     errors_total: int  # failed operations + failed passes
     last_error: str | None
     passes: int  # passes of the loop since the start (the start's own one not counted)
+    #: the VRRP instance driving the sync daemons (None: none configured or none named) and
+    #: its state as the pool knows it (BACKUP until reported)
+    sync_instance: str | None = None
+    sync_vrrp_state: str | None = None
 
 
 def next_wake(now: float, sweep_interval: float,
@@ -139,6 +150,10 @@ class PoolService:
         self._scripts: set[asyncio.Task[object]] = set()
         self._passes = 0
         self._stopped = False
+        self._vrrp_states: dict[str, str] = {}
+        self._sync: SyncSettings | None = None
+        self._sync_wake = False
+        self._set_sync(planner.config)
         checks.add_callback(self.on_health)
 
     # ---- lifecycle
@@ -156,6 +171,7 @@ class PoolService:
         self._planner.reload(config)
         self._reconciler.flush_on_stop = config.global_defs.lvs_flush_on_stop
         self._reconciler.set_timeouts(config.global_defs.lvs_timeouts)
+        self._set_sync(config)
         self._wake.set()
 
     async def stop(self, *, script_timeout: float) -> None:
@@ -192,6 +208,27 @@ class PoolService:
             log.info("real server %s %s (%s)", rsid, "UP" if h.alive else "DOWN", h.reason)
         self._wake.set()
 
+    def vrrp_state(self, instance: str, state: str) -> None:
+        """The VRRP side's hook: ``instance`` entered ``state`` (``MASTER``, ``BACKUP``,
+        ``FAULT``). When it drives the sync daemons and that changes which ones are wanted, a
+        pass follows at once (reason ``vrrp``)."""
+        self._vrrp_states[instance] = state
+        if self._sync is None or self._sync.instance != instance:
+            return
+        before = self._reconciler.status.sync_desired
+        self._push_sync()
+        if self._reconciler.status.sync_desired != before:
+            self._sync_wake = True
+            self._wake.set()
+
+    def _set_sync(self, config: Config) -> None:
+        self._sync = settings_from_config(config)
+        self._push_sync()
+
+    def _push_sync(self) -> None:
+        self._reconciler.set_sync_daemons(desired_daemons(self._sync, self._vrrp_states),
+                                          configured=self._sync is not None)
+
     # ---- outputs
     @property
     def plan(self) -> Plan | None:
@@ -199,9 +236,11 @@ class PoolService:
         return self._plan
 
     def view(self) -> PoolView:
+        inst = self._sync.instance if self._sync is not None else None
         return PoolView(self._plan, self._checks.health, self._reconciler.status, self._stats,
                         self._stats_at, self._last_ops, self._errors_total, self._last_error,
-                        self._passes)
+                        self._passes, inst,
+                        None if inst is None else self._vrrp_states.get(inst, "BACKUP"))
 
     # ---- the loop
     async def _loop(self) -> None:
@@ -210,10 +249,11 @@ class PoolService:
             timeout, reason = next_wake(self._clock(), self._sweep, deadline)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-                reason = "change"
+                reason = "vrrp" if self._sync_wake else "change"
             except TimeoutError:
                 pass
             self._wake.clear()
+            self._sync_wake = False
             try:
                 await self._pass(reason)
             except asyncio.CancelledError:
@@ -256,7 +296,9 @@ class PoolService:
         self._reconciler.set_desired(plan.table)
 
     def _run_action(self, act: Action) -> None:
-        self._publish(ActionTaken(act.kind, act.vs, str(act.rs) if act.rs else None,
+        # the real server as every event names it: vs apart, rs "addr:port" (event_types)
+        self._publish(ActionTaken(act.kind, act.vs,
+                                  hostport(act.rs.addr, act.rs.port) if act.rs else None,
                                   act.message))
         if act.script is not None and self._run_script is not None:
             self._background(self._run_script(act.script))
@@ -267,7 +309,7 @@ class PoolService:
         task.add_done_callback(self._scripts.discard)
 
     def _record(self, result: ReconcileResult) -> None:
-        if result.ops or result.timeouts is not None:
+        if result.ops or result.timeouts is not None or result.sync:
             self._last_ops = result.descriptions
             self._publish(Reconciled(result.reason, self._last_ops, result.repairs))
         if result.failed:

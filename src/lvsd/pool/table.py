@@ -163,8 +163,9 @@ Table = Mapping[ServiceKey, ServiceEntry]
 @dataclass(frozen=True, slots=True)
 class DestStats:
     """One destination's counters as a data plane reports them (``ipvsadm -L --stats``):
-    connections now (active, inactive), since creation (conns), packets and bytes both ways.
-    The pool reads them for status and to end a drain early."""
+    connections now (active, inactive), since creation (conns), packets and bytes both ways,
+    and the kernel estimator's rates per second (``ipvsadm -L --rate``: CPS, InPPS, OutPPS,
+    InBPS, OutBPS). The pool reads them for status and to end a drain early."""
 
     active_conns: int = 0
     inactive_conns: int = 0
@@ -173,6 +174,14 @@ class DestStats:
     outpkts: int = 0
     inbytes: int = 0
     outbytes: int = 0
+    cps: int = 0
+    inpps: int = 0
+    outpps: int = 0
+    inbps: int = 0
+    outbps: int = 0
+    # False: only the connections now are known, not the traffic counters and rates (the
+    # nftables data plane counts conntrack entries: dataplane/conntrack.py)
+    counters: bool = True
 
 
 # --- IPVS connection timeouts (global, not per service) -------------------------------------

@@ -8,6 +8,13 @@ split into words, whom it runs as, when it is refused, and how it is timed out a
 * :mod:`~lvsd.scriptrun.runner` -- the async shell: :class:`ScriptRunner`.
 """
 
-from lvsd.scriptrun.runner import NOTIFY_TIMEOUT, Outcome, ScriptRunner, ScriptSpec, prepare
+from lvsd.scriptrun.runner import (
+    NOTIFY_TIMEOUT,
+    Outcome,
+    ScriptRunner,
+    ScriptSpec,
+    prepare,
+    wait_stopped,
+)
 
-__all__ = ["NOTIFY_TIMEOUT", "Outcome", "ScriptRunner", "ScriptSpec", "prepare"]
+__all__ = ["NOTIFY_TIMEOUT", "Outcome", "ScriptRunner", "ScriptSpec", "prepare", "wait_stopped"]

@@ -23,7 +23,15 @@ through :meth:`ScriptRunner.run`, keepalived's ``system_call_script()`` (lib/not
    daemon's environment;
 5. supervised by :class:`lvsd.scriptrun.termination.Termination`: SIGTERM to the group at the
    timeout, SIGKILL ``grace`` seconds later, timed out; cancelling the run (stop, reload)
-   sends SIGTERM then SIGKILL after 1 s and waits for the leader.
+   sends SIGTERM then SIGKILL after 1 s and waits for the leader, and always ends with
+   SIGKILL to the whole group.
+
+The stop sequence of a cancelled run is a task of its own, detached from the cancelled one:
+the caller waits for it (shielded), but a second cancellation of the caller -- a reload that
+does not wait, a shutdown that cancels everything left -- only stops the waiting, never the
+sequence (it brings the SIGKILL forward). :func:`wait_stopped` waits for every sequence still
+running; the daemon's shutdown awaits it (through the checks' ``Scheduler.close``), so no
+process group of a removed or stopped script outlives lvsd.
 
 The result is an :class:`Outcome`: the exit status, or the signal, or timed out, or why it did
 not run (keepalived's words). What it means is the caller's business (MISC_CHECK weights,
@@ -37,7 +45,6 @@ keepalived's child then exits 0, lvsd reports it as not run (a MISC_CHECK fails)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
 import signal
@@ -59,7 +66,7 @@ from lvsd.scriptrun.security import insecure_reason
 from lvsd.scriptrun.termination import KILL_GRACE, Termination
 from lvsd.scriptrun.words import ScriptParseError, cmd_str, file_test_path, split_words
 
-__all__ = ["NOTIFY_TIMEOUT", "Outcome", "ScriptRunner", "ScriptSpec", "prepare"]
+__all__ = ["NOTIFY_TIMEOUT", "Outcome", "ScriptRunner", "ScriptSpec", "prepare", "wait_stopped"]
 
 #: ``</path [cmd args]``: open the file (as the script's user) -- and run the rest with it
 #: as stdin, as ``system("</path 'cmd' 'args'")`` does; the path is "$1", never shell text
@@ -91,6 +98,7 @@ class Outcome:
     error: str | None = None
     signals_sent: tuple[int, ...] = ()  # what the timeout policy sent to the process group
     pid: int | None = None
+    errno: int | None = None  # not run: the OSError's errno (EAGAIN, EMFILE: fork, pipes)
 
     @property
     def ran(self) -> bool:
@@ -119,6 +127,19 @@ def prepare(command: str, extra: Sequence[str] = ()) -> tuple[list[str], bool]:
     if path is None:
         return args, False
     return ["/bin/sh", "-c", _FILE_TEST, "sh", path, *args[1:]], True
+
+
+#: stop sequences of cancelled runs still going (see the module docstring)
+_STOPPING: set[asyncio.Task[None]] = set()
+
+
+async def wait_stopped() -> None:
+    """Wait until the stop sequence of every cancelled run on this loop has ended (each is
+    bounded: SIGKILL at most :data:`~lvsd.scriptrun.termination.STOP_GRACE` after the stop,
+    then the leader's reaping)."""
+    loop = asyncio.get_running_loop()
+    while pending := {t for t in _STOPPING if t.get_loop() is loop and not t.done()}:
+        await asyncio.wait(pending)
 
 
 def _killpg(pgid: int, signo: int) -> bool:
@@ -175,7 +196,7 @@ class ScriptRunner:
         except OSError as exc:  # lib/notify.c system_call_script, after execve()
             num = exc.errno if exc.errno is not None else errno.EIO
             return Outcome(error=f"Error exec-ing command '{argv[0]}', error {num}: "
-                                 f"{exc.strerror or exc}")
+                                 f"{exc.strerror or exc}", errno=num)
         except (ValueError, KeyError) as exc:  # credentials refused by the exec machinery
             return Outcome(error=f"Error exec-ing command '{argv[0]}': {exc}")
         out = await _supervise(proc, Termination(time.monotonic(), timeout, grace=self.grace,
@@ -213,7 +234,11 @@ async def _supervise(proc: asyncio.subprocess.Process, term: Termination,
                 await waiter
                 break
     except asyncio.CancelledError:
-        await _stop(pid, term, waiter)
+        # the sequence runs on its own: a second cancel of ours must not abandon it
+        stop = asyncio.get_running_loop().create_task(_stop(pid, term, waiter))
+        _STOPPING.add(stop)
+        stop.add_done_callback(_STOPPING.discard)
+        await asyncio.shield(stop)
         raise
     rc = waiter.result()
     end = term.exited(rc)
@@ -224,15 +249,21 @@ async def _supervise(proc: asyncio.subprocess.Process, term: Termination,
 
 
 async def _stop(pid: int, term: Termination, waiter: asyncio.Future[Any]) -> None:
-    """Cancelled: SIGTERM, SIGKILL after 1 s, reap (lib/notify.c script_killall)."""
+    """Cancelled: SIGTERM, SIGKILL after 1 s, reap, SIGKILL the group (lib/notify.c
+    script_killall). Cancelling this task brings the SIGKILL forward; once it is sent, a
+    cancellation stops the wait for the leader (the loop's child watcher still reaps it)."""
     step = term.cancel(time.monotonic())
     if step is not None and not waiter.done():
         _killpg(pid, step.signo)
     while not waiter.done():
         dl = term.deadline
         delay = None if dl is None else max(0.0, dl - time.monotonic())
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await asyncio.wait({waiter}, timeout=delay)
+        except asyncio.CancelledError:
+            if term.killed:
+                break
+            term.hasten(time.monotonic())
         if waiter.done():
             break
         step = term.expire(time.monotonic())
@@ -243,4 +274,6 @@ async def _stop(pid: int, term: Termination, waiter: asyncio.Future[Any]) -> Non
         if end.kill_group:
             _killpg(pid, signal.SIGKILL)
     else:
+        if not term.killed:
+            _killpg(pid, signal.SIGKILL)
         waiter.cancel()

@@ -30,7 +30,13 @@ children behind: keepalived does not kill them, nor does lvsd.
 
 Stopping or reloading with a script still running (lib/notify.c ``script_killall`` then
 ``child_killed_thread``/``child_killed_reload``): SIGTERM to the group, SIGKILL 1 s later if
-it is still there (:meth:`Termination.cancel`).
+it is still there (:meth:`Termination.cancel`), whatever phase the script was in (a MISC_CHECK
+in its kill grace included). A stop always ends in SIGKILL of the whole group: when the
+leader is gone by then, however it ended (our SIGTERM, an exit status from a trap), the group
+gets SIGKILL at once, so nothing it started outlives a reload or a stop. keepalived only
+SIGKILLs the group when the leader outlived the 1 s; lvsd does not leave the rest to chance.
+A second stop request (:meth:`Termination.hasten`: the daemon is going away now) brings the
+SIGKILL forward.
 
 The object only decides; the shell (:mod:`lvsd.scriptrun.runner`) sends the signals and calls
 back at :attr:`Termination.deadline`.
@@ -76,7 +82,7 @@ class Ending:
     status: int | None = None
     signal: int | None = None
     timed_out: bool = False
-    kill_group: bool = False  # SIGKILL the group now (the leader died of our SIGTERM)
+    kill_group: bool = False  # SIGKILL the group now (leader died of our SIGTERM; a stop)
 
 
 class Termination:
@@ -129,6 +135,16 @@ class Termination:
         self._last = signal.SIGTERM
         return Step(signal.SIGTERM)
 
+    def hasten(self, now: float) -> None:
+        """Asked to stop again while stopping: the SIGKILL is due now."""
+        if self.phase is Phase.STOPPING and signal.SIGKILL not in self.sent:
+            self.deadline = now
+
+    @property
+    def killed(self) -> bool:
+        """SIGKILL has been sent to the group."""
+        return signal.SIGKILL in self.sent
+
     def lost(self) -> None:
         """Signalling found no such process group (ESRCH): nothing more to send."""
         self.phase = Phase.IDLE
@@ -137,13 +153,14 @@ class Termination:
     def exited(self, returncode: int) -> Ending:
         """The leader is gone with ``returncode`` (>= 0 exit status, < 0 killed by -signal)."""
         phase, self.phase, self.deadline = self.phase, Phase.IDLE, None
+        stopping = phase is Phase.STOPPING  # a stop ends in SIGKILL of the group, always
         if returncode >= 0:
-            return Ending(status=returncode)
+            return Ending(status=returncode, kill_group=stopping)
         sig = -returncode
         ours_term = sig == signal.SIGTERM and self._last == signal.SIGTERM
         timed_out = ((phase is Phase.REQUESTING_TERMINATION and sig == signal.SIGTERM)
                      or (phase in (Phase.FORCING_TERMINATION, Phase.STOPPING)
                          and sig in (signal.SIGTERM, signal.SIGKILL)))
         if timed_out:
-            return Ending(timed_out=True, kill_group=ours_term)
-        return Ending(signal=sig, kill_group=ours_term)
+            return Ending(timed_out=True, kill_group=ours_term or stopping)
+        return Ending(signal=sig, kill_group=ours_term or stopping)

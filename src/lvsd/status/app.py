@@ -17,6 +17,26 @@ With a bearer token configured (read from a file, never from the command line), 
 ``/healthz`` and the static page requires ``Authorization: Bearer TOKEN``; the page asks for the
 token and keeps it in the browser's session storage. Every string that leaves the process passes
 through :func:`~lvsd.status.model.redact` with the current secrets (auth_pass, the token).
+
+Nothing a client does may cost the daemon (its VRRP timers, its health checks, its
+descriptors): the decisions are :mod:`lvsd.status.limits` (sans-IO), this module is their shell.
+
+* **Snapshot at most once per interval.** ``/status``, ``/metrics`` and the page read one
+  snapshot, built on the loop (it reads live objects) at most once per ``snapshot_interval``
+  (default 0.5 s) by :class:`_Answers`; its JSON and Prometheus texts are rendered once per
+  snapshot in a worker thread (``asyncio.to_thread``), shared by every request that asks
+  meanwhile. A scrape loop therefore costs an HTTP parse and a write per request, never a
+  snapshot or a render.
+* **Requests** go through :func:`_guard` (outermost middleware): ``/healthz`` always (no slot,
+  no token bucket); others ``429`` + ``Retry-After`` past the client's rate, ``503`` +
+  ``Retry-After`` past the concurrent-request or open-stream cap. An ordinary answer is written
+  inside its slot, so a client that does not read holds a slot until ``request_timeout``.
+* **Connections** are accepted by :class:`StatusServer` through its own listening socket, each
+  wrapped in :class:`_Guarded` around aiohttp's protocol: past the connection cap (at most a
+  quarter of ``RLIMIT_NOFILE``) a new connection is aborted at once; one timer closes the
+  connections past their header, idle or request deadline.
+* Every refusal and close is counted by reason: ``/status`` ``status_endpoint`` and
+  ``lvsd_status_rejected_total{reason}``.
 """
 
 from __future__ import annotations
@@ -25,13 +45,26 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import resource
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from lvsd.status.events import EventBus
+from lvsd.status.limits import (
+    HEALTH,
+    REQUEST,
+    STREAM,
+    EndpointStats,
+    Limits,
+    StatusLimits,
+    connection_cap,
+)
 from lvsd.status.metrics import make_registry, render
 from lvsd.status.model import Snapshot, redact, scrub, to_dict
 
@@ -40,6 +73,8 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_PORT = 9330
 KEEPALIVE_SECONDS = 15.0
+SNAPSHOT_INTERVAL = 0.5  # seconds: /status, /metrics and the page share one snapshot this long
+BACKLOG = 128  # listen(2) backlog: pending connections wait in the kernel, not in lvsd
 
 Provider = Callable[[], Snapshot]
 SecretsFn = Callable[[], Iterable[str]]
@@ -58,6 +93,52 @@ class _Streams:
 
 
 STREAMS_KEY: web.AppKey[_Streams] = web.AppKey("streams")
+LIMITS_KEY = web.AppKey("limits", Limits)
+
+
+class _Answers:
+    """The shared snapshot (rebuilt at most once per ``interval``) and its renders.
+
+    The snapshot is taken on the loop (the provider reads live objects) together with the
+    endpoint's own counters; each text (JSON with or without indent, Prometheus) is rendered
+    once per snapshot and secret set, in a worker thread, and every request asking for it
+    meanwhile awaits the same render. A failed render is forgotten so the next request retries.
+    """
+
+    def __init__(self, provider: Provider, limits: Limits, interval: float) -> None:
+        self.provider = provider
+        self.limits = limits
+        self.interval = interval
+        self._snap: tuple[Snapshot, EndpointStats] | None = None
+        self._at = 0.0
+        self._renders: dict[Hashable, asyncio.Future[bytes]] = {}
+
+    def current(self) -> tuple[Snapshot, EndpointStats]:
+        now = asyncio.get_running_loop().time()
+        if self._snap is None or not 0.0 <= now - self._at < self.interval:
+            self._snap = (self.provider(), self.limits.stats())
+            self._at = now
+            self._renders = {}
+        return self._snap
+
+    async def render(self, key: Hashable,
+                     fn: Callable[[Snapshot, EndpointStats], bytes]) -> bytes:
+        snap, stats = self.current()
+        renders = self._renders
+        fut = renders.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(asyncio.to_thread(fn, snap, stats))
+            renders[key] = fut
+
+            def forget_failure(f: asyncio.Future[bytes]) -> None:
+                if f.cancelled() or f.exception() is not None:
+                    renders.pop(key, None)
+
+            fut.add_done_callback(forget_failure)
+        return await asyncio.shield(fut)
+
+
+ANSWERS_KEY = web.AppKey("answers", _Answers)
 
 OPEN_PATHS = ("/healthz", "/", "/index.html", "/static/")
 
@@ -88,6 +169,43 @@ def _secrets(app: web.Application) -> list[str]:
     return vals
 
 
+def _kind(path: str) -> str:
+    if path == "/healthz":
+        return HEALTH
+    return STREAM if path == "/events" else REQUEST
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Admit or refuse (429/503) by :class:`~lvsd.status.limits.Limits`; hold the slot until
+    the answer is written; tell the connection's deadlines where the request stands."""
+    limits = request.app[LIMITS_KEY]
+    loop = asyncio.get_running_loop()
+    kind = _kind(request.path)
+    conn = request.transport
+    limits.request_started(conn, kind, loop.time())
+    try:
+        verdict = limits.admit(request.remote or "", kind, loop.time())
+        if not verdict.admitted:
+            return web.json_response({"error": verdict.reason.replace("_", " ")},
+                                     status=verdict.status,
+                                     headers={"Retry-After": str(verdict.retry_after),
+                                              "Cache-Control": "no-store"})
+        try:
+            resp = await handler(request)
+            if kind == REQUEST and isinstance(resp, web.Response) and not resp.prepared:
+                try:  # written here, inside the slot: a client that does not read holds it
+                    await resp.prepare(request)
+                    await resp.write_eof()
+                except ConnectionError:
+                    pass  # the client left (or was closed at its deadline): nothing to answer
+            return resp
+        finally:
+            limits.finished(kind)
+    finally:
+        limits.request_ended(conn, loop.time())
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = request.app.get(TOKEN_KEY)
@@ -102,31 +220,27 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-# The snapshot is taken on the loop (it reads live objects); turning the frozen snapshot into
-# text runs in a worker thread so a big pool never stalls VRRP timers for a whole render.
-
-
 async def _status(request: web.Request) -> web.Response:
-    snap = request.app[PROVIDER_KEY]()
-    secrets = _secrets(request.app)
+    secrets = tuple(_secrets(request.app))
     indent = 2 if request.query.get("pretty") else None
 
-    def render_json() -> str:
-        return json.dumps(to_dict(snap, secrets), indent=indent)
+    def render_json(snap: Snapshot, stats: EndpointStats) -> bytes:
+        doc = to_dict(snap, secrets)
+        doc["status_endpoint"] = stats.as_dict()
+        return json.dumps(doc, indent=indent).encode()
 
-    text = await asyncio.get_running_loop().run_in_executor(None, render_json)
-    return web.Response(text=text, content_type="application/json",
+    body = await request.app[ANSWERS_KEY].render(("status", indent, secrets), render_json)
+    return web.Response(body=body, content_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    snap = request.app[PROVIDER_KEY]()
-    secrets = _secrets(request.app)
+    secrets = tuple(_secrets(request.app))
 
-    def render_text() -> bytes:
-        return scrub(render(make_registry(lambda: snap)).decode(), secrets).encode()
+    def render_text(snap: Snapshot, stats: EndpointStats) -> bytes:
+        return scrub(render(make_registry(lambda: snap, stats)).decode(), secrets).encode()
 
-    body = await asyncio.get_running_loop().run_in_executor(None, render_text)
+    body = await request.app[ANSWERS_KEY].render(("metrics", secrets), render_text)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -158,18 +272,28 @@ async def _events(request: web.Request) -> web.StreamResponse:
     streams = request.app[STREAMS_KEY].tasks
     if task is not None:
         streams.add(task)
+    limits = request.app[LIMITS_KEY]
+
+    async def send(chunk: bytes) -> None:
+        # a reader that does not read for request_timeout is let go (its slot with it)
+        async with asyncio.timeout(limits.limits.request_timeout):
+            await resp.write(chunk)
+
     try:
         with bus.subscribe(last) as sub:
-            await resp.write(b"retry: 2000\n: lvsd events\n\n")
+            await send(b"retry: 2000\n: lvsd events\n\n")
             while True:
                 ev = await sub.get(timeout=KEEPALIVE_SECONDS)
                 if ev is None:
-                    await resp.write(b": keepalive\n\n")
+                    await send(b": keepalive\n\n")
                     continue
                 data = json.dumps(redact(ev.as_dict(), _secrets(request.app)))
-                msg = f"id: {ev.id}\nevent: {ev.type}\ndata: {data}\n\n"
-                await resp.write(msg.encode())
-    except (ConnectionResetError, asyncio.CancelledError):
+                await send(f"id: {ev.id}\nevent: {ev.type}\ndata: {data}\n\n".encode())
+    except TimeoutError:
+        limits.count("request_timeout")
+        if request.transport is not None:
+            _reset(request.transport)
+    except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
         if task is not None:
@@ -188,11 +312,18 @@ async def _on_shutdown(app: web.Application) -> None:
 
 def create_app(provider: Callable[[], Snapshot], bus: EventBus, *, token: str | None = None,
                secrets: Callable[[], Iterable[str]] = lambda: (),
-               health: Callable[[], tuple[bool, bool]] | None = None) -> web.Application:
+               health: Callable[[], tuple[bool, bool]] | None = None,
+               limits: StatusLimits | None = None,
+               snapshot_interval: float = SNAPSHOT_INTERVAL) -> web.Application:
     """The status app. ``provider`` must be side-effect free; ``health`` (cheap) returns
-    ``(ready, stopping)`` for ``/healthz`` (default: read from a snapshot)."""
-    app = web.Application(middlewares=[_auth])
+    ``(ready, stopping)`` for ``/healthz`` (default: read from a fresh snapshot). ``limits``:
+    rates, caps and timeouts (default :class:`~lvsd.status.limits.StatusLimits`; the
+    connection-level ones apply when :class:`StatusServer` serves the app);
+    ``snapshot_interval``: how long one snapshot answers (seconds; 0: every request)."""
+    app = web.Application(middlewares=[_guard, _auth])
     app[PROVIDER_KEY] = provider
+    app[LIMITS_KEY] = core = Limits(limits)
+    app[ANSWERS_KEY] = _Answers(provider, core, snapshot_interval)
     if health is None:
         def health() -> tuple[bool, bool]:
             p = provider().process
@@ -215,49 +346,178 @@ def create_app(provider: Callable[[], Snapshot], bus: EventBus, *, token: str | 
 
 
 def parse_listen(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT``, ``HOST`` or ``:PORT`` -> (host, port); ValueError if bad."""
+    """``HOST:PORT``, ``[V6]:PORT``, ``HOST``, ``:PORT`` or a bare ``PORT`` -> (host, port).
+
+    A bare port (``18603``) and ``:PORT`` listen on loopback (``127.0.0.1``), as the default
+    does: the status endpoint is reachable from elsewhere only when a host is named.
+    ValueError, with the value quoted, if it cannot be used."""
     v = value.strip()
-    host, port = v, default_port
+    host, port_text = v, ""
     if v.startswith("["):
         end = v.find("]")
         if end < 0:
             raise ValueError(f"bad listen address {value!r}: missing ']'")
-        host = v[1:end]
-        rest = v[end + 1:]
+        host, rest = v[1:end], v[end + 1:]
         if rest:
             if not rest.startswith(":"):
-                raise ValueError(f"bad listen address {value!r}")
-            port = int(rest[1:])
+                raise ValueError(f"bad listen address {value!r}: expected [ADDRESS]:PORT")
+            port_text = rest[1:]
+    elif v.isdigit():
+        host, port_text = "127.0.0.1", v
     elif v.count(":") == 1:
-        h, p = v.split(":")
-        host = h or "127.0.0.1"
-        port = int(p)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"bad listen address {value!r}: port out of range")
-    return host, port
+        host, port_text = v.split(":")
+        host = host or "127.0.0.1"
+    if not host:
+        raise ValueError(f"bad listen address {value!r}: no host")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"bad listen address {value!r}: port must be a number 0-65535")
+    return host, int(port_text)
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Close now with a TCP reset: nothing queued for the peer survives in the kernel (a
+    client that does not read would otherwise keep an orphaned socket and its buffers)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError as exc:
+            log.debug("status endpoint: SO_LINGER: %s", exc)
+    transport.abort()
+
+
+class _Guarded(asyncio.Protocol):
+    """One accepted connection: admitted by the connection cap, then aiohttp's own protocol
+    (created only once admitted) does the HTTP; this wrapper feeds the deadlines."""
+
+    __slots__ = ("_inner", "_srv", "_transport")
+
+    def __init__(self, srv: StatusServer) -> None:
+        self._srv = srv
+        self._inner: RequestHandler | None = None
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        srv = self._srv
+        if srv.server is None or not srv.limits.connection_opened(transport, srv.loop.time()):
+            _reset(transport)  # over the cap (or stopping): the descriptor is freed now
+            return
+        self._transport = transport
+        self._inner = srv.server()
+        self._inner.connection_made(transport)
+        srv.arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is not None:
+            self._srv.limits.data_received(self._transport, self._srv.loop.time())
+            self._inner.data_received(data)
+
+    def eof_received(self) -> None:  # None: the transport closes its side (aiohttp's too)
+        if self._inner is not None:
+            self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._inner is not None:
+            self._srv.limits.connection_closed(self._transport)
+            self._inner.connection_lost(exc)
+            self._inner = None
 
 
 class StatusServer:
-    """Runs the app on one address; ``start``/``stop`` from the daemon's loop."""
+    """Runs the app on one address; ``start``/``stop`` from the daemon's loop.
+
+    It listens itself (not through aiohttp's ``TCPSite``) so that every connection passes the
+    app's :class:`~lvsd.status.limits.Limits`: the cap on open connections (lowered at start to
+    a quarter of ``RLIMIT_NOFILE``) and the header, idle and request deadlines, enforced by one
+    timer that runs while connections are open (at most ``tick`` late)."""
+
+    loop: asyncio.AbstractEventLoop  # set by start()
 
     def __init__(self, app: web.Application, host: str, port: int) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.limits = app[LIMITS_KEY] if LIMITS_KEY in app else Limits()
+        lim = self.limits.limits
+        self.tick = min(1.0, lim.header_timeout / 4, lim.idle_timeout / 4,
+                        lim.request_timeout / 4)
+        self.server: web.Server | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        self.loop = asyncio.get_running_loop()
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        configured = self.limits.limits.max_connections
+        cap = connection_cap(configured, None if soft == resource.RLIM_INFINITY else soft)
+        self.limits.set_connection_cap(cap)
+        if cap < configured:
+            log.info("status endpoint: at most %d connections (a quarter of the %d file "
+                     "descriptors allowed; VRRP and the checks keep the rest)", cap, soft)
+        # handler_cancellation: a client that leaves ends its handler at once (an event
+        # stream gives its slot back without waiting for its next write)
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0,
+                                     handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
+        self.server = self._runner.server
+        try:
+            self._listener = await self.loop.create_server(
+                lambda: _Guarded(self), self.host, self.port, reuse_address=True,
+                backlog=BACKLOG)
+        except BaseException:
+            await self.stop()
+            raise
         if self.port == 0:  # ephemeral: report the real port
-            for addr in self._runner.addresses:
-                if isinstance(addr, tuple) and len(addr) >= 2:
-                    self.port = int(addr[1])
-                    break
+            for sock in self._listener.sockets:
+                self.port = int(sock.getsockname()[1])
+                break
+
+    def arm(self) -> None:
+        """Make sure the deadline timer runs while a connection is open."""
+        if self._timer is not None or self.limits.connections_open == 0:
+            return
+        now = self.loop.time()
+        nxt = self.limits.next_deadline()
+        when = now + self.tick if nxt is None else min(nxt, now + self.tick)
+        self._timer = self.loop.call_at(when, self._sweep)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        for conn, reason in self.limits.expired(self.loop.time()):
+            assert isinstance(conn, asyncio.Transport)
+            log.debug("status endpoint: closing %s (%s)", conn.get_extra_info("peername"),
+                      reason)
+            if reason == "idle_timeout" and conn.get_write_buffer_size() == 0:
+                conn.close()
+            else:
+                _reset(conn)  # nothing owed to it; a stuck write must not keep the descriptor
+        self.arm()
 
     async def stop(self) -> None:
+        self.server = None  # connections arriving from now on are aborted
+        if self._listener is not None:
+            self._listener.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._listener is not None:
+            try:
+                await asyncio.wait_for(self._listener.wait_closed(), 5.0)
+            except TimeoutError:
+                log.debug("status endpoint: connections still closing after 5 s")
+            self._listener = None

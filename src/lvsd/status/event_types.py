@@ -13,6 +13,10 @@ too slow to keep up.
 :data:`EVENT_TYPES` is the list ``docs/operations.md`` documents (a unit test holds them equal,
 and holds every publish site to a record of this module).
 
+A real server has one shape in every event, as in ``/status``'s checkers: ``vs`` the virtual
+server's identity (``192.0.2.100:80/TCP``, ``fwmark 1/IPv4``, ``group WEB/TCP``) and ``rs``
+its ``addr:port`` (an IPv6 address in brackets), never the two joined in one string.
+
 =============  =====================================================================
 type           record and fields
 =============  =====================================================================
@@ -24,7 +28,8 @@ action         :class:`ActionTaken` kind, vs, rs, message
 reconcile      :class:`Reconciled` reason, ops, repairs
 alarm          :class:`Alarm` alarms
 reload         :class:`ReloadRejected` ok (false), errors, generation;
-               :class:`ReloadApplied` ok (true), generation, diagnostics, warnings
+               :class:`ReloadApplied` ok (true), generation, diagnostics, warnings,
+               changes
 lifecycle      :class:`Lifecycle` what, config_id, mode
 dropped        :class:`Dropped` count
 =============  =====================================================================
@@ -111,7 +116,7 @@ class ActionTaken(EventPayload):
     TYPE: ClassVar[str] = "action"
     kind: str  # quorum_up | quorum_down | notify_up | notify_down
     vs: str
-    rs: str | None
+    rs: str | None  # "addr:port" as in a realserver event; None: a virtual server's action
     message: str
 
 
@@ -145,13 +150,16 @@ class ReloadRejected(EventPayload):
 
 @dataclass(frozen=True, slots=True)
 class ReloadApplied(EventPayload):
-    """A reload applied; ``diagnostics`` counts by severity, ``warnings`` the non-fatal ones."""
+    """A reload applied; ``diagnostics`` counts by severity, ``warnings`` the non-fatal ones,
+    ``changes`` what it changed, one line per item (:func:`lvsd.config.changes.config_changes`:
+    virtual and real servers, VRRP instances, sync groups, scripts, global_defs)."""
 
     TYPE: ClassVar[str] = "reload"
     ok: bool = field(default=True, init=False)
     generation: int
     diagnostics: Mapping[str, int]
     warnings: tuple[str, ...]
+    changes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

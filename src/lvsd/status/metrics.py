@@ -10,22 +10,67 @@ checks, reconciler ops), so a restart resets them, which Prometheus' ``rate()`` 
 Names follow the Prometheus conventions: ``lvsd_`` prefix, base units in the name
 (``_seconds``), ``_total`` for counters (added by the client library), boolean states as 0/1
 gauges, enumerations as one gauge per value (``lvsd_vrrp_state{state="MASTER"} 1``).
+
+Besides lvsd's own families, the registry carries prometheus-client's standard process
+collector (``process_resident_memory_bytes``, ``process_cpu_seconds_total``,
+``process_open_fds``, ``process_start_time_seconds``, ...), read from ``/proc`` at scrape time.
+
+Traffic: the data plane's counters (``ipvsadm -Ln --stats``) are exported as counters per
+virtual and per real server; the rates (``--rate``) are not, ``rate()`` computes them.
+Checkers are labelled by ``kind`` (``HTTP_GET``, ``TCP_CHECK``, ...) and ``target`` (what the
+checker probes: ``addr:port`` and the URL paths or script), not by one composite string.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from lvsd.status.model import Snapshot, hostport
+from lvsd.status.limits import REASONS, EndpointStats
+from lvsd.status.model import Snapshot, TrafficStats, hostport
 
 VRRP_STATES = ("INIT", "BACKUP", "MASTER", "FAULT", "STOPPED")
 
 
 def _b(v: bool | None) -> float:
     return 1.0 if v else 0.0
+
+
+class _Traffic:
+    """The traffic families of one level (``virtual_server`` or ``real_server``): connections
+    now (active, inactive) and the data plane's counters since the entry was created."""
+
+    def __init__(self, level: str, labels: list[str]) -> None:
+        p = f"lvsd_{level}"
+        self.active = GaugeMetricFamily(f"{p}_active_connections",
+                                        "Active connections (data plane)", labels=labels)
+        self.inactive = GaugeMetricFamily(f"{p}_inactive_connections",
+                                          "Inactive connections (data plane)", labels=labels)
+        self.conns = CounterMetricFamily(f"{p}_connections", "Connections scheduled "
+                                         "(ipvsadm --stats Conns)", labels=labels)
+        dl = [*labels, "direction"]
+        self.packets = CounterMetricFamily(f"{p}_packets", "Packets (ipvsadm --stats "
+                                           "InPkts/OutPkts)", labels=dl)
+        self.bytes = CounterMetricFamily(f"{p}_bytes", "Bytes (ipvsadm --stats "
+                                         "InBytes/OutBytes)", labels=dl)
+
+    def add(self, lab: list[str], active: int | None, inactive: int | None,
+            st: TrafficStats | None) -> None:
+        if active is not None:
+            self.active.add_metric(lab, active)
+        if inactive is not None:
+            self.inactive.add_metric(lab, inactive)
+        if st is not None:
+            self.conns.add_metric(lab, st.conns)
+            self.packets.add_metric([*lab, "in"], st.inpkts)
+            self.packets.add_metric([*lab, "out"], st.outpkts)
+            self.bytes.add_metric([*lab, "in"], st.inbytes)
+            self.bytes.add_metric([*lab, "out"], st.outbytes)
+
+    def families(self) -> tuple[Metric, ...]:
+        return (self.active, self.inactive, self.conns, self.packets, self.bytes)
 
 
 class SnapshotCollector:
@@ -40,9 +85,10 @@ class SnapshotCollector:
     def collect(self) -> Iterator[Metric]:
         s = self._provider()
         info = GaugeMetricFamily("lvsd_info", "lvsd build and config identity (always 1)",
-                                 labels=["version", "config_id", "mode", "dataplane"])
-        info.add_metric([s.process.version, s.config.config_id, s.process.mode,
-                         s.reconciler.dataplane], 1.0)
+                                 labels=["version", "config_id", "router_id", "mode",
+                                         "dataplane"])
+        info.add_metric([s.process.version, s.config.config_id, s.config.router_id or "",
+                         s.process.mode, s.reconciler.dataplane], 1.0)
         yield info
         g = GaugeMetricFamily("lvsd_ready", "1 once the first full reconcile has happened")
         g.add_metric([], _b(s.process.ready))
@@ -50,6 +96,22 @@ class SnapshotCollector:
         g = GaugeMetricFamily("lvsd_start_time_seconds", "Process start time (Unix seconds)")
         g.add_metric([], s.process.started_at)
         yield g
+        g = GaugeMetricFamily("lvsd_event_loop_max_stall_seconds",
+                              "Longest event-loop stall seen since start (lvsd.daemon.loopwatch)",
+                              labels=["loop"])
+        for name, v in sorted(s.process.loop_max_stall.items()):
+            g.add_metric([name], v)
+        yield g
+        c = CounterMetricFamily("lvsd_event_loop_stalls_over_threshold",
+                                "Stalls longer than the loop's threshold (VRRP: a quarter of the "
+                                "shortest master down interval)", labels=["loop"])
+        for name, n in sorted(s.process.loop_stalls_over_threshold.items()):
+            c.add_metric([name], n)
+        yield c
+        c = CounterMetricFamily("lvsd_vrrp_child_respawns", "Times the VRRP child process died "
+                                "and was started again")
+        c.add_metric([], s.process.vrrp_respawns)
+        yield c
 
         # ---- config
         g = GaugeMetricFamily("lvsd_config_loaded_timestamp_seconds",
@@ -98,6 +160,9 @@ class SnapshotCollector:
                                    "Priority 0 adverts received", labels=il)
         inval = CounterMetricFamily("lvsd_vrrp_invalid_packets",
                                     "Packets discarded, by reason", labels=["instance", "reason"])
+        vfail = CounterMetricFamily("lvsd_vrrp_vip_add_failures",
+                                    "Times this node became MASTER but could not add its VIPs "
+                                    "(it went to FAULT and retries)", labels=il)
         for i in s.instances:
             for st in VRRP_STATES:
                 state.add_metric([i.name, st], _b(i.state == st))
@@ -114,8 +179,9 @@ class SnapshotCollector:
             pz_r.add_metric([i.name], i.priority_zero_received)
             for reason, n in sorted(i.invalid_packets.items()):
                 inval.add_metric([i.name, reason], n)
+            vfail.add_metric([i.name], i.vip_add_failures)
         yield from (state, base, eff, mprio, vips, adv_s, adv_r, became, released, pz_s, pz_r,
-                    inval)
+                    inval, vfail)
 
         # ---- virtual / real servers
         vl = ["virtual_server"]
@@ -134,8 +200,8 @@ class SnapshotCollector:
                                "Weight in the data plane (absent: 0)", labels=rl)
         rcw = GaugeMetricFamily("lvsd_real_server_configured_weight", "Configured weight",
                                 labels=rl)
-        rac = GaugeMetricFamily("lvsd_real_server_active_connections",
-                                "Active connections (data plane)", labels=rl)
+        vtraffic = _Traffic("virtual_server", vl)
+        rtraffic = _Traffic("real_server", rl)
         rdr = GaugeMetricFamily("lvsd_real_server_draining_until_timestamp_seconds",
                                 "Removed by a reload, draining at weight 0 until (Unix seconds)",
                                 labels=rl)
@@ -144,6 +210,7 @@ class SnapshotCollector:
             sorry.add_metric([vs.ident], _b(vs.sorry_active))
             lw.add_metric([vs.ident], vs.live_weight)
             alive.add_metric([vs.ident], vs.alive)
+            vtraffic.add([vs.ident], vs.active_conns, vs.inactive_conns, vs.stats)
             for rs in vs.real_servers:
                 lab = [vs.ident, hostport(rs.address, rs.port)]
                 if rs.draining:  # no checker any more: no up/down verdict
@@ -153,27 +220,33 @@ class SnapshotCollector:
                 rin.add_metric(lab, _b(rs.in_dataplane))
                 rw.add_metric(lab, rs.dataplane_weight or 0)
                 rcw.add_metric(lab, rs.configured_weight)
-                if rs.active_conns is not None:
-                    rac.add_metric(lab, rs.active_conns)
-        yield from (q, sorry, lw, alive, rup, rin, rw, rcw, rac, rdr)
+                rtraffic.add(lab, rs.active_conns, rs.inactive_conns, rs.stats)
+        yield from (q, sorry, lw, alive, *vtraffic.families(), rup, rin, rw, rcw,
+                    *rtraffic.families(), rdr)
 
         # ---- checkers
-        cl = ["virtual_server", "real_server", "checker"]
+        cl = ["virtual_server", "real_server", "kind", "target"]
         cup = GaugeMetricFamily("lvsd_checker_up", "1 if the checker's verdict is up", labels=cl)
         clat = GaugeMetricFamily("lvsd_checker_latency_seconds", "Duration of the last check",
                                  labels=cl)
         cnext = GaugeMetricFamily("lvsd_checker_next_check_timestamp_seconds",
                                   "When the next check is due (Unix seconds)", labels=cl)
         ctot = CounterMetricFamily("lvsd_checker_checks", "Checks run", labels=cl)
+        cfail = CounterMetricFamily("lvsd_checker_failures", "Failed checks by reason class "
+                                    "(local, script, timeout, refused, reset, unreachable, tls, "
+                                    "http_status, content, other)", labels=[*cl, "reason"])
         for ch in s.checkers:
-            lab = [ch.vs, ch.real_server, ch.checker]
+            # "HTTP_GET 192.0.2.1:80 /health" -> kind HTTP_GET, target "192.0.2.1:80 /health"
+            lab = [ch.vs, ch.real_server, ch.kind, ch.checker.split(" ", 1)[-1]]
             cup.add_metric(lab, _b(ch.up))
             if ch.latency_seconds is not None:
                 clat.add_metric(lab, ch.latency_seconds)
             if ch.next_check_at is not None:
                 cnext.add_metric(lab, ch.next_check_at)
             ctot.add_metric(lab, ch.checks_total)
-        yield from (cup, clat, cnext, ctot)
+            for reason, n in sorted(ch.failures.items()):
+                cfail.add_metric([*lab, reason], n)
+        yield from (cup, clat, cnext, ctot, cfail)
 
         # ---- reconciler
         r = s.reconciler
@@ -193,6 +266,13 @@ class SnapshotCollector:
         g = GaugeMetricFamily("lvsd_reconciler_alarms", "Current alarms")
         g.add_metric([], len(r.alarms))
         yield g
+        g = GaugeMetricFamily("lvsd_sync_daemon_running", "1 while the kernel runs this IPVS "
+                              "connection sync daemon (last read), 0 if wanted but not running",
+                              labels=["role", "interface", "sync_id", "desired"])
+        for sd in r.sync_daemons:
+            g.add_metric([sd.role, sd.interface, str(sd.sync_id), str(sd.desired).lower()],
+                         _b(sd.running))
+        yield g
         if r.last_run_at is not None:
             g = GaugeMetricFamily("lvsd_reconciler_last_run_timestamp_seconds",
                                   "When the last reconcile ran (Unix seconds)")
@@ -200,9 +280,41 @@ class SnapshotCollector:
             yield g
 
 
-def make_registry(provider: Callable[[], Snapshot]) -> CollectorRegistry:
+class EndpointCollector:
+    """The status endpoint's own limits (:mod:`lvsd.status.limits`): what it refused or closed
+    and what is open, from an :class:`EndpointStats` taken with the snapshot."""
+
+    def __init__(self, stats: EndpointStats) -> None:
+        self._stats = stats
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        st = self._stats
+        c = CounterMetricFamily("lvsd_status_rejected", "Status requests refused (429/503) and "
+                                "connections closed by the endpoint's limits, by reason",
+                                labels=["reason"])
+        for reason in REASONS:
+            c.add_metric([reason], st.rejected.get(reason, 0))
+        yield c
+        for name, v, doc in (
+                ("connections_open", st.connections_open, "Open TCP connections"),
+                ("requests_in_flight", st.requests_in_flight, "Requests being answered"),
+                ("streams_open", st.streams_open, "Open /events streams"),
+                ("max_connections", st.max_connections, "Cap on open TCP connections")):
+            g = GaugeMetricFamily(f"lvsd_status_{name}", f"{doc} (status endpoint)")
+            g.add_metric([], v)
+            yield g
+
+
+def make_registry(provider: Callable[[], Snapshot],
+                  endpoint: EndpointStats | None = None) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(SnapshotCollector(provider))
+    if endpoint is not None:
+        reg.register(EndpointCollector(endpoint))
+    ProcessCollector(registry=reg)  # process_*: RSS, CPU, fds, start time (from /proc)
     return reg
 
 

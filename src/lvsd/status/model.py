@@ -55,7 +55,7 @@ class InstanceStatus:
     master_priority: int | None = None
     advert_int: float = 1.0
     vips: tuple[str, ...] = ()  # configured VIPs as CIDR
-    vips_held: bool = False
+    vips_held: bool = False  # every VIP is on its interface (what netlink last did, not state)
     sync_group: str | None = None
     transitions: tuple[Transition, ...] = ()  # most recent last, bounded
     adverts_sent: int = 0
@@ -68,6 +68,10 @@ class InstanceStatus:
     # why the instance is in FAULT (an interface down or missing with dynamic_interfaces, a
     # failed track_script / track_process, ...): empty when it is not
     fault_reasons: tuple[str, ...] = ()
+    # a MASTER whose VIPs could not be added goes to FAULT ("VIPs not held: <error>") and
+    # retries at vip_retry_at (Unix s; None: no such fault): how often that happened
+    vip_add_failures: int = 0
+    vip_retry_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,27 @@ class CheckerStatus:
     next_check_at: float | None = None
     consecutive_failures: int = 0  # retries used in the current failure streak
     checks_total: int = 0  # probes run since this checker was created
+    # failed probes since this checker was created, by reason class (timeout, refused, ...:
+    # lvsd.checks.result.failure_class)
+    failures: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficStats:
+    """Traffic counters as ``ipvsadm -Ln --stats`` shows them (connections, packets and bytes
+    since the entry was created) and ``--rate`` (the kernel estimator's per-second rates).
+    A service's are the sum of its destinations' as the data plane holds them now."""
+
+    conns: int = 0
+    inpkts: int = 0
+    outpkts: int = 0
+    inbytes: int = 0
+    outbytes: int = 0
+    cps: int = 0
+    inpps: int = 0
+    outpps: int = 0
+    inbps: int = 0
+    outbps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +130,11 @@ class RealServerStatus:
     # removed by a reload, kept at weight 0 until its connections end (lvs_drain_on_remove)
     draining: bool = False
     draining_until: float | None = None  # when the drain ends at the latest (Unix s)
+    # forwarding method as the data plane holds it, in ipvsadm's words (Masq | Route | Tunnel
+    # | Local | Bypass); None: not in the data plane
+    forward: str | None = None
+    # traffic counters (None: the data plane reports none for it)
+    stats: TrafficStats | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +151,17 @@ class VirtualServerStatus:
     sorry_server: str | None = None
     sorry_active: bool = False
     real_servers: tuple[RealServerStatus, ...] = ()
+    # as ``ipvsadm -Ln`` shows them, read from the data plane's table (the config's when the
+    # service is not in it): scheduler flags (sh-fallback, sh-port, mh-fallback, mh-port,
+    # ops, flag-N), persistence timeout in seconds (None: not persistent) and its granularity
+    # (an IPv4 netmask or an IPv6 prefix length; None: a single address)
+    flags: tuple[str, ...] = ()
+    persistence_timeout: int | None = None
+    persistence_granularity: str | None = None
+    # connections and traffic of its services, the sum over their destinations
+    active_conns: int | None = None
+    inactive_conns: int | None = None
+    stats: TrafficStats | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +179,26 @@ class ReconcilerStatus:
     # ({}: none) and what the kernel held at the last read ({}: never read)
     timeouts_desired: Mapping[str, int] = field(default_factory=dict)
     timeouts_kernel: Mapping[str, int] = field(default_factory=dict)
+    # IPVS connection sync daemons (lvs_sync_daemon): the VRRP instance driving them and its
+    # state as the pool knows it, and one entry per role wanted or running
+    sync_instance: str | None = None
+    sync_vrrp_state: str | None = None
+    sync_daemons: tuple[SyncDaemonStatus, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDaemonStatus:
+    """One kernel sync daemon role: wanted by lvsd and/or running in the kernel (last read)."""
+
+    role: str  # master | backup
+    interface: str
+    sync_id: int
+    desired: bool
+    running: bool
+    maxlen: int | None = None
+    group: str | None = None
+    port: int | None = None
+    ttl: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +235,9 @@ class ConfigStatus:
     diagnostics: tuple[ConfigDiagnostic, ...] = ()
     diagnostics_total: Mapping[str, int] = field(default_factory=dict)
     strict: bool = False  # --strict: any error refuses a config
+    # global_defs router_id (None: not set; keepalived then uses the host name). ``config_id``
+    # is ``-i``/``--config-id`` (default: the host name), which selects @conditional lines
+    router_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +248,12 @@ class ProcessStatus:
     mode: str  # full | vrrp-only | check-only
     ready: bool  # the first full reconcile has happened
     stopping: bool = False
+    vrrp_pid: int | None = None  # the VRRP child process (modes that run VRRP)
+    vrrp_respawns: int = 0  # times the VRRP child died and was started again
+    # longest event-loop stall seen (seconds), per loop: "main" (checks, pool, status) and
+    # "vrrp" (the VRRP child) - lvsd.daemon.loopwatch
+    loop_max_stall: dict[str, float] = field(default_factory=dict)
+    loop_stalls_over_threshold: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

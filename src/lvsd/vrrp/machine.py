@@ -13,6 +13,8 @@ returns ``list[Action]`` to execute in order:
 * ``m.process(name, up, now)``                  a vrrp_track_process quorum gained/lost
 * ``m.unavailable(reason, now)``                the shell cannot run the instance (reason) or can
                                                 again (None), e.g. its interface does not exist
+* ``m.vips_added(error, now)``                  the outcome of ``AddVips`` (None: all on the
+                                                interface); a failure while MASTER is a fault
 * ``m.delayed_start = T``                       vrrp_startup_delay: set before ``start``
 * ``m.shutdown(now)``                           priority-0 advert if master, then STOPPED
 * ``m.update(params, now)``                     new parameters in place (reload), same state
@@ -79,7 +81,8 @@ moved by the change in Skew_Time (keepalived ``vrrp_set_effective_priority``). A
 tracker going down enters FAULT: a master first sends priority 0 (RFC 5798 §6.4.3 shutdown
 rule, keepalived ``down_instance``). Leaving FAULT enters Backup (an address owner: Master).
 Adverts received in INIT/FAULT are ignored (keepalived). Shutdown: a master sends priority 0
-and removes its VIPs; notify STOP.
+and removes its VIPs; notify STOP -- not for a machine that was never started (shut down
+before ``start``: no state was ever announced, so no end of one is).
 
 An ``Invalid`` only increments ``counters.invalid[reason]``; it never changes state or timers.
 
@@ -129,6 +132,20 @@ Tracked processes (``vrrp_track_process``): the shell reports quorum gained/lost
 Unavailable (lvsd, for ``dynamic_interfaces``): while the shell reports a reason the instance
 cannot run (its interface does not exist), that reason is a fault like a tracked object down.
 
+VIPs that cannot be added (``VipsAdded(error)``, the shell's outcome of ``AddVips``: a netlink
+error such as ENOBUFS/EMFILE, or the VIP's interface gone). keepalived 2.2.7 ignores the outcome
+(vrrp_ipaddress.c ``netlink_iplist`` only clears the address's ``set`` flag and vrrp.c
+``vrrp_state_become_master`` goes on) and so stays MASTER without the address, sending adverts
+that keep every backup from taking over: no node holds the VIP. What keepalived does when a
+master's VIP disappears is the model here (keepalived_netlink.c ``netlink_if_address_filter`` ->
+``set_vrrp_backup``: it leaves MASTER with a priority-0 advert so a peer takes over, and comes
+back on its own). lvsd makes the failure a fault: a MASTER whose add failed enters FAULT with
+the reason (``VIPs not held: ...``; priority 0, the partial VIPs removed, notify FAULT) and
+leaves it after a back-off -- 1 s, doubled after every consecutive failure, at most
+``VIP_RETRY_MAX`` (reset by an add that succeeds) -- into BACKUP, so the add is retried by the
+next election: after Master_Down_Interval if no peer is master, never while a peer holds the
+VIPs. Status shows the fault reason and the time of the next attempt.
+
 Not implemented (documented keepalived features): the "rogue address owner" back-off when two
 routers both claim priority 255 (here the RFC tie-break by address applies). IPsec-AH
 authentication lives below the machine, in the transport (:mod:`lvsd.vrrp.ah`).
@@ -172,11 +189,14 @@ __all__ = [
     "Timer",
     "Transition",
     "Unavailable",
+    "VipsAdded",
     "VrrpMachine",
 ]
 
 
 _DOWN_REASON = "no advert received within master down interval"
+VIP_RETRY_FIRST = 1.0  # s: FAULT after the first failed VIP add, doubled per failure
+VIP_RETRY_MAX = 30.0  # s: the bound of that back-off
 
 
 class State(enum.StrEnum):
@@ -234,6 +254,14 @@ class Unavailable:
 
 
 @dataclass(frozen=True, slots=True)
+class VipsAdded:
+    """The shell's outcome of ``AddVips`` (or of a reload's added VIPs): ``error`` None when
+    every address is on its interface, else why not (the real error text)."""
+
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     pass
 
@@ -246,7 +274,7 @@ class Reconfigure:
 
 
 Event = (Start | AdvertReceived | Timer | InterfaceChanged | ScriptResult | ProcessResult
-         | Unavailable | Shutdown | Reconfigure)
+         | Unavailable | VipsAdded | Shutdown | Reconfigure)
 
 
 # ----------------------------------------------------------------------------------- actions
@@ -363,6 +391,7 @@ class Counters:
     addr_list_mismatch: int = 0  # keepalived's warning-only VIP list check
     became_master: int = 0
     released_master: int = 0
+    vip_add_failed: int = 0  # MASTER whose VIPs could not be added (FAULT, retried)
     invalid: Counter[InvalidReason] = field(default_factory=Counter)
     transitions: deque[Transition] = field(default_factory=deque)
 
@@ -378,6 +407,7 @@ class Counters:
             addr_list_mismatch=self.addr_list_mismatch,
             became_master=self.became_master,
             released_master=self.released_master,
+            vip_add_failed=self.vip_add_failed,
             invalid={r.value: n for r, n in sorted(self.invalid.items())},
             transitions=tuple(self.transitions),
         )
@@ -453,6 +483,11 @@ class VrrpMachine:
         }
         self._procs: dict[str, bool | None] = {t.name: None for t in params.track_processes}
         self._unavailable: str | None = None
+        # VIPs that could not be added: the fault reason, when to leave FAULT and retry, and
+        # the consecutive failures (the back-off's exponent)
+        self._vip_error: str | None = None
+        self._vip_retry_at: float | None = None
+        self._vip_failures = 0
         # vrrp_startup_delay: no down timer counts from before this time (set by the shell)
         self.delayed_start: float | None = None
         self.effective_priority = self._compute_priority()
@@ -476,7 +511,7 @@ class VrrpMachine:
 
     @property
     def next_deadline(self) -> float | None:
-        times = [t for t in (self._adver_at, self._down_at) if t is not None]
+        times = [t for t in (self._adver_at, self._down_at, self._vip_retry_at) if t is not None]
         times.extend(g[0] for g in self._garp)
         return min(times) if times else None
 
@@ -487,6 +522,8 @@ class VrrpMachine:
 
     def fault_reasons(self) -> list[str]:
         reasons = [self._unavailable] if self._unavailable else []
+        if self._vip_error:
+            reasons.append(self._vip_error)
         for t in self.params.track_interfaces:
             if t.weight == 0 and self._iface_up[t.name] == t.reverse:
                 reasons.append(f"interface {t.name} {'up (reverse)' if t.reverse else 'down'}")
@@ -518,6 +555,8 @@ class VrrpMachine:
                 return self.process(name, up, now)
             case Unavailable(reason):
                 return self.unavailable(reason, now)
+            case VipsAdded(error):
+                return self.vips_added(error, now)
             case Shutdown():
                 return self.shutdown(now)
             case Reconfigure(params):
@@ -548,7 +587,11 @@ class VrrpMachine:
             acts.append(RemoveVips(self.params.addresses))
         self._record(now, State.STOPPED, "shutdown")
         self._clear_timers()
-        acts.append(RunNotify("STOP", prio))
+        self._vip_retry_at = None
+        if self._started:
+            # an instance that never started (its runner failed or was stopped while
+            # starting) has announced no state: nothing to announce the end of
+            acts.append(RunNotify("STOP", prio))
         return acts
 
     def rename(self, name: str) -> None:
@@ -658,6 +701,10 @@ class VrrpMachine:
                 break
             if self._down_at is not None and self._down_at <= now and self._down_at == due:
                 acts += self._down_timer_expired(now)
+            elif self._vip_retry_at is not None and self._vip_retry_at == due:
+                self._vip_retry_at = None
+                self._vip_error = None
+                acts += self._tracking_changed(now, "retrying the VIPs")
             elif self._adver_at is not None and self._adver_at <= now and self._adver_at == due:
                 self._adver_at = now + self.params.advert_int
                 acts.append(self._advert(self.effective_priority))
@@ -734,6 +781,26 @@ class VrrpMachine:
         self._unavailable = reason
         return self._tracking_changed(now, reason or "available again")
 
+    def vips_added(self, error: str | None, now: float) -> list[Action]:
+        """The outcome of ``AddVips``: see "VIPs that cannot be added" in the docstring."""
+        if error is None:
+            if self.state == State.MASTER:
+                self._vip_failures = 0
+            return []
+        if self._stopped or self.state != State.MASTER:
+            return []  # a late outcome: the VIPs are being removed anyway
+        self.counters.vip_add_failed += 1
+        delay = min(VIP_RETRY_MAX, VIP_RETRY_FIRST * 2.0 ** self._vip_failures)
+        self._vip_failures += 1
+        self._vip_error = f"VIPs not held: {error}"
+        self._vip_retry_at = now + delay
+        return self._tracking_changed(now, f"{self._vip_error} (retry in {delay:g} s)")
+
+    @property
+    def vip_retry_at(self) -> float | None:
+        """When FAULT for VIPs not held ends and the add is retried (None: no such fault)."""
+        return self._vip_retry_at
+
     def force(self, target: State, now: float, reason: str) -> list[Action]:
         """Move to ``target`` because a sync group says so (keepalived vrrp_sync_*)."""
         if self._stopped or not self._started or self.state in (target, State.INIT):
@@ -776,6 +843,7 @@ class VrrpMachine:
             startup_delay_until=self.delayed_start,
             next_deadline=self.next_deadline,
             counters=self.counters.report(),
+            vip_retry_at=self._vip_retry_at,
         )
 
     # ------------------------------------------------------------------ helpers

@@ -21,9 +21,18 @@ With ``notify_priority_changes`` an effective priority change writes only a FIFO
 is run (vrrp_notify.c ``send_instance_priority_notifies``).
 
 ``Notifier.notify`` only schedules: every script runs as its own asyncio task with a timeout
-(killed, and counted, when it overruns), so the state machine never waits for one. Scripts
-of one instance run in order (a task chain), so a quick MASTER -> BACKUP -> MASTER flap is
-reported in order, as keepalived does by forking them in sequence.
+(killed, and counted, when it overruns), so the state machine never waits for one.
+keepalived forks each notify script and never waits for it (vrrp_notify.c ``notify_exec``), so
+a hung script delays nothing. lvsd keeps the order of one instance's state notifications (a
+quick MASTER -> BACKUP -> MASTER flap is reported in order) but never lets one queue behind
+another: each script starts when the one before it has ended, or :data:`ORDER_GRACE` (1 s)
+after it started waiting, whichever comes first. So a hung ``notify_master`` delays the
+``notify_backup`` after it by at most ~1 s, not by its timeout.
+
+``notify_master_rx_lower_pri`` runs apart from the state notifications (they never wait for
+it) and is coalesced per instance: at most one run and one pending; a lower-priority advert
+that arrives while one runs and one is pending only counts (``NotifyStats.coalesced``). A
+flood of lower-priority adverts starts a handful of scripts, not one per advert.
 
 Every script runs through the one script runner (:mod:`lvsd.scriptrun`, keepalived
 lib/notify.c): split into words as keepalived splits them and executed without a shell (``;``,
@@ -50,7 +59,10 @@ from dataclasses import dataclass, field
 
 from lvsd.scriptrun import NOTIFY_TIMEOUT, ScriptRunner, ScriptSpec
 
-__all__ = ["Notifier", "ScriptSpec", "fifo_line"]
+__all__ = ["ORDER_GRACE", "Notifier", "ScriptSpec", "fifo_line"]
+
+ORDER_GRACE = 1.0  # s a notify script waits for the one before it at most
+RX_LOWER = "MASTER_RX_LOWER_PRI"
 
 
 def fifo_line(kind: str, name: str, state: str, priority: int | None) -> str:
@@ -67,6 +79,7 @@ class NotifyStats:
     failed: int = 0  # non-zero exit or could not start
     timed_out: int = 0
     fifo_dropped: int = 0
+    coalesced: int = 0  # notify_master_rx_lower_pri runs folded into the pending one
     last_error: str = ""
 
 
@@ -84,8 +97,11 @@ class Notifier:
     on_error: Callable[[str], None] | None = None
     stats: NotifyStats = field(default_factory=NotifyStats)
     security: bool = False  # global_defs enable_script_security
+    order_grace: float = ORDER_GRACE
     _chain: asyncio.Task[None] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _rx_task: asyncio.Task[None] | None = None  # the notify_master_rx_lower_pri run
+    _rx_pending: bool = False  # another one is due after it
     _fifo_fds: dict[str, int] = field(default_factory=dict)
 
     def notify(self, state: str, priority: int | None) -> None:
@@ -106,24 +122,50 @@ class Notifier:
             jobs.append((generic, extra))
         for path in self.fifos:
             self._write_fifo(path, fifo_line(self.kind, self.name, state, priority))
-        if not jobs:
+        if state == RX_LOWER:
+            if own is not None:
+                self._rx_lower()
             return
-        prev = self._chain
-        task = asyncio.get_running_loop().create_task(self._run_chain(prev, jobs))
-        self._chain = task
+        for spec, extra in jobs:
+            task = asyncio.get_running_loop().create_task(
+                self._run_after(self._chain, spec, extra))
+            self._chain = task
+            self._track(task)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_chain(self, prev: asyncio.Task[None] | None,
-                         jobs: list[tuple[ScriptSpec, tuple[str, ...]]]) -> None:
-        if prev is not None:
-            # wait for the earlier scripts without taking on their outcome; a cancellation of
-            # this chain (the loop ending) still ends it here rather than running its scripts
-            await asyncio.wait({prev})
-            if not prev.cancelled() and (exc := prev.exception()) is not None:
-                self._error(f"{self.kind} {self.name}: notify chain failed: {exc!r}")
-        for spec, extra in jobs:
-            await self.run_one(spec, extra)
+    async def _run_after(self, prev: asyncio.Task[None] | None, spec: ScriptSpec,
+                         extra: tuple[str, ...]) -> None:
+        if prev is not None and not prev.done():
+            # in order, but never queued behind a slow script: at most order_grace
+            await asyncio.wait({prev}, timeout=self.order_grace)
+        if prev is not None and prev.done() and not prev.cancelled() \
+                and (exc := prev.exception()) is not None:
+            self._error(f"{self.kind} {self.name}: notify failed: {exc!r}")
+        await self.run_one(spec, extra)
+
+    def _rx_lower(self) -> None:
+        """notify_master_rx_lower_pri, coalesced: one running, at most one pending."""
+        if self._rx_task is not None and not self._rx_task.done():
+            if self._rx_pending:
+                self.stats.coalesced += 1
+            self._rx_pending = True
+            return
+        self._rx_pending = False
+        self._rx_task = asyncio.get_running_loop().create_task(self._rx_loop())
+        self._track(self._rx_task)
+
+    async def _rx_loop(self) -> None:
+        while True:
+            spec = self.scripts.get(RX_LOWER)  # a reload may have changed or removed it
+            if spec is None:
+                return
+            await self.run_one(spec)
+            if not self._rx_pending:
+                return
+            self._rx_pending = False
 
     def _error(self, msg: str) -> None:
         self.stats.last_error = msg

@@ -14,7 +14,7 @@ uses, and a record taken at one moment does not change when the machine moves on
   fault reasons, tracked processes, timers and the counters. Times are on the machine's clock.
 * :class:`MemberReport` -- one instance as its runner runs it: the machine's report plus the host
   side (interface, :class:`TransportReport`, :class:`VmacReport`, gratuitous ARPs sent, VIP
-  errors, tracked process counts).
+  errors, whether the VIPs are really on the interface, tracked process counts).
 
 ``as_dict()`` gives the plain, JSON-ready layout these records replace (the debug dump of
 ``tests/support/vrrp_standalone.py`` writes it); nothing in the daemon reads it back by key.
@@ -23,7 +23,7 @@ uses, and a record taken at one moment does not change when the machine moves on
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class InstanceCounters:
     released_master: int
     invalid: Mapping[str, int]  # by the codec's InvalidReason value, sorted by reason
     transitions: tuple[Transition, ...]  # oldest first, bounded by the machine
+    vip_add_failed: int = 0  # MASTER whose VIPs could not be added (went FAULT, retried)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class InstanceCounters:
             "addr_list_mismatch": self.addr_list_mismatch,
             "became_master": self.became_master,
             "released_master": self.released_master,
+            "vip_add_failed": self.vip_add_failed,
             "invalid": dict(self.invalid),
             "transitions": [
                 {"at": t.at, "from": t.old.value, "to": t.new.value, "reason": t.reason}
@@ -86,13 +88,14 @@ class InstanceReport:
     primary_address: str | None  # our own source address
     family: int
     addresses: tuple[str, ...]  # the VIPs the adverts carry
-    vips_held: bool  # as far as the machine knows (MASTER)
+    vips_held: bool  # as far as the machine knows (MASTER); the host's truth: MemberReport
     sync_group: str | None
     fault_reasons: tuple[str, ...]  # empty unless a tracked object of its own is down
     tracked_processes: Mapping[str, bool | None]  # track_process: quorum up, None: unknown
     startup_delay_until: float | None  # vrrp_startup_delay, machine clock
     next_deadline: float | None  # machine clock
     counters: InstanceCounters
+    vip_retry_at: float | None = None  # FAULT for VIPs not held ends (machine clock)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +120,7 @@ class InstanceReport:
             "startup_delay_until": self.startup_delay_until,
             "next_deadline": self.next_deadline,
             "counters": self.counters.as_dict(),
+            "vip_retry_at": self.vip_retry_at,
         }
 
 
@@ -157,16 +161,32 @@ class MemberReport:
     machine: InstanceReport
     interface: str
     transport: TransportReport
-    other_vrid: int  # adverts for another VRID seen on our socket
+    other_vrid: int  # adverts for another VRID seen on our socket (= discarded["vrid"])
     interface_pending: str | None  # dynamic_interfaces: why the transport is not open
     vmac: VmacReport | None
     process_counts: Mapping[str, int | None] | None  # None: no process tracking
     garp_sent: int
     vip_errors: Mapping[str, int]
+    # every VIP (and excluded VIP) of the instance is on its interface, as the last netlink
+    # add/remove left it (not the machine's belief: a MASTER whose add failed holds none)
+    vips_held: bool = False
+    # packets dropped before the machine saw them, by reason: the runner's ("vrid", and
+    # "truncated" for a payload too short to carry one) and the transport's (transport.py
+    # DISCARD_REASONS: "own_address", "destination", "interface", "unicast_src", "truncated")
+    discarded: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.machine.name
+
+    @property
+    def invalid_packets(self) -> dict[str, int]:
+        """Every packet this instance discarded, by reason: the machine's (the codec's
+        reasons) and those dropped before it (``discarded``), sorted by reason."""
+        out = dict(self.machine.counters.invalid)
+        for reason, n in self.discarded.items():
+            out[reason] = out.get(reason, 0) + n
+        return dict(sorted(out.items()))
 
     def as_dict(self) -> dict[str, Any]:
         out = self.machine.as_dict()
@@ -180,4 +200,7 @@ class MemberReport:
             out["process_counts"] = dict(self.process_counts)
         out["garp_sent"] = self.garp_sent
         out["vip_errors"] = dict(self.vip_errors)
+        out["vips_held"] = self.vips_held
+        out["discarded"] = dict(self.discarded)
+        out["invalid_packets"] = self.invalid_packets
         return out

@@ -10,10 +10,11 @@ one path from the config). It turns I/O into events and actions into I/O.
 
 Events in:
 
-* received packets (``transport``): a payload whose VRID is not ours is dropped (counted in
-  ``other_vrid``: another router on the link); the rest is decoded with ``codec.decode``
-  (``params.expect()``) and fed to ``machine.receive`` even when invalid, so the machine counts
-  it per reason and changes nothing;
+* received packets (``transport``): a payload whose VRID is not ours is dropped (counted as
+  ``vrid``: another router on the link; one too short to carry a VRID as ``truncated``),
+  beside what the transport dropped (its ``discarded`` reasons); the rest is decoded with
+  ``codec.decode`` (``params.expect()``) and fed to ``machine.receive`` even when invalid, so
+  the machine counts it per reason and changes nothing;
 * timers: one ``loop.call_at`` at the machine's ``next_deadline``, translated from the injected
   ``clock`` (monotonic seconds) to the loop's clock; re-armed after every event;
 * link state of every tracked interface (the instance's own unless ``dont_track_primary``):
@@ -56,6 +57,12 @@ gratuitous ARPs are out, and a backup's or a stopping master's once they are gon
 vrrp.c vrrp_state_become_master / vrrp_state_leave_master): a ``notify_master`` that binds to
 the VIP or routes through it works. The ``Become*`` records are passed to ``on_event`` on the
 next loop turn (after the VIP work started); ``PriorityChanged`` is logged at once.
+
+The outcome of every VIP add goes back to the machine (``VipsAdded``: None, or the first real
+error): a MASTER whose VIPs could not be added goes to FAULT and retries after a back-off (the
+machine decides; see its docstring). The member's ``vips_held`` is the host's truth (every
+VIP added by the last add, none since a remove), which status reports; gratuitous ARPs are
+sent only while it holds, never for an address this node failed to add.
 
 ``use_vmac`` (``InstanceSpec.vmac``, ``lvsd.vrrp.vmac``): before its transport opens, a member
 creates (or adopts) its macvlan, in any state; adverts go out and come in on
@@ -121,6 +128,7 @@ from lvsd.vrrp.machine import (
     SyncGroup,
     Timer,
     Unavailable,
+    VipsAdded,
     VrrpMachine,
 )
 from lvsd.vrrp.notify import Notifier
@@ -183,6 +191,18 @@ def _close_all(*groups: Iterable[Transport]) -> None:
             _close_quietly(tr)
 
 
+def _keep_counts(m: _Member) -> None:
+    """``m``'s transport is being replaced: keep what it discarded in the member's counts."""
+    m.discarded.update(getattr(m.transport, "discarded", {}))
+
+
+def _discards(m: _Member) -> dict[str, int]:
+    """Everything dropped before the machine for ``m``, by reason (runner + transports)."""
+    out = Counter(m.discarded)
+    out.update(getattr(m.transport, "discarded", {}))
+    return {str(k): n for k, n in sorted(out.items())}
+
+
 def _if_exists(name: str) -> bool:
     try:
         socket.if_nametoindex(name)
@@ -199,7 +219,9 @@ class _Member:
     vipset: VipSet
     garp: Garp
     expect: codec.Expect
-    other_vrid: int = 0
+    # packets dropped before the machine: by the runner ("vrid": another VRID, "truncated": no
+    # VRID at all) and by transports this member no longer uses (the counts stay monotonic)
+    discarded: Counter[str] = field(default_factory=Counter)
     vip_errors: Counter[str] = field(default_factory=Counter)
     script_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # dynamic_interfaces: why the transport is not open (the interface does not exist)
@@ -207,6 +229,7 @@ class _Member:
     reopening: bool = False
     vmac: VmacLink | None = None  # use_vmac: the macvlan this member created or adopted
     garp_tasks: set[asyncio.Task[None]] = field(default_factory=set)  # spaced GARP bursts
+    vips_held: bool = False  # every VIP on its interface, as the last add/remove left them
 
     @property
     def name(self) -> str:
@@ -279,13 +302,18 @@ class VrrpRunner:
         # Interface states before start, so a down link starts in FAULT.
         tracked = self._tracked_names()
         if tracked:
-            for name, up in (await self._link_states(tracked)).items():
+            states = await self._link_states(tracked)
+            if self._stopped:  # stopped while starting: the machines never start
+                return
+            for name, up in states.items():
                 for m in self.members.values():
                     self._feed(m, InterfaceChanged(name, up))
         self._watch(tracked)
         for m in self.members.values():
             self._start_scripts(m)
         await self._start_processes()
+        if self._stopped:
+            return
         now = self.clock()
         if self.group is not None:
             self._execute(self.group.start(now))
@@ -401,6 +429,7 @@ class VrrpRunner:
             return
         m.reopening = True
         try:
+            _keep_counts(m)
             m.transport = _transport_of(m.spec, m.transport)  # keeps the AH sequence counter
             m.garp.close()
             m.garp = Garp(m.spec.garp_interface)
@@ -580,6 +609,7 @@ class VrrpRunner:
             old = self.members[slot.old]
             if slot.name in swaps:
                 _close_quietly(old.transport)
+                _keep_counts(old)
                 old.transport = swaps[slot.name]
                 old.machine.set_primary_address(old.transport.source)
             old.machine.rename(slot.name)
@@ -657,8 +687,11 @@ class VrrpRunner:
     def _on_packet(self, m: _Member, pkt: Packet) -> None:
         if self._stopped or self.members.get(m.name) is not m:
             return  # a member being added or removed by ``update``
-        if codec.peek_vrid(pkt.payload) != m.spec.params.vrid:
-            m.other_vrid += 1
+        vrid = codec.peek_vrid(pkt.payload)
+        if vrid != m.spec.params.vrid:
+            # another router's (or garbage): counted by the documented reason, not decoded
+            m.discarded[codec.InvalidReason.VRID if vrid is not None
+                        else codec.InvalidReason.TRUNCATED] += 1
             return
         if log.isEnabledFor(logging.DEBUG):  # the clock read is per packet: only when asked
             log.debug("packet at %.6f from %s", self.clock(), pkt.src)
@@ -854,14 +887,19 @@ class VrrpRunner:
         before its notifies. So a notify script always sees the addresses in place."""
         if isinstance(act, AddVips):
             log.debug("adding VIPs at %.6f", self.clock())
-            self._vip_failures(m, await m.vipset.add_all())
+            res = await m.vipset.add_all()
+            m.vips_held = not res.failed
+            self._vip_failures(m, res)
+            self._vips_added(m, res)
             log.debug("VIPs added at %.6f", self.clock())
         elif isinstance(act, RemoveVips):
             # keepalived vrrp.c vrrp_restore_interface -> vrrp_remove_delayed_arp
             self._cancel_garps(m)
+            m.vips_held = False
             self._vip_failures(m, await m.vipset.remove_all())
         elif isinstance(act, SendGratuitous):
-            self._garp(m, act)
+            if m.vips_held:  # never announce addresses this node does not hold
+                self._garp(m, act)
         elif isinstance(act, RunNotify):
             if m.spec.notifier is not None:
                 m.spec.notifier.notify(act.state, act.priority)
@@ -869,7 +907,11 @@ class VrrpRunner:
             if act.remove:
                 self._vip_failures(m, await m.vipset.remove(act.remove))
             if act.add:
-                self._vip_failures(m, await m.vipset.add(act.add))
+                res = await m.vipset.add(act.add)
+                if res.failed:
+                    m.vips_held = False
+                self._vip_failures(m, res)
+                self._vips_added(m, res)
         elif isinstance(act, _Close):
             self._cancel_garps(m)
             m.garp.close()
@@ -877,6 +919,18 @@ class VrrpRunner:
             if m.spec.notifier is not None:  # after its notify STOP, queued before
                 m.spec.notifier.close()
             await self._vmacs_down([m], keep=self.members.values())
+
+    def _vips_added(self, m: _Member, res: VipResult) -> None:
+        """Hand the outcome of an add to the machine (``VipsAdded``): a MASTER without its
+        VIPs goes to FAULT and retries after a back-off (machine docstring)."""
+        if self._stopped or self.members.get(m.name) is not m:
+            return
+        error = None
+        if res.failed:
+            first = next(iter(res.failed.values()))
+            more = len(res.failed) - 1
+            error = first + (f" (and {more} more)" if more else "")
+        self._feed(m, VipsAdded(error))
 
     def _vip_failures(self, m: _Member, res: VipResult) -> None:
         for cidr, why in res.failed.items():
@@ -925,14 +979,16 @@ class VrrpRunner:
                     destinations=tuple(str(d) for d in m.transport.destinations),
                     send_errors=int(getattr(m.transport, "send_errors", 0)),
                     filtered=int(getattr(m.transport, "filtered", 0))),
-                other_vrid=m.other_vrid,
+                other_vrid=m.discarded[codec.InvalidReason.VRID],
+                discarded=_discards(m),
                 interface_pending=m.pending,
                 vmac=None if v is None else VmacReport(v.name, v.mac, v.xmit_base,
                                                        v.io_interface),
                 process_counts=None if counts is None else {
                     t.name: counts.get(t.name) for t in m.spec.params.track_processes},
                 garp_sent=m.garp.sent,
-                vip_errors=dict(m.vip_errors))
+                vip_errors=dict(m.vip_errors),
+                vips_held=m.vips_held)
         return out
 
     def state(self, name: str | None = None) -> State:

@@ -39,6 +39,10 @@ Raw (``RawTransport``, the default and the only wire-compatible kind):
 * Unicast (``unicast_peer``): one packet per peer, addressed to it; only packets from a peer
   are accepted when ``check_unicast_src`` is set (keepalived), and a packet from one of our
   own source addresses is always dropped.
+* Every packet dropped before the codec sees it is counted by why (``discarded``:
+  ``DISCARD_REASONS``, no whole IPv4 header, another interface, our own source address, a
+  destination that is not ours, not a unicast peer); the runner adds them to the instance's
+  ``invalid_packets`` beside the codec's reasons.
 * ``use_vmac`` (``lvsd.vrrp.vmac``): the transport is opened on the vmac interface (the base
   with ``vmac_xmit_base``) with ``source_ifname`` the base interface, whose address adverts
   are sent from (keepalived), so they leave with the virtual MAC as Ethernet source.
@@ -61,6 +65,7 @@ import errno
 import logging
 import socket
 import struct
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -87,6 +92,15 @@ __all__ = [
     "interface_addresses",
     "make_transport",
 ]
+
+# Why a transport drops a packet before decoding (``discarded`` keys; the status page's
+# ``invalid_packets`` reasons beside the codec's InvalidReason values)
+TRUNCATED = "truncated"  # not a whole IPv4 header (the codec's reason for a short payload)
+INTERFACE = "interface"  # arrived on another interface
+OWN_ADDRESS = "own_address"  # from our own source address (looped back, reflected, forged)
+DESTINATION = "destination"  # multicast for a unicast instance, or not our group
+UNICAST_SRC = "unicast_src"  # check_unicast_src: not from a unicast_peer
+DISCARD_REASONS = (TRUNCATED, INTERFACE, OWN_ADDRESS, DESTINATION, UNICAST_SRC)
 
 UDP_PORT = 5798
 IP_MULTICAST_ALL = 49  # linux/in.h; not exported by the socket module
@@ -211,7 +225,13 @@ class _Endpoint:
         # use_vmac interface (keepalived vrrp.h VRRP_PKT_SADDR: IF_ADDR(configured_ifp))
         self.source_ifname = ifname
         self.send_errors = 0
-        self.filtered = 0
+        # packets dropped before decoding, by reason (DISCARD_REASONS): every one is counted
+        self.discarded: Counter[str] = Counter()
+
+    @property
+    def filtered(self) -> int:
+        """All packets dropped before decoding."""
+        return sum(self.discarded.values())
 
 
 def _ifindex(ifname: str) -> int:
@@ -344,8 +364,8 @@ class RawTransport(_Endpoint):
                    addr: tuple[str, ...]) -> Packet | None:
         ifindex, dst, ttl = _parse_cmsgs(anc, self.family)
         if self.family == 4:
-            if len(data) < 20 or data[0] >> 4 != 4:
-                self.filtered += 1
+            if len(data) < 20 or data[0] >> 4 != 4 or not 20 <= (data[0] & 0x0F) * 4 <= len(data):
+                self.discarded[TRUNCATED] += 1  # no whole IPv4 header
                 return None
             ihl = (data[0] & 0x0F) * 4
             ttl = data[8]
@@ -360,20 +380,20 @@ class RawTransport(_Endpoint):
             if dst is None:
                 dst = self.group
         if ifindex is not None and ifindex != self.ifindex:
-            self.filtered += 1
+            self.discarded[INTERFACE] += 1
             return None
         if src == self.source:
-            self.filtered += 1  # our own packet (looped back or reflected)
+            self.discarded[OWN_ADDRESS] += 1  # ours (looped back, reflected or forged)
             return None
         if self.peers:
             if dst == self.group or dst.is_multicast:
-                self.filtered += 1
+                self.discarded[DESTINATION] += 1
                 return None
             if self.check_unicast_src and src not in self.peers:
-                self.filtered += 1
+                self.discarded[UNICAST_SRC] += 1
                 return None
         elif dst != self.group:
-            self.filtered += 1
+            self.discarded[DESTINATION] += 1
             return None
         error = None
         if proto == IPPROTO_AH and self.ah is not None:
@@ -490,9 +510,11 @@ class UdpTransport(_Endpoint):
             except OSError:
                 continue
             src = ip_address(str(host).split("%")[0])
-            if src == self.source or (self.check_unicast_src and self.peers
-                                      and src not in self.peers):
-                self.filtered += 1
+            if src == self.source:
+                self.discarded[OWN_ADDRESS] += 1
+                continue
+            if self.check_unicast_src and self.peers and src not in self.peers:
+                self.discarded[UNICAST_SRC] += 1
                 continue
             on_packet(Packet(bytes(data), src, self.group if not self.peers else self.source,
                              None, IPPROTO_VRRP, self.ifindex))

@@ -9,7 +9,12 @@ added, one already gone (EADDRNOTAVAIL / ENOENT / ENODEV) counts as removed, so 
 after SIGKILL (the VIP still on the interface) and a double stop both converge. Only transient
 netlink errors (EBUSY, EAGAIN, ENOBUFS, EINTR) are retried (tenacity, a few ms apart); anything
 else is reported in the returned ``VipResult`` and never raised, so a bad VIP cannot stop the
-state machine or the other VIPs.
+state machine or the other VIPs. A reported failure is the real one: the kernel's text and
+errno name ("No buffer space available (ENOBUFS)"), "interface 'eth1' does not exist" only
+when the kernel says so (a descriptor shortage makes ``if_nametoindex`` fail too: the
+interface is then looked up over the netlink socket already open), "netlink socket: [Errno
+24] Too many open files" when none can be opened. The runner hands the outcome of an add to
+the machine (``machine.VipsAdded``), which decides what a MASTER without its VIPs does.
 
 Options per entry (keepalived ``virtual_ipaddress`` syntax): ``dev`` (default: the instance's
 interface), ``brd`` (IPv4 broadcast), ``scope`` (name or number; default global), ``label``
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -87,6 +93,15 @@ def _scope(s: str | int | None) -> int:
     return SCOPES[s]
 
 
+def _describe(exc: Exception) -> str:
+    """A netlink error as the kernel's text with its errno name: "No buffer space available
+    (ENOBUFS)"."""
+    code = getattr(exc, "code", None)
+    name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+    text = os.strerror(code) if isinstance(code, int) and code > 0 else str(exc.args[-1])
+    return f"{text} ({name})" if name else text
+
+
 def _is_transient(exc: BaseException) -> bool:
     return getattr(exc, "code", None) in _TRANSIENT
 
@@ -110,16 +125,30 @@ class VipSet:
         return vip.dev or self.ifname
 
     @staticmethod
-    def _index(dev: str) -> int:
-        # if_nametoindex is one ioctl; pyroute2's link_lookup parses a dump of every link
-        # (~7 ms here), which would sit in the failover path.
+    async def _index(ipr: Any, dev: str) -> int:
+        """``dev``'s ifindex. if_nametoindex is one ioctl on a fresh socket (the fast path);
+        it answers 0 both for a missing interface and when no socket can be opened (EMFILE,
+        ENOBUFS), and Python reports both as "no interface with this name". So on a failure
+        ask the kernel over the netlink socket already open (one RTM_GETLINK, no new
+        descriptor): that either finds the interface or says truthfully why not."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
         try:
             return socket.if_nametoindex(dev)
         except OSError:
-            raise LookupError(f"interface {dev!r} does not exist") from None
+            pass
+        try:
+            links = await ipr.link("get", ifname=dev)
+        except NetlinkError as exc:
+            if exc.code in (errno.ENODEV, errno.ENOENT):
+                raise LookupError(f"interface {dev!r} does not exist") from None
+            raise
+        for link in links:
+            return int(link["index"])
+        raise LookupError(f"interface {dev!r} does not exist")  # pragma: no cover
 
     async def _do(self, ipr: Any, cmd: str, vip: Vip) -> None:
-        index = self._index(self.dev(vip))
+        index = await self._index(ipr, self.dev(vip))
         kw: dict[str, Any] = {"index": index, "address": vip.address,
                               "prefixlen": vip.prefixlen}
         if cmd == "add":
@@ -145,9 +174,16 @@ class VipSet:
         from pyroute2.netlink.exceptions import NetlinkError
 
         res = VipResult()
+        vips = tuple(vips)
         if self._ipr is None:
             # kept open: creating a netlink socket costs milliseconds in the failover path
-            self._ipr = AsyncIPRoute()
+            try:
+                self._ipr = AsyncIPRoute()
+            except OSError as exc:  # EMFILE, ENOBUFS: every entry fails with the real reason
+                for vip in vips:
+                    res.failed[vip.cidr] = (
+                        f"{cmd} {vip.cidr} dev {self.dev(vip)}: netlink socket: {exc}")
+                return res
         ipr = self._ipr
         broken = False
         for vip in vips:
@@ -160,14 +196,14 @@ class VipSet:
                     res.ok.append(vip.cidr)
                 else:
                     res.failed[vip.cidr] = (
-                        f"{cmd} {vip.cidr} dev {self.dev(vip)}: {exc.args[-1]}")
+                        f"{cmd} {vip.cidr} dev {self.dev(vip)}: {_describe(exc)}")
             except (LookupError, ValueError) as exc:
                 if cmd == "del" and isinstance(exc, LookupError):
                     res.ok.append(vip.cidr)  # the device is gone, so is the address
                 else:
                     res.failed[vip.cidr] = f"{cmd} {vip.cidr}: {exc}"
             except OSError as exc:  # the netlink socket itself failed: reopen next time
-                res.failed[vip.cidr] = f"{cmd} {vip.cidr}: netlink: {exc}"
+                res.failed[vip.cidr] = f"{cmd} {vip.cidr} dev {self.dev(vip)}: netlink: {exc}"
                 broken = True
         if broken:
             self.close()
@@ -203,7 +239,7 @@ class VipSet:
         async with AsyncIPRoute() as ipr:
             for dev in {self.dev(v) for v in self.all}:
                 try:
-                    index = self._index(dev)
+                    index = await self._index(ipr, dev)
                 except LookupError:
                     continue
                 async for msg in await ipr.addr("dump", index=index):

@@ -25,6 +25,7 @@ from lvsd.config.grammar import Node
 from lvsd.config.keywords.common import (
     DRAIN_MAX,
     EXT,
+    Ctx,
     L,
     Parts,
     Q,
@@ -58,7 +59,13 @@ _GLOBAL_SUPPORTED.update({"notification_email": V, "notify_fifo_script": Q,
 _GLOBAL_SUPPORTED["lvs_drain_on_remove"] = EXT
 # `lvs_timeouts [tcp N] [tcpfin N] [udp N]`: IPVS connection timeouts, set by the reconciler
 _GLOBAL_SUPPORTED["lvs_timeouts"] = L
+# lvsd extension: `lvs_sync_daemon_mode both|keepalived`: how the sync daemons follow the
+# VRRP state (lvsd.pool.syncd; default both)
+_GLOBAL_SUPPORTED["lvs_sync_daemon_mode"] = EXT
 _GLOBAL_SUPPORTED.update({"dynamic_interfaces": L, "vrrp_notify_priority_changes": L})
+# the VRRP child process's scheduling (keepalived lib/process.c set_process_priorities)
+_GLOBAL_SUPPORTED.update({w: L for w in words(
+    "vrrp_no_swap vrrp_rt_priority vrrp_rlimit_rttime vrrp_rlimit_rtime")})
 
 GLOBAL_TABLE = table(
     _GLOBAL_SUPPORTED,
@@ -70,8 +77,8 @@ GLOBAL_TABLE = table(
     "no_email_faults default_interface "
     "disable_local_igmp v3_checksum_as_v2 vrrp_down_timer_adverts vrrp_min_garp "
     "vrrp_garp_extra_if vrrp_vmac_garp_intvl vrrp_iptables vrrp_ipsets nftables "
-    "nftables_priority nftables_ifindex vrrp_no_swap vrrp_rt_priority vrrp_cpu_affinity "
-    "vrrp_rlimit_rttime vrrp_rlimit_rtime nftables_ipvs nftables_ipvs_priority "
+    "nftables_priority nftables_ifindex vrrp_cpu_affinity "
+    "nftables_ipvs nftables_ipvs_priority "
     "nftables_ipvs_start_fwmark nftables_counters "
     "fifo_write_vrrp_states_on_reload checker_priority checker_no_swap checker_rt_priority "
     "checker_cpu_affinity checker_rlimit_rttime checker_rlimit_rtime bfd_priority bfd_no_swap "
@@ -127,8 +134,12 @@ class GlobalKw(TypedDict, total=False):
     vrrp_garp_master_refresh_repeat: int
     vrrp_garp_lower_prio_repeat: int
     vrrp_priority: int
+    vrrp_no_swap: bool
+    vrrp_rt_priority: int
+    vrrp_rlimit_rttime: int
     lvs_flush_on_stop: str
     lvs_sync_daemon: LvsSyncDaemon
+    lvs_sync_daemon_mode: str
     lvs_timeouts: LvsTimeouts | None
     notify_fifo_script: Script
     vrrp_notify_fifo_script: Script
@@ -236,6 +247,14 @@ def read_global(p: Parts, node: Node) -> None:
         elif kw == "vrrp_priority":
             if (iv := c.sint(ch, -20, 19)) is not None:
                 upd["vrrp_priority"] = iv
+        elif kw == "vrrp_no_swap":  # global_parser.c vrrp_no_swap_handler
+            upd["vrrp_no_swap"] = True
+        elif kw == "vrrp_rt_priority":
+            if (iv := _rt_priority(c, ch, "vrrp")) is not None:
+                upd["vrrp_rt_priority"] = iv
+        elif kw in ("vrrp_rlimit_rttime", "vrrp_rlimit_rtime"):
+            if (iv := _rt_rlimit(c, ch, "vrrp")) is not None:
+                upd["vrrp_rlimit_rttime"] = iv
         elif kw in ("lvs_flush_on_stop", "lvs_flush_onstop"):
             if not ch.args:
                 upd["lvs_flush_on_stop"] = "all"
@@ -246,8 +265,17 @@ def read_global(p: Parts, node: Node) -> None:
             else:
                 c.err(ch.pos, f"Invalid lvs_flush_on_stop parameter {ch.args[0]} - ignoring")
         elif kw == "lvs_sync_daemon":
-            if (sd := _lvs_sync_daemon(p, ch)) is not None:
+            have = upd.get("lvs_sync_daemon", g.lvs_sync_daemon)
+            if have is not None:  # global_parser.c lvs_syncd_handler: the first one stays
+                c.err(ch.pos, f"lvs_sync_daemon has already been specified as {have.interface} "
+                      f"{have.instance or ''} - ignoring")
+            elif (sd := _lvs_sync_daemon(p, ch)) is not None:
                 upd["lvs_sync_daemon"] = sd
+        elif kw == "lvs_sync_daemon_mode":
+            if not ch.args or ch.args[0] not in ("both", "keepalived"):
+                c.err(ch.pos, "lvs_sync_daemon_mode must be both or keepalived - ignoring")
+            else:
+                upd["lvs_sync_daemon_mode"] = ch.args[0]
         elif kw == "lvs_timeouts":
             upd["lvs_timeouts"] = _lvs_timeouts(p, ch, upd.get("lvs_timeouts", g.lvs_timeouts))
         elif one_of(kw, _FIFO_SCRIPTS):
@@ -320,31 +348,128 @@ def _lvs_timeouts(p: Parts, ch: Node, prev: LvsTimeouts | None) -> LvsTimeouts |
     return LvsTimeouts(tcp=vals["tcp"], tcp_fin=vals["tcpfin"], udp=vals["udp"], pos=ch.pos)
 
 
+RT_PRIORITY_MIN, RT_PRIORITY_MAX = 1, 99  # sched_get_priority_min/max(SCHED_RR) on Linux
+
+
+def _rt_priority(c: Ctx, ch: Node, process: str) -> int | None:
+    """keepalived global_parser.c get_realtime_priority: clamped to SCHED_RR's range."""
+    if not ch.args:
+        c.err(ch.pos, f"No {process} process real-time priority specified")
+        return None
+    try:
+        v = int(ch.args[0], 10)
+    except ValueError:
+        c.err(ch.pos, f"{process} process real-time priority '{ch.args[0]}' invalid")
+        return None
+    if v < RT_PRIORITY_MIN:
+        c.err(ch.pos, f"{process} process real-time priority {v} less than minimum "
+              f"{RT_PRIORITY_MIN} - setting to minimum")
+        return RT_PRIORITY_MIN
+    if v > RT_PRIORITY_MAX:
+        c.err(ch.pos, f"{process} process real-time priority {v} greater than maximum "
+              f"{RT_PRIORITY_MAX} - setting to maximum")
+        return RT_PRIORITY_MAX
+    return v
+
+
+def _rt_rlimit(c: Ctx, ch: Node, process: str) -> int | None:
+    """keepalived global_parser.c get_rt_rlimit (microseconds; 1 becomes 2)."""
+    kw = ch.keyword
+    if kw.endswith("rtime") and not kw.endswith("rttime"):
+        c.warn(ch.pos, f"Keyword '{kw}' is deprecated - please use '{kw[:-5]}rttime'")
+    s = ch.args[0] if ch.args else ""
+    try:
+        v = int(s, 10)
+    except ValueError:
+        v = 0
+    if not 1 <= v <= 2**32 - 1:
+        c.err(ch.pos, f"Invalid {process} real-time limit - {s}")
+        return None
+    return max(v, 2)
+
+
 def _lvs_sync_daemon(p: Parts, ch: Node) -> LvsSyncDaemon | None:
-    """global_parser.c lvs_syncd_handler(): ``IF [INSTANCE] [id N] [maxlen N] [port N]
-    [ttl N] [group ADDR]``."""
+    """global_parser.c lvs_syncd_handler(): ``IF [INSTANCE [SYNCID]] [inst NAME] [id N]
+    [maxlen N] [port N] [ttl N] [group ADDR]``, with keepalived's messages: a bad or missing
+    value is logged and skipped (the rest applies), the positional INSTANCE and SYNCID are the
+    old syntax (a positional SYNCID asks for ``id``)."""
     c = p.ctx
     if not ch.args:
         c.err(ch.pos, "lvs_sync_daemon requires interface")
         return None
     iface = ch.args[0]
-    inst = ch.args[1] if len(ch.args) > 1 and ch.args[1] not in (
-        "id", "maxlen", "port", "ttl", "group") else None
+    if len(iface) >= 16:  # IP_VS_IFNAME_MAXLEN
+        c.err(ch.pos, f"lvs_sync_daemon interface name '{iface}' too long - ignoring")
+        return None
+    inst: str | None = None
     nums: dict[str, int] = {}
     group: str | None = None
-    rest = ch.args[2:] if inst is not None else ch.args[1:]
-    i = 0
-    while i < len(rest):
-        k = rest[i]
-        if k in ("id", "maxlen", "port", "ttl") and i + 1 < len(rest):
+    ranges = {"maxlen": (1, 65535 - 20 - 8), "port": (1, 65535), "ttl": (1, 255)}
+    args = ch.args
+    i = 1  # keepalived's strvec index i is args index i - 1
+    while i < len(args):
+        k = args[i]
+        last = i == len(args) - 1
+        if k == "inst":
+            if last:
+                c.err(ch.pos, "No value specified for lvs_sync_daemon inst - ignoring")
+            elif inst is not None:
+                c.err(ch.pos, "lvs_sync_daemon vrrp instance has already been specified as "
+                      f"{inst} - ignoring")
+            else:
+                inst = args[i + 1]
+            i += 2
+        elif k == "id":
+            if last:
+                c.err(ch.pos, "No value specified for lvs_sync_daemon id, defaulting to vrid")
+                i += 1
+                continue
+            v = c.uint(ch, 0, 255, f" - Invalid syncid ({args[i + 1]}) - defaulting to vrid",
+                       idx=i + 1)
+            if v is not None:
+                nums["id"] = v
+            i += 2
+        elif k in ranges:
+            if last:
+                c.err(ch.pos, f"No value specified for lvs_sync_daemon {k} - ignoring")
+                i += 1
+                continue
+            lo, hi = ranges[k]
+            v = c.uint(ch, lo, hi, f" - Invalid lvs_sync_daemon {k} ({args[i + 1]}) - ignoring",
+                       idx=i + 1)
+            if v is not None:
+                nums[k] = v
+            i += 2
+        elif k == "group":
+            if last:
+                c.err(ch.pos, "No value specified for lvs_sync_daemon group - ignoring")
+                i += 1
+                continue
             try:
-                nums[k] = int(rest[i + 1])
+                addr = ipaddress.ip_address(args[i + 1])
             except ValueError:
-                c.err(ch.pos, f"lvs_sync_daemon {k} '{rest[i + 1]}' invalid - ignoring")
+                c.err(ch.pos, f"Invalid lvs_sync_daemon group ({args[i + 1]}) - ignoring")
+            else:
+                if addr.is_multicast:
+                    group = str(addr)
+                else:
+                    c.err(ch.pos, f"lvs_sync_daemon group address {args[i + 1]} is not "
+                          "multicast - ignoring")
             i += 2
-        elif k == "group" and i + 1 < len(rest):
-            group = rest[i + 1]
-            i += 2
+        elif i == 1:  # the old form: lvs_sync_daemon IF VRRP_INSTANCE [SYNC_ID]
+            inst = k
+            i += 1
+        elif i == 2:
+            try:
+                v = int(k, 10)
+            except ValueError:
+                v = -1
+            if not 0 <= v <= 255:
+                c.uint(ch, 0, 255, f" - Invalid syncid ({k}) - defaulting to vrid", idx=i)
+            else:
+                c.err(ch.pos, 'Please use keyword "id" before lvs_sync_daemon SYNCID')
+                nums["id"] = v
+            i += 1
         else:
             c.err(ch.pos, f"Unknown option {k} specified for lvs_sync_daemon")
             i += 1

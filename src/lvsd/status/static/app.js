@@ -32,8 +32,35 @@
     for (const [k, v] of pairs) target.append(el("dt", {}, k), el("dd", {}, v));
   }
 
+  // the service as ipvsadm -Ln prints it: scheduler, (flags), persistent T, mask M, ops
+  function serviceLine(vs) {
+    const flags = (vs.flags || []).filter((f) => f !== "ops");
+    let out = (vs.services.length ? vs.services.join(", ") : vs.ident) + " " + vs.scheduler;
+    if (flags.length) out += " (" + flags.join(",") + ")";
+    if (vs.persistence_timeout != null) {
+      out += " persistent " + vs.persistence_timeout;
+      if (vs.persistence_granularity) out += " mask " + vs.persistence_granularity;
+    }
+    if ((vs.flags || []).includes("ops")) out += " ops";
+    return out;
+  }
+  function conns(x) {
+    return x.active_conns == null ? "–" : x.active_conns + "/" + x.inactive_conns;
+  }
+  // ipvsadm -Ln --stats and --rate in one cell: conns, packets and bytes in/out, and rates
+  function traffic(st) {
+    if (st == null) return "–";
+    return st.conns + " conns · pkts " + st.inpkts + "/" + st.outpkts + " · bytes " +
+      st.inbytes + "/" + st.outbytes + " · rate " + st.cps + " cps " + st.inpps + "/" +
+      st.outpps + " pps " + st.inbps + "/" + st.outbps + " Bps";
+  }
+
   function render(s) {
-    $("#config-id").textContent = s.config.config_id + " (" + s.process.mode + ")";
+    // router_id: what the operator named this director; the config id (-i) when it differs
+    const rid = s.config.router_id;
+    $("#config-id").textContent = (rid ? rid : s.config.config_id) +
+      (rid && s.config.config_id && s.config.config_id !== rid ?
+        " (config id " + s.config.config_id + ")" : "") + " (" + s.process.mode + ")";
     const tb = $("#instances tbody");
     tb.replaceChildren();
     for (const i of s.instances) {
@@ -53,12 +80,13 @@
     vsDiv.replaceChildren();
     for (const vs of s.virtual_servers) {
       const t = el("table", { "data-vs": vs.ident });
-      t.append(el("caption", {}, vs.ident + " · " + vs.scheduler + " " + vs.lb_kind +
+      t.append(el("caption", {}, serviceLine(vs) + " · " + vs.lb_kind +
         " · quorum " + (vs.quorum_up ? "up" : "DOWN") + " (" + vs.alive + "/" + vs.quorum + ")" +
         " · live weight " + vs.live_weight +
-        (vs.sorry_server ? " · sorry " + vs.sorry_server + (vs.sorry_active ? " ACTIVE" : "") : "")));
+        (vs.sorry_server ? " · sorry " + vs.sorry_server + (vs.sorry_active ? " ACTIVE" : "") : "") +
+        " · conns " + conns(vs) + " · " + traffic(vs.stats)));
       t.append(el("tr", {}, ...["Real server", "Health", "Weight (dp/cfg/dyn)", "Failed checkers",
-        "Since", "Why", "Conns"].map((h) => el("th", {}, h))));
+        "Since", "Why", "Forward", "Conns (act/inact)", "Traffic"].map((h) => el("th", {}, h))));
       for (const rs of vs.real_servers) {
         const host = rs.address.includes(":") ? "[" + rs.address + "]" : rs.address;
         t.append(el("tr", { "data-rs": host + ":" + rs.port },
@@ -68,7 +96,8 @@
             rs.configured_weight + "/" + (rs.dynamic_weight == null ? "–" : rs.dynamic_weight)),
           el("td", {}, rs.failed_checkers.join(", ")), el("td", {}, when(rs.since)),
           el("td", {}, rs.reason + (rs.draining_until == null ? "" : " until " + when(rs.draining_until))),
-          el("td", {}, rs.active_conns == null ? "" : rs.active_conns + "/" + rs.inactive_conns)));
+          el("td", {}, rs.forward || "–"), el("td", {}, conns(rs)),
+          el("td", {}, traffic(rs.stats))));
       }
       vsDiv.append(t);
     }
@@ -80,7 +109,8 @@
         el("td", {}, updown(c.up)), el("td", {}, c.last_result || "–"),
         el("td", {}, c.latency_seconds == null ? "–" : (c.latency_seconds * 1000).toFixed(1) + " ms"),
         el("td", {}, c.error || ""), el("td", {}, when(c.next_check_at)),
-        el("td", {}, c.checks_total)));
+        el("td", {}, c.checks_total),
+        el("td", {}, Object.entries(c.failures || {}).map(([k, v]) => k + "=" + v).join(" ") || "0")));
     }
     const r = s.reconciler;
     dl($("#reconciler"), [["data plane", r.dataplane], ["last run", when(r.last_run_at)],
@@ -89,6 +119,7 @@
       ["last error", r.last_error || "none"]]);
     const c = s.config;
     dl($("#config"), [["file", c.file], ["loaded", when(c.loaded_at)],
+      ["router_id", c.router_id || "(host name)"], ["config id", c.config_id],
       ["generation", c.generation],
       ["last reload", c.last_reload_ok == null ? "never" :
         (c.last_reload_ok ? "ok" : "REJECTED: " + c.last_reload_errors.join("; ")) +

@@ -1,0 +1,130 @@
+"""A VIP that cannot be added is not claimed (issue 16 item 1).
+
+Topology: director d1 (192.0.2.1, ``lvsd run --vrrp-only``, priority 100, one VIP on a spare
+interface ``dum0``, one end of a veth pair) and "wire" (192.0.2.50), which plays a
+priority-200 master by sending adverts for VRID 51. While d1 is BACKUP its ``dum0`` is
+deleted; then "wire" stops, d1 takes over and the VIP add fails for real (the kernel has no
+``dum0``).
+
+Expected: d1 does not pretend. ``/status`` never says ``vips_held: true`` without the address
+on the interface; the instance goes to FAULT with the real reason ("VIPs not held: ...
+interface 'dum0' does not exist"), ``/metrics`` counts the failure and shows
+``lvsd_vrrp_vips_held 0``; the add is retried with back-off, so once ``dum0`` is back d1 is
+MASTER with the VIP on it and ``vips_held: true``. (Before the fix: MASTER, ``vips_held: true``
+with no address anywhere, nothing retried.)
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from lvsd.lab.netns import Topology
+from testlab import DaemonNode, NodeOpts, wait_for
+
+pytestmark = pytest.mark.netns
+
+SENDER = r"""
+import socket, time
+from ipaddress import IPv4Address
+from lvsd.vrrp import codec
+adv = codec.Advert(version=2, vrid=51, priority=200, advert_int=1,
+                   addresses=(IPv4Address("192.0.2.100"),))
+payload = codec.encode(adv, "192.0.2.50", "224.0.0.18")
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("192.0.2.50"))
+s.bind(("192.0.2.50", 0))
+while True:
+    s.sendto(payload, ("224.0.0.18", 0))
+    time.sleep(0.2)
+"""
+
+# a spare interface for the VIP (a veth pair: this kernel has no dummy driver)
+MKLINK = ("ip link add dum0 type veth peer name dum0p && ip link set dum0p up "
+          "&& ip link set dum0 up")
+
+GET = ("import sys, urllib.request\n"
+       "with urllib.request.urlopen('http://%s%s' % (sys.argv[1], sys.argv[2]), timeout=3) as r:\n"
+       "    sys.stdout.write(r.read().decode())\n")
+
+
+@pytest.fixture
+def topo() -> Iterator[Topology]:
+    t = Topology("lt-vipf")
+    try:
+        t.add_host("d1", "192.0.2.1/24")
+        t.add_host("wire", "192.0.2.50/24")
+        yield t
+    finally:
+        t.close()
+
+
+def _metrics(node: DaemonNode) -> str:
+    p = node.host.run(sys.executable, "-c", GET, node.STATUS, "/metrics", check=False,
+                      timeout=10)
+    if p.returncode != 0:
+        print(f"GET /metrics: {p.stderr.strip()[-500:]}")
+        return ""
+    return p.stdout
+
+
+def _metric(text: str, name: str) -> float | None:
+    m = re.search(rf'^{name}\{{instance="VI_1"\}} (\S+)$', text, re.MULTILINE)
+    return float(m.group(1)) if m else None
+
+
+def test_failed_vip_add_is_fault_retried_and_truthful(topo: Topology) -> None:
+    d1 = topo["d1"]
+    d1.sh(MKLINK)
+    sender = topo["wire"].popen([sys.executable, "-c", SENDER], stderr=subprocess.DEVNULL)
+    node = DaemonNode(d1, NodeOpts(priority=100, vips=("192.0.2.100/24 dev dum0",)))
+    try:
+        node.start()
+        assert wait_for(lambda: node.state() == "BACKUP", 20), node.log()
+        d1.sh("ip link del dum0")
+        sender.kill()
+        sender.wait(5)
+        t0 = time.monotonic()
+
+        # never "held" without the address; the failure shows as FAULT with the real reason
+        def faulted() -> dict[str, object]:
+            st = node.status()
+            if st.get("vips_held"):
+                assert "dum0" in d1.sh("ip -o link show", check=False).stdout, st
+            reasons = " ".join(str(r) for r in st.get("fault_reasons", ()))
+            return st if st.get("state") == "FAULT" and "VIPs not held" in reasons else {}
+
+        st = wait_for(faulted, 30)
+        assert st, f"no FAULT for the VIPs it could not add: {node.status()}\n{node.log()}"
+        print(f"FAULT after {time.monotonic() - t0:.1f} s: {st['fault_reasons']}")
+        assert st["vips_held"] is False
+        reason = " ".join(str(r) for r in st["fault_reasons"])
+        assert "interface 'dum0' does not exist" in reason, reason
+        assert int(str(st["vip_add_failures"])) >= 1 and st["vip_retry_at"] is not None
+        text = wait_for(lambda: _metrics(node), 10)
+        assert _metric(text, "lvsd_vrrp_vips_held") == 0.0, text
+        failures = _metric(text, "lvsd_vrrp_vip_add_failures_total")
+        assert failures is not None and failures >= 1, text
+        assert "interface 'dum0' does not exist" in node.log()
+
+        # it retries (back-off): the interface comes back, the VIP is added, held and true
+        d1.sh(MKLINK)
+
+        def held() -> bool:
+            st = node.status()
+            return bool(st.get("state") == "MASTER" and st.get("vips_held")
+                        and "192.0.2.100/24" in d1.addresses("dum0"))
+
+        assert wait_for(held, 60), f"{node.status()}\n{node.log()}"
+        assert _metric(_metrics(node), "lvsd_vrrp_vips_held") == 1.0
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait(5)
+        node.stop()
