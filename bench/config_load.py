@@ -6,6 +6,12 @@ numbers are not polluted by the generator), then ``keepalived -t -f FILE`` on th
 file in the same run and the ratio, when keepalived is installed.
 
     .venv/bin/python bench/config_load.py [--vs 2300] [--rs 37000] [--repeat 3] [--tracemalloc]
+
+``--scaling N`` instead loads one virtual server with N/4, N/2 and N real servers and prints the
+time per 1,000 real servers of each: about equal when the load is linear in real servers (the
+duplicate check of one virtual server's real servers was once quadratic: 16 s for 18,000).
+
+    .venv/bin/python bench/config_load.py --scaling 18000 [--repeat 3]
 """
 
 from __future__ import annotations
@@ -67,6 +73,24 @@ def run_child(path: Path, mode: str) -> dict[str, float]:
     return result
 
 
+def scaling(n_rs: int, repeat: int) -> int:
+    """One virtual server with n_rs/4, n_rs/2 and n_rs real servers: time per 1,000."""
+    per_k = []
+    with tempfile.TemporaryDirectory(prefix="lvsd-bench-") as tmp:
+        for n in (n_rs // 4, n_rs // 2, n_rs):
+            path = Path(tmp) / f"one-vs-{n}.conf"
+            generate(path, 1, n)
+            runs = [run_child(path, "time") for _ in range(repeat)]
+            assert runs[0]["vs"] == 1 and runs[0]["rs"] == n, runs[0]
+            cpu = statistics.median(r["cpu"] for r in runs)
+            per_k.append(cpu / n * 1000)
+            print(f"1 virtual server, {n:6d} real servers: median {cpu:.2f} s CPU "
+                  f"({per_k[-1] * 1000:.1f} ms per 1,000 real servers) over {repeat} runs")
+    print(f"time per real server at {n_rs} / at {n_rs // 4}: {per_k[-1] / per_k[0]:.2f} "
+          "(1.0: linear; 4.0 would be quadratic)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--vs", type=int, default=2300)
@@ -74,7 +98,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tracemalloc", action="store_true",
                     help="also report the peak Python heap (slow: ~5x load time)")
+    ap.add_argument("--scaling", type=int, metavar="N",
+                    help="one virtual server with N/4, N/2, N real servers: is load linear?")
     args = ap.parse_args()
+    if args.scaling:
+        return scaling(args.scaling, args.repeat)
     with tempfile.TemporaryDirectory(prefix="lvsd-bench-") as tmp:
         path = Path(tmp) / "keepalived.conf"
         generate(path, args.vs, args.rs)

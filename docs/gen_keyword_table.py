@@ -30,8 +30,6 @@ _MAIL = "no email alerts are sent (keepalived's SMTP alerting is not implemented
 
 # (block, keyword) -> (model fields holding its value, what lvsd does instead)
 NO_EFFECT: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
-    ("global_defs", "router_id"): (("GlobalDefs.router_id",),
-                                   "keepalived puts it in email alerts; lvsd sends none"),
     ("global_defs", "notification_email"): (("GlobalDefs.notification_email",), _MAIL),
     ("global_defs", "notification_email_from"): (("GlobalDefs.notification_email_from",),
                                                  _MAIL),
@@ -52,8 +50,6 @@ NO_EFFECT: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("global_defs", "vrrp_notify_fifo_script"): (
         ("GlobalDefs.vrrp_notify_fifo_script",),
         "lvsd writes `vrrp_notify_fifo` but does not start the script reading it"),
-    ("global_defs", "vrrp_priority"): (("GlobalDefs.vrrp_priority",),
-                                       "the process priority is not changed"),
     ("global_defs", "vrrp_skip_check_adv_addr"): (
         ("GlobalDefs.vrrp_skip_check_adv_addr",),
         "every advert's address list is checked (a mismatch is only counted, as keepalived "

@@ -29,7 +29,8 @@ Nothing is left behind: the namespaces, their processes and the work dir (config
 removed on exit, on error and on Ctrl-C, SIGTERM or SIGHUP (``Topology.close`` kills every
 process in the namespaces and deletes them); the exit status is then 128 + the signal (130 for
 Ctrl-C). The demo changes nothing on the host itself: no service, no nftables table, no
-interface outside its namespaces. The same :class:`Lab` drives ``tests/netns/test_e2e_*``.
+interface outside its namespaces (where IPVS is a module, probing for it loads ``ip_vs``).
+The same :class:`Lab` drives ``tests/netns/test_e2e_*``.
 """
 
 from __future__ import annotations
@@ -285,7 +286,7 @@ class Lab:
                                               delay_loop=self.delay_loop, broken=broken,
                                               inhibit=self.inhibit_on_failure))
 
-    def start_director(self, name: str, wait_ready: bool = True, timeout: float = 20.0,
+    def start_director(self, name: str, wait_ready: bool = True, timeout: float = 60.0,
                        extra: tuple[str, ...] = ()) -> None:
         d = self.directors[name]
         with contextlib.suppress(OSError):

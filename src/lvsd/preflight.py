@@ -110,7 +110,11 @@ def _sync_daemon_checks(cfg: Config, *, mode: str, dataplane: str) -> list[Diagn
         out.append(Diagnostic(sd.pos, Severity.ERROR, f"Unable to find vrrp instance "
                               f"{sd.instance} for lvs_syncd - clearing lvs_syncd config",
                               DiagKind.GENERAL))
-    elif dataplane == "nftables" and runs_checks(mode):
+    elif not runs_checks(mode):
+        out.append(Diagnostic(
+            sd.pos, Severity.WARNING, "lvs_sync_daemon is driven by lvsd's pool, which "
+            f"--{mode} does not run: no IPVS sync daemon is started", DiagKind.LVSD))
+    elif dataplane == "nftables":
         out.append(Diagnostic(
             sd.pos, Severity.FATAL, "lvs_sync_daemon needs the kernel IPVS sync daemon: the "
             "nftables data plane has no connection sync (conntrackd is not driven by lvsd); "

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testlab import wait_for  # noqa: I001
 
 from lvsd.lab.netns import Host, Topology
+from testlab import wait_for
 
 pytestmark = pytest.mark.netns
 

@@ -16,6 +16,7 @@ with no address anywhere, nothing retried.)
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 import pytest
 
 from lvsd.lab.netns import Topology
-from testlab import DaemonNode, NodeOpts, wait_for
+from testlab import DaemonNode, NodeOpts, mac, neigh_mac, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -52,6 +53,17 @@ MKLINK = ("ip link add dum0 type veth peer name dum0p && ip link set dum0p up "
 GET = ("import sys, urllib.request\n"
        "with urllib.request.urlopen('http://%s%s' % (sys.argv[1], sys.argv[2]), timeout=3) as r:\n"
        "    sys.stdout.write(r.read().decode())\n")
+
+
+# every event so far (/events from the start), read until the stream idles for 2 s
+EVENTS = ("import sys, urllib.request\n"
+          "r = urllib.request.urlopen('http://%s/events?last_event_id=0' % sys.argv[1], "
+          "timeout=2)\n"
+          "try:\n"
+          "    for line in r:\n"
+          "        sys.stdout.write(line.decode())\n"
+          "except TimeoutError:\n"
+          "    pass\n")
 
 
 @pytest.fixture
@@ -112,6 +124,9 @@ def test_failed_vip_add_is_fault_retried_and_truthful(topo: Topology) -> None:
         failures = _metric(text, "lvsd_vrrp_vip_add_failures_total")
         assert failures is not None and failures >= 1, text
         assert "interface 'dum0' does not exist" in node.log()
+        events = node.host.run(sys.executable, "-c", EVENTS, node.STATUS, check=False,
+                               timeout=20).stdout
+        assert "VIPs not held" in events and "event: vrrp_error" in events, events[-2000:]
 
         # it retries (back-off): the interface comes back, the VIP is added, held and true
         d1.sh(MKLINK)
@@ -123,6 +138,64 @@ def test_failed_vip_add_is_fault_retried_and_truthful(topo: Topology) -> None:
 
         assert wait_for(held, 60), f"{node.status()}\n{node.log()}"
         assert _metric(_metrics(node), "lvsd_vrrp_vips_held") == 1.0
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait(5)
+        node.stop()
+
+
+def _vrrp_process(node: DaemonNode) -> int:
+    """The pid that runs the VRRP instances: the daemon's VRRP child process."""
+    assert node.proc is not None
+    for pid in subprocess.run(["pgrep", "-P", str(node.proc.pid)], capture_output=True,
+                              text=True, check=False).stdout.split():
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            if b"vrrpchild" in fh.read():
+                return int(pid)
+    pytest.fail(f"no VRRP child process under the daemon (pid {node.proc.pid})")
+
+
+def test_takeover_with_descriptors_exhausted(topo: Topology) -> None:
+    """The issue's case: the backup's descriptors are exhausted (EMFILE) when the master
+    goes. The VIP add must not fail with a made-up "interface does not exist": the address
+    is added over the netlink socket already open, status says so truthfully, and the
+    gratuitous ARPs go out (their socket is open from the start): "wire", which accepts
+    gratuitous ARPs, learns d1's MAC for the VIP."""
+    d1 = topo["d1"]
+    topo["wire"].run("sysctl", "-qw", "net.ipv4.conf.eth0.arp_accept=1")
+    sender = topo["wire"].popen([sys.executable, "-c", SENDER], stderr=subprocess.DEVNULL)
+    node = DaemonNode(d1, NodeOpts(priority=100))
+    try:
+        node.start()
+        assert wait_for(lambda: node.state() == "BACKUP", 20), node.log()
+        pid = _vrrp_process(node)
+        # no new descriptor from now on: a new one takes the lowest free number, so the limit
+        # is that number (EMFILE), whatever is open above it
+        fds = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+        free = min(set(range(len(fds) + 1)) - fds)
+        subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={free}:{free}"], check=True)
+        sender.kill()
+        sender.wait(5)
+
+        def settled() -> dict[str, object]:
+            st = node.status()
+            if st.get("vips_held"):  # never claimed without the address
+                assert "192.0.2.100/24" in d1.addresses(), st
+            return st if st.get("state") in ("MASTER", "FAULT") and (
+                st.get("vips_held") or st.get("state") == "FAULT") else {}
+
+        st = wait_for(settled, 30)
+        assert st, f"{node.status()}\n{node.log()}"
+        print(f"descriptors exhausted at takeover: {st['state']}, vips_held {st['vips_held']}, "
+              f"{st['fault_reasons']}")
+        assert "does not exist" not in node.log(), node.log()
+        if st["state"] == "MASTER":
+            assert "192.0.2.100/24" in d1.addresses()
+            assert wait_for(lambda: neigh_mac(topo["wire"]) == mac(d1), 10), (
+                f"no gratuitous ARP: wire has {neigh_mac(topo['wire'])}, d1 is {mac(d1)}")
+        else:  # could not add: the real reason, and not held
+            assert st["vips_held"] is False and "VIPs not held" in str(st["fault_reasons"])
     finally:
         if sender.poll() is None:
             sender.kill()

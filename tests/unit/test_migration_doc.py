@@ -57,7 +57,6 @@ INDIRECT = {
     "Unsupported.keyword": "warnings only (lvsd.preflight)",
     "Unsupported.context": "warnings only (lvsd.preflight)",
     "Config.vrrp_track_files": "resolved by the loader into each FILE_CHECK's track_file",
-    "Config.virtual_server_groups": "read through Config.vsg()",
     "Config.files": "the files read: diagnostics in file order (config/verdict.py)",
     "GlobalDefs.vrrp_version": "resolved by the loader into each vrrp_instance",
     "GlobalDefs.vrrp_garp_master_delay": "resolved by the loader into each vrrp_instance",

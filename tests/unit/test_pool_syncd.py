@@ -16,11 +16,11 @@ from lvsd.pool.planner import Planner
 from lvsd.pool.reconciler import Reconciler
 from lvsd.pool.service import PoolService
 from lvsd.pool.syncd import (
+    StartDaemon,
+    StopDaemon,
     SyncDaemon,
     SyncRole,
     SyncSettings,
-    StartDaemon,
-    StopDaemon,
     changed_roles,
     desired_daemons,
     matches,
@@ -248,7 +248,10 @@ async def test_a_data_plane_without_sync_daemons_ignores_them_with_a_status_note
 
 
 class Checks:
-    health: dict[object, object] = {}
+    """A health source with no servers to check (the pool's HealthSource interface)."""
+
+    def __init__(self) -> None:
+        self.health: dict[object, object] = {}
 
     def add_callback(self, cb: Callable[..., None]) -> None:
         pass

@@ -38,7 +38,7 @@ import pytest
 from _status_sample import FakeProvider
 from prometheus_client.parser import text_string_to_metric_families
 
-from lvsd.status.app import StatusServer, create_app
+from lvsd.status.app import StatusServer, create_app, parse_listen
 from lvsd.status.events import EventBus
 from lvsd.status.limits import REASONS, StatusLimits
 from lvsd.status.model import (
@@ -263,6 +263,22 @@ async def test_connection_cap_aborts_at_once_and_header_deadline_closes() -> Non
         assert (await http.get(s.base + "/healthz")).status == 200  # a new connection
 
 
+@pytest.mark.unit
+def test_parse_listen_bare_port_is_loopback() -> None:
+    assert parse_listen("18603") == ("127.0.0.1", 18603)  # as ":18603" and the default
+    assert parse_listen(" 18603 ") == ("127.0.0.1", 18603)
+    assert parse_listen(":18603") == ("127.0.0.1", 18603)
+    assert parse_listen("0.0.0.0:18603") == ("0.0.0.0", 18603)
+    assert parse_listen("localhost") == ("localhost", 9330)
+    assert parse_listen("[::1]") == ("::1", 9330)
+    assert parse_listen("::1") == ("::1", 9330)  # a bare IPv6 address, default port
+    for bad, why in (("99999", "port must be a number 0-65535"),
+                     ("host:http", "port must be a number 0-65535"),
+                     ("[::1]x", "expected [ADDRESS]:PORT"), ("[]:80", "no host"), ("", "no host")):
+        with pytest.raises(ValueError, match=why.replace("[", r"\[")):
+            parse_listen(bad)
+
+
 # ---------------------------------------------------------------- the real daemon
 
 NOFILE = 1024
@@ -336,7 +352,7 @@ class Daemon:
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lvsd.cli", "run", "-f", str(conf), "--check-only",
-                 "--dataplane", "memory", "--status-listen", f"127.0.0.1:{self.port}",
+                 "--dataplane", "memory", "--status-listen", str(self.port),  # bare: loopback
                  "--pid-file", str(tmp / "lvsd.pid"), "--dump-dir", str(tmp), "--no-syslog",
                  "--log-format", "json"],
                 stdout=out, stderr=subprocess.STDOUT, preexec_fn=_limit_nofile)
@@ -521,7 +537,7 @@ def test_descriptor_exhaustion_attack_costs_the_pool_nothing(daemon: Daemon,
     assert rejected["too_many_connections"] >= ATTACK // 2, rejected
     assert rejected["header_timeout"] >= cap - 10, rejected
 
-    # 429 and 503 to a real client (the defaults: 20/s per client, burst 40; 32 streams)
+    # 429 and 503 to a real client (the defaults: 50/s per client, burst 100; 32 streams)
     deadline = time.monotonic() + BOUND
 
     def until_429() -> list[int]:
@@ -530,7 +546,7 @@ def test_descriptor_exhaustion_attack_costs_the_pool_nothing(daemon: Daemon,
             codes.append(daemon.get("/status", local="127.0.0.3")[0])
         return codes
 
-    with ThreadPoolExecutor(8) as pool:  # 8 clients from one address: 20/s is soon spent
+    with ThreadPoolExecutor(8) as pool:  # 8 clients from one address: 50/s is soon spent
         codes = [c for f in [pool.submit(until_429) for _ in range(8)] for c in f.result()]
     assert 429 in codes and set(codes) <= {200, 429}, codes
     assert daemon.get("/healthz", local="127.0.0.3")[0] == 200  # exempt

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.unit
 def test_defaults_and_validation() -> None:
     d = StatusLimits()
     assert (d.rate, d.burst, d.max_requests, d.max_streams, d.max_connections) == (
-        20.0, 40, 16, 32, 128)
+        50.0, 100, 16, 32, 128)
     assert (d.header_timeout, d.idle_timeout, d.request_timeout) == (10.0, 60.0, 30.0)
     for bad in ({"rate": 0}, {"burst": 0}, {"max_requests": 0}, {"max_connections": 0},
                 {"header_timeout": 0}, {"idle_timeout": -1}):

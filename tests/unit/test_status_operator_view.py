@@ -209,8 +209,8 @@ def test_reload_reply_says_what_changed() -> None:
     applied = {"ok": True, "generation": 4, "diagnostics": {"error": 1, "warning": 2},
                "warnings": ["(x.conf: Line 3) w"],
                "changes": ["virtual_server 192.0.2.10:80/TCP: real_server 10.0.0.3:80 added"]}
-    out = format_reload(applied, "lvs1")
-    assert out[0] == ("reload applied: config lvs1 generation 4 "
+    out = format_reload(applied, "router_id lvs1")
+    assert out[0] == ("reload applied: router_id lvs1 generation 4 "
                       "(diagnostics: 1 error(s), 2 warning(s))")
     assert out[1:] == ["  changed:",
                        "    virtual_server 192.0.2.10:80/TCP: real_server 10.0.0.3:80 added",
@@ -466,7 +466,7 @@ def test_lvsd_run_status_metrics_and_reload_reply(
     out = _cli("reload", "--pid-file", str(tmp / "lvsd.pid"), "-s", f"127.0.0.1:{port}")
     assert out.returncode == 0, out.stdout + out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].startswith("reload applied: config ") and "generation 2" in lines[0]
+    assert lines[0].startswith("reload applied: ") and "generation 2" in lines[0]
     assert "(diagnostics: 0 error(s), 0 warning(s))" in lines[0]
     vsname = "virtual_server 192.0.2.10:80/TCP"
     assert f"    {vsname}: persistence_timeout 600 -> 900" in lines

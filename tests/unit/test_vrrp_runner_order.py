@@ -82,6 +82,9 @@ class FakeGarp:
         self.log.append(f"garp x{repeat}")
         return repeat
 
+    def open(self, family: int = 4) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

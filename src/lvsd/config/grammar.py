@@ -43,7 +43,7 @@ import difflib
 import enum
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lvsd.config import seq as seqmod
 from lvsd.config.lexer import LexState, Line, split_tokens
@@ -78,7 +78,7 @@ class Node:
     values: list[Line] | None = None
     spec: Spec | None = None
     end_pos: Pos | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, object] | None = None  # notes of a keyword reader (set when it has one)
 
 
 Tables = dict[str, dict[str, Spec]]
@@ -98,8 +98,11 @@ class _Stream:
         return self._peeked
 
     def next(self) -> Line | None:
-        line = self.peek()
-        self._peeked = None
+        line = self._peeked
+        if line is None:
+            line = next(self._it, None)
+        else:
+            self._peeked = None
         if line is not None:
             self.last_pos = line.pos
         return line
@@ -118,7 +121,7 @@ class Parser:
         self.tables = tables
         self.state = state
         self._stream: _Stream | None = None
-        self._unclosed: list[tuple[str, Pos]] = []
+        self._unclosed: list[Node] = []  # blocks still open at the end of the input
         self._cascades: list[tuple[Pos, int, str]] = []  # skipped unknown blocks (see _unknown)
 
     @property
@@ -141,7 +144,8 @@ class Parser:
                 f"There are {self.state.block_depth} missing '}}'s or extra '{{'s",
                 DiagKind.MISSING_EOB,
             )
-            for what, pos in reversed(self._unclosed):  # outermost first
+            for opener in reversed(self._unclosed):  # outermost first
+                what, pos = " ".join([opener.keyword, *opener.args[:2]]), opener.pos
                 self._diag(pos, Severity.WARNING,
                            f"block {what} opened at line {pos.line} is not closed "
                            f"(missing '}}')", DiagKind.LVSD)
@@ -255,7 +259,7 @@ class Parser:
         self._cascades = []
 
     def _block(self, stream: _Stream, table: str, top: bool = False,
-               opener: tuple[str, Pos] | None = None) -> list[Node]:
+               opener: Node | None = None) -> list[Node]:
         keywords = self.tables[table]
         out: list[Node] = []
         while True:
@@ -266,7 +270,8 @@ class Parser:
                 if top and self._cascades:
                     self._flush_cascades(stream.last_pos.line if stream.last_pos else 0)
                 return out
-            word = line.word
+            tokens = line.tokens
+            word = tokens[0] if tokens else ""  # line.word, without the call
             if word == "}":
                 if top:
                     continue  # the lexer already reported "Extra '}' found"
@@ -281,7 +286,7 @@ class Parser:
                 continue
             if top and self._cascades:  # the previous top-level block is complete
                 self._flush_cascades(line.pos.line - 1)
-            node = Node(word, line.tokens[1:], line.pos, line.raw, spec=spec)
+            node = Node(word, tokens[1:], line.pos, line.raw, spec=spec)
             if spec.kind is Kind.BLOCK:
                 assert spec.table is not None
                 nxt = stream.peek()
@@ -293,8 +298,7 @@ class Parser:
                     self._diag(nxt.pos if nxt is not None else line.pos, Severity.ERROR,
                                "Missing '{' at beginning of configuration block",
                                DiagKind.MISSING_BOB)
-                what = " ".join([word, *node.args[:2]])
-                node.children = self._block(stream, spec.table, opener=(what, line.pos))
+                node.children = self._block(stream, spec.table, opener=node)
                 node.end_pos = stream.last_pos
                 if nxt is None or nxt.word != "{":
                     end = node.end_pos.line if node.end_pos is not None else line.pos.line

@@ -81,6 +81,10 @@ from dataclasses import dataclass, field
 from lvsd.config.model import DiagKind, Diagnostic, Pos, Severity
 from lvsd.config.secrets import REDACTED, SECRET_KEYWORDS, secret_words
 
+# a secret keyword, also one run into what follows it (secrets.secret_keyword), starts so
+_SECRET_PREFIXES = tuple(SECRET_KEYWORDS)
+_SECRET_INITIALS = frozenset(kw[0] for kw in SECRET_KEYWORDS)
+
 MAX_INCLUDE_DEPTH = 32
 MAX_FILES = 10_000
 MAX_FILE_BYTES = 64 << 20
@@ -92,8 +96,15 @@ _DEF_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)[ \t]*=")
 _REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _INCLUDE_RE = re.compile(r"^include([rmwba]?)[ \t]+(.*)$")
 _SPECIAL_RE = re.compile(r'[!#"\\]')
+# what makes a line more than words and braces (with a leading @, ~ or include): quotes,
+# comments, escapes, parameters
+_PLAIN_SPECIAL_RE = re.compile(r'[!#"\\$]')
 _WORD_RE = re.compile(r"[^ \t\f\v\r\n]+")
 _BRACE_SPLIT_RE = re.compile(r"[ \t]*([{}])[ \t]*")
+# what keeps a text off the plain-line path (see Lexer.lines_from_text): whitespace that
+# str.split() and _WORD_RE treat differently or that makes a line blank, NUL, and a '\r'
+# that read_line() would not strip (not at a line end)
+_SLOW_TEXT_RE = re.compile(r"[\x00\f\v\x1c-\x1f]|\r(?![\r\n]|\Z)")
 
 
 @dataclass(slots=True)
@@ -483,7 +494,36 @@ class Lexer:
                         depth: int = 0) -> Iterator[Line]:
         st = self.state
         multiline: list[str] | None = None
+        # Facts about the whole text that let the common line skip most per-line work: no
+        # NUL, odd whitespace or non-ASCII anywhere, and a '\r' only at line ends. Then
+        # str.split() tokenises exactly as _WORD_RE does, and a line without a character
+        # the lexer interprets (_NOT_PLAIN_RE) needs neither decomment() nor the parameter,
+        # conditional and include handling: _plain_pieces() gives what _pieces() would.
+        plain_text = text.isascii() and _SLOW_TEXT_RE.search(text) is None
+        # ... and when no line has one of those characters, no line needs the search
+        no_specials = plain_text and _PLAIN_SPECIAL_RE.search(text) is None
+        crlf = "\r" in text
         for lineno, physical in enumerate(physical_lines(text), start=1):
+            if plain_text and multiline is None:
+                if crlf:
+                    physical = physical.rstrip("\r")
+                buf = physical.strip(" \t")
+                if not buf:
+                    continue
+                c0 = buf[0]
+                if c0 == "#" or c0 == "!":  # a comment line
+                    continue
+                if ((no_specials or _PLAIN_SPECIAL_RE.search(buf) is None) and c0 != "@"
+                        and c0 != "~" and not (c0 == "i" and buf.startswith("include"))):
+                    if "{" in buf or "}" in buf:
+                        yield from self._plain_pieces(buf, Pos(name, lineno))
+                        continue
+                    toks = buf.split()  # _plain_pieces() without braces, inline
+                    if st.secret_next or (c0 in _SECRET_INITIALS
+                                          and buf.startswith(_SECRET_PREFIXES)):
+                        self._note_secrets(toks, buf)
+                    yield Line(toks, buf, Pos(name, lineno))
+                    continue
             pos = Pos(name, lineno)
             # keepalived's read_line() drops every trailing '\n' / '\r' (lib/parser.c)
             physical = physical.rstrip("\r")
@@ -578,6 +618,45 @@ class Lexer:
                 continue
             yield from self._pieces(ln, pos)
 
+    def _plain_pieces(self, ln: str, pos: Pos) -> list[Line]:
+        """:meth:`_pieces` of a line with a brace but without quotes, comments or odd
+        whitespace (see :meth:`lines_from_text`): the same lines and diagnostics, with less
+        work for the usual ``keyword ... {`` and ``}``."""
+        st = self.state
+        if ln[-1] == "{" and ln.count("{") == 1 and "}" not in ln:
+            head = ln[:-1].rstrip(" \t")
+            pieces = [head, "{"] if head else ["{"]
+        elif ln == "}":
+            pieces = [ln]
+        else:
+            pieces = _BRACE_SPLIT_RE.split(ln)
+        out: list[Line] = []
+        for piece in pieces:
+            if not piece:
+                continue
+            if piece == "{":
+                st.block_depth += 1
+            elif piece == "}":
+                if st.block_depth < 1:
+                    st.diag(pos, Severity.ERROR, "Extra '}' found", DiagKind.UNEXPECTED_EOB)
+                    st.block_depth = 0
+                    continue
+                st.block_depth -= 1
+            toks = piece.split()
+            if st.secret_next or toks[0].startswith(_SECRET_PREFIXES):
+                self._note_secrets(toks, piece)
+            out.append(Line(toks, piece, pos))
+        return out
+
+    def _note_secrets(self, toks: list[str], piece: str) -> None:
+        """Remember the secret values of one tokenised line (see :meth:`_pieces`)."""
+        st = self.state
+        if toks[0] in SECRET_KEYWORDS:
+            redact_line(piece, st)  # remember the value, however malformed the line
+        # the value, also when it is on the next line(s) (secrets.secret_words)
+        words, st.secret_next = secret_words(toks, st.secret_next)
+        st.secrets.update(words)
+
     def _pieces(self, ln: str, pos: Pos) -> list[Line]:
         """Split at braces (counting them like keepalived's block_depth) and tokenise."""
         st = self.state
@@ -597,11 +676,8 @@ class Lexer:
                 st.diag(pos, Severity.ERROR, f"Unmatched quote: '{redact_line(piece, st)}'",
                         DiagKind.UNMATCHED_QUOTE)
             if toks:
-                if toks[0] in SECRET_KEYWORDS:
-                    redact_line(piece, st)  # remember the value, however malformed the line
-                # the value, also when it is on the next line(s) (secrets.secret_words)
-                words, st.secret_next = secret_words(toks, st.secret_next)
-                st.secrets.update(words)
+                if st.secret_next or toks[0].startswith(_SECRET_PREFIXES):
+                    self._note_secrets(toks, piece)
                 out.append(Line(toks, piece, pos))
         return out
 

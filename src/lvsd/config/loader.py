@@ -95,6 +95,9 @@ def _run(state: LexState, lines_factory: Iterator[Line], source: str,
                 diagnostics=tuple(state.diagnostics[:state.abort_mark]),
                 files=tuple(dict.fromkeys(state.files))), state)
         builder.build(nodes)
+        # the keyword tree is garbage now: freed before the collector runs again, so its first
+        # pass (over everything allocated while it was off) does not walk it
+        del nodes
         builder.finish_vrrp()
     except RecursionError:
         state.diag(parser.last_pos, Severity.FATAL,

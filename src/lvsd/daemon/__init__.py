@@ -1,12 +1,26 @@
-"""``lvsd run -f FILE``: one asyncio process running VRRP, the health checks and the pool.
+"""``lvsd run -f FILE``: the main process (health checks, the pool, status) and, as in
+keepalived, a VRRP child process.
 
 Theory of operation
 -------------------
 Data flows one way::
 
     config --> check scheduler --(health)--> planner --(desired table)--> reconciler --> data plane
-       \\--> VRRP runners (VIPs, adverts, notify)
+       \\--> VRRP child process: VRRP runners (VIPs, adverts, notify) --(state, events)--^
     status app <-- read-only snapshots of all of the above
+
+* *Execution model.* VRRP runs in a child process with its own event loop
+  (:mod:`lvsd.daemon.vrrpchild`; the parent's handle is :mod:`lvsd.daemon.vrrpproc`), so that
+  nothing the main process does - a reload of 37,000 real servers, status scraped flat out, a
+  garbage collection of a large heap, descriptor exhaustion by clients - can delay an advert.
+  A thread was measured and rejected: ``bench/loop_isolation.py`` (the GIL is held for
+  hundreds of ms by C calls such as ``json.dumps`` and a GC pass). The child gets the VRRP side
+  of each config (start and reload), reports its instances' status and events, is respawned
+  when it dies (keepalived's back-off) and dies with the parent (SIGTERM: graceful). Both
+  loops have a watchdog (:mod:`lvsd.daemon.loopwatch`: ``lvsd_event_loop_max_stall_seconds``).
+  keepalived's ``vrrp_rt_priority`` / ``vrrp_priority`` / ``vrrp_no_swap`` apply to the child
+  (:mod:`lvsd.daemon.procprio`). A reload's parse runs in a worker thread of the main process,
+  so the pool's writes go on meanwhile.
 
 Like keepalived, every director runs its checkers and programs its pool whatever its VRRP
 state; only the VRRP master holds the VIPs, so only the master receives traffic (a backup's

@@ -415,6 +415,7 @@ class Daemon:
         st = self.cfg_state
         config_status = m.ConfigStatus(
             file=self.opts.config_file, config_id=cfg.config_id if cfg else "",
+            router_id=cfg.global_defs.router_id if cfg else None,
             loaded_at=st.loaded_at, generation=st.generation, reloads_total=st.reloads_total,
             reload_failures_total=st.reload_failures_total, last_reload_at=st.last_reload_at,
             last_reload_ok=st.last_reload_ok, last_reload_errors=st.last_reload_errors,

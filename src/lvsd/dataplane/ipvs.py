@@ -11,7 +11,11 @@ It decides nothing; the reconciler diffs and chooses the operations.
 
 The connection timeouts (``ipvsadm --set`` / ``-L --timeout``) are one IPVS_CMD_GET_CONFIG /
 IPVS_CMD_SET_CONFIG request each (:meth:`IPVSDataPlane.get_timeouts`, :meth:`set_timeouts`);
-a write carries only the fields to change.
+a write carries only the fields to change. The connection sync daemons (``ipvsadm
+--start-daemon`` / ``--stop-daemon`` / ``-L --daemon``) are one IPVS_CMD_NEW_DAEMON /
+IPVS_CMD_DEL_DAEMON request or one IPVS_CMD_GET_DAEMON dump each (:meth:`get_sync_daemons`,
+:meth:`start_sync_daemon`, :meth:`stop_sync_daemon`; the optional
+:class:`~lvsd.dataplane.base.SyncDaemonHolder`).
 
 Canonical form. ``dump()`` produces exactly the values that, given back to ``apply``, program
 the same kernel state, so a desired table written in this form diffs to nothing:

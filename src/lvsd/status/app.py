@@ -18,7 +18,7 @@ With a bearer token configured (read from a file, never from the command line), 
 token and keeps it in the browser's session storage. Every string that leaves the process passes
 through :func:`~lvsd.status.model.redact` with the current secrets (auth_pass, the token).
 
-Nothing a client does may cost the daemon (its VRRP timers, its health checks, its
+Nothing a client does may cost the daemon (its event loop, its health checks, its
 descriptors): the decisions are :mod:`lvsd.status.limits` (sans-IO), this module is their shell.
 
 * **Snapshot at most once per interval.** ``/status``, ``/metrics`` and the page read one
@@ -26,7 +26,8 @@ descriptors): the decisions are :mod:`lvsd.status.limits` (sans-IO), this module
   (default 0.5 s) by :class:`_Answers`; its JSON and Prometheus texts are rendered once per
   snapshot in a worker thread (``asyncio.to_thread``), shared by every request that asks
   meanwhile. A scrape loop therefore costs an HTTP parse and a write per request, never a
-  snapshot or a render.
+  snapshot or a render. A render in a thread still holds the interpreter lock, so a snapshot
+  also lives at least ``DUTY`` (4) times what building and rendering the last one cost.
 * **Requests** go through :func:`_guard` (outermost middleware): ``/healthz`` always (no slot,
   no token bucket); others ``429`` + ``Retry-After`` past the client's rate, ``503`` +
   ``Retry-After`` past the concurrent-request or open-stream cap. An ordinary answer is written
@@ -48,6 +49,7 @@ import logging
 import resource
 import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from pathlib import Path
 
@@ -74,6 +76,7 @@ STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_PORT = 9330
 KEEPALIVE_SECONDS = 15.0
 SNAPSHOT_INTERVAL = 0.5  # seconds: /status, /metrics and the page share one snapshot this long
+DUTY = 4.0  # ... and at least DUTY x what building and rendering it cost (_Answers)
 BACKLOG = 128  # listen(2) backlog: pending connections wait in the kernel, not in lvsd
 
 Provider = Callable[[], Snapshot]
@@ -103,20 +106,36 @@ class _Answers:
     endpoint's own counters; each text (JSON with or without indent, Prometheus) is rendered
     once per snapshot and secret set, in a worker thread, and every request asking for it
     meanwhile awaits the same render. A failed render is forgotten so the next request retries.
+
+    A render in a thread still holds the interpreter lock while it runs, and the loop waits for
+    it at every switch: so the snapshot also lives at least :data:`DUTY` times what building
+    and rendering the previous one cost (a pool of thousands of servers scraped without pause:
+    answers a few seconds old, the loop busy with status for at most ~1/DUTY of the time).
     """
 
-    def __init__(self, provider: Provider, limits: Limits, interval: float) -> None:
+    def __init__(self, provider: Provider, limits: Limits, interval: float,
+                 bus: EventBus | None = None) -> None:
         self.provider = provider
         self.limits = limits
         self.interval = interval
+        # a reload's outcome or a VRRP state change makes the snapshot stale at once
+        # (events.SNAPSHOT_STALE_AFTER): whoever saw the event reads /status next
+        self.bus = bus
+        self._marks = -1
         self._snap: tuple[Snapshot, EndpointStats] | None = None
         self._at = 0.0
+        self._cost = 0.0  # seconds spent building and rendering the current snapshot
         self._renders: dict[Hashable, asyncio.Future[bytes]] = {}
 
     def current(self) -> tuple[Snapshot, EndpointStats]:
         now = asyncio.get_running_loop().time()
-        if self._snap is None or not 0.0 <= now - self._at < self.interval:
+        life = max(self.interval, DUTY * self._cost) if self.interval > 0 else 0.0
+        marks = self.bus.stale_marks if self.bus is not None else 0
+        if self._snap is None or not 0.0 <= now - self._at < life or marks != self._marks:
+            self._marks = marks
+            t0 = time.perf_counter()
             self._snap = (self.provider(), self.limits.stats())
+            self._cost = time.perf_counter() - t0
             self._at = now
             self._renders = {}
         return self._snap
@@ -125,9 +144,18 @@ class _Answers:
                      fn: Callable[[Snapshot, EndpointStats], bytes]) -> bytes:
         snap, stats = self.current()
         renders = self._renders
+
+        def timed() -> bytes:
+            t0 = time.perf_counter()
+            try:
+                return fn(snap, stats)
+            finally:
+                if self._renders is renders:  # still the current snapshot
+                    self._cost += time.perf_counter() - t0
+
         fut = renders.get(key)
         if fut is None:
-            fut = asyncio.ensure_future(asyncio.to_thread(fn, snap, stats))
+            fut = asyncio.ensure_future(asyncio.to_thread(timed))
             renders[key] = fut
 
             def forget_failure(f: asyncio.Future[bytes]) -> None:
@@ -319,11 +347,12 @@ def create_app(provider: Callable[[], Snapshot], bus: EventBus, *, token: str | 
     ``(ready, stopping)`` for ``/healthz`` (default: read from a fresh snapshot). ``limits``:
     rates, caps and timeouts (default :class:`~lvsd.status.limits.StatusLimits`; the
     connection-level ones apply when :class:`StatusServer` serves the app);
-    ``snapshot_interval``: how long one snapshot answers (seconds; 0: every request)."""
+    ``snapshot_interval``: how long one snapshot answers at least (seconds; longer when it
+    is expensive, see :class:`_Answers`; 0: a fresh snapshot for every request)."""
     app = web.Application(middlewares=[_guard, _auth])
     app[PROVIDER_KEY] = provider
     app[LIMITS_KEY] = core = Limits(limits)
-    app[ANSWERS_KEY] = _Answers(provider, core, snapshot_interval)
+    app[ANSWERS_KEY] = _Answers(provider, core, snapshot_interval, bus)
     if health is None:
         def health() -> tuple[bool, bool]:
             p = provider().process
@@ -448,7 +477,7 @@ class StatusServer:
         self.app = app
         self.host = host
         self.port = port
-        self.limits = app[LIMITS_KEY] if LIMITS_KEY in app else Limits()
+        self.limits = app[LIMITS_KEY]  # the app's (create_app): one set of counts
         lim = self.limits.limits
         self.tick = min(1.0, lim.header_timeout / 4, lim.idle_timeout / 4,
                         lim.request_timeout / 4)

@@ -98,6 +98,18 @@ def format_diagnostics(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
+def _ident(cfg: dict[str, Any]) -> str:
+    """The director's name: its router_id (global_defs) first, what the operator named it;
+    the config id (-i, default the host name, selects @conditional lines) when it differs,
+    or alone when no router_id is set."""
+    rid = cfg.get("router_id")
+    if not rid:
+        return f"config {cfg['config_id']}"
+    if cfg["config_id"] and cfg["config_id"] != rid:
+        return f"router_id {rid} (config id {cfg['config_id']})"
+    return f"router_id {rid}"
+
+
 def service_line(vs: dict[str, Any]) -> str:
     """The service as ``ipvsadm -Ln`` prints it (ipvsadm.c print_service_entry): protocol and
     address, scheduler, its flags in parentheses, ``persistent T`` and ``mask M`` (only when
@@ -135,13 +147,7 @@ def format_status(s: dict[str, Any], view: str = "conns") -> str:
     out: list[str] = []
     proc, cfg, rec = s["process"], s["config"], s["reconciler"]
     flags = ("" if proc["ready"] else " [starting]") + (" [stopping]" if proc["stopping"] else "")
-    # router_id first: what the operator named this director (global_defs); the config id
-    # (-i, default the host name) selects @conditional lines, shown when it differs
-    rid = cfg.get("router_id")
-    ident = f"router_id {rid}" if rid else f"config {cfg['config_id']}"
-    if rid and cfg["config_id"] and cfg["config_id"] != rid:
-        ident += f" (config id {cfg['config_id']})"
-    out.append(f"lvsd {proc['version']} pid {proc['pid']} ({proc['mode']}) {ident} "
+    out.append(f"lvsd {proc['version']} pid {proc['pid']} ({proc['mode']}) {_ident(cfg)} "
                f"from {cfg['file']} generation {cfg['generation']}{flags}")
     if cfg["last_reload_ok"] is False:
         out.append("last reload REJECTED (old config still running):")
@@ -326,17 +332,18 @@ def reload_and_wait(pid_file: str, listen: str, token: str | None,
     raise ClientError(f"no reload result from {listen} within {timeout:.0f} s")
 
 
-def format_reload(ev: dict[str, Any], config_id: str | None = None) -> list[str]:
+def format_reload(ev: dict[str, Any], ident: str | None = None) -> list[str]:
     """``lvsd reload``'s reply from the reload event: outcome, generation, diagnostics
-    counts, what changed (applied) or why it was refused (rejected)."""
+    counts, what changed (applied) or why it was refused (rejected). ``ident``: whom it
+    names, ``router_id R`` or ``config ID`` (:func:`_ident`)."""
     if not ev.get("ok"):
         return ["reload REJECTED, the previous config keeps running "
                 f"(generation {ev.get('generation')}):",
                 *(f"  {e}" for e in ev.get("errors") or ())]
     diag = ev.get("diagnostics") or {}
     counts = ", ".join(f"{diag.get(k, 0)} {k}(s)" for k in ("error", "warning"))
-    cid = f"config {config_id} " if config_id else ""
-    out = [f"reload applied: {cid}generation {ev.get('generation')} "
+    who = f"{ident} " if ident else ""
+    out = [f"reload applied: {who}generation {ev.get('generation')} "
            f"(diagnostics: {counts})"]
     changes = ev.get("changes") or []
     out.append("  changed:" if changes else "  nothing changed")
@@ -352,13 +359,13 @@ def cmd_reload(args: argparse.Namespace) -> int:
     except Exception as exc:  # ClientError / TokenError: one line, no traceback
         print(f"lvsd reload: {exc}", file=sys.stderr)
         return 1
-    config_id = None
+    ident = None
     if ev.get("ok"):
         try:
-            config_id = fetch_status(args.status_listen, token)["config"].get("config_id")
+            ident = _ident(fetch_status(args.status_listen, token)["config"])
         except ClientError:
-            config_id = None  # the event said it all; the id is a nicety
-    print("\n".join(format_reload(ev, config_id)))
+            ident = None  # the event said it all; the name is a nicety
+    print("\n".join(format_reload(ev, ident)))
     return 0 if ev.get("ok") else 1
 
 

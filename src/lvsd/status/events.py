@@ -87,12 +87,19 @@ class Subscription:
         self.close()
 
 
+# events after which a cached status snapshot is stale at once (rare, and an operator reads
+# /status right after them: a reload's outcome, a VRRP state change, start/stop)
+SNAPSHOT_STALE_AFTER = frozenset({"reload", "vrrp", "vrrp_error", "lifecycle"})
+
+
 class EventBus:
     def __init__(self, history: int = 256, queue_size: int = 1024) -> None:
         self._subs: set[Subscription] = set()
         self._history: collections.deque[Event] = collections.deque(maxlen=history)
         self._queue_size = queue_size
         self._next_id = 1
+        # bumped by every event of SNAPSHOT_STALE_AFTER (the status app's snapshot cache)
+        self.stale_marks = 0
 
     def publish(self, payload: EventPayload, at: float | None = None) -> Event:
         """Hand ``payload`` (a record of ``event_types``) to every subscriber, now."""
@@ -100,6 +107,8 @@ class EventBus:
             raise TypeError(f"EventBus.publish takes an event_types record, not {payload!r}")
         ev = Event(self._next_id, time.time() if at is None else at, payload)
         self._next_id += 1
+        if payload.TYPE in SNAPSHOT_STALE_AFTER:
+            self.stale_marks += 1
         self._history.append(ev)
         for sub in list(self._subs):
             sub._push(ev)

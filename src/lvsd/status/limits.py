@@ -46,9 +46,9 @@ Every refusal and every close is counted by reason (:data:`REASONS`); :meth:`Lim
 returns the counts and the open connections, requests and streams as a frozen
 :class:`EndpointStats` (``/status`` ``status_endpoint`` and ``lvsd_status_*`` metrics).
 
-Defaults (:class:`StatusLimits`, documented in ``docs/operations.md``): 20 requests/s per
-client with a burst of 40 (``lvsd reload`` polls at 10/s, a browser page at 1/s, Prometheus
-every few seconds); 16 concurrent requests; 32 event streams; 128 connections, at most a
+Defaults (:class:`StatusLimits`, documented in ``docs/operations.md``): 50 requests/s per
+client with a burst of 100 (test harnesses poll at up to 50/s, ``lvsd reload`` at 10/s, a
+browser page at 1/s, Prometheus every few seconds); 16 concurrent requests; 32 event streams; 128 connections, at most a
 quarter of ``RLIMIT_NOFILE``; header timeout 10 s; idle timeout 60 s; request timeout 30 s.
 """
 
@@ -82,8 +82,8 @@ OVERFLOW_CLIENT = "*"  # the bucket shared by clients past max_clients
 class StatusLimits:
     """What the status endpoint allows (seconds, counts; rate in requests per second)."""
 
-    rate: float = 20.0
-    burst: int = 40
+    rate: float = 50.0
+    burst: int = 100
     max_requests: int = 16
     max_streams: int = 32
     max_connections: int = 128

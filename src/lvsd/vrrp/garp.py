@@ -19,7 +19,9 @@ scapy would do the same but costs ~1 s of import time; these frames are a few li
 
 The schedule (keepalived: a burst of ``garp_master_repeat`` on becoming MASTER, another after
 ``garp_master_delay``, then every ``garp_master_refresh``) is the state machine's: it emits
-``SendGratuitous(addresses, count)`` actions and the runner calls ``Garp.burst``.
+``SendGratuitous(addresses, count)`` actions and the runner calls ``Garp.burst``. The runner
+opens the sockets when the instance starts (``Garp.open``), so a takeover at a moment when no
+new descriptor can be had (EMFILE) still announces the VIPs.
 """
 
 from __future__ import annotations
@@ -86,6 +88,13 @@ class Garp:
         if not self.mac:
             self._packet_sock()
         return self._icmp6
+
+    def open(self, family: int = 4) -> None:
+        """Open the socket(s) now, at start: a takeover must not need a new descriptor (with
+        descriptors exhausted the first burst would fail). Raises ``OSError``."""
+        self._packet_sock()
+        if family == 6:
+            self._icmp6_sock()
 
     def burst(self, vips: Iterable[str | IPv4Address | IPv6Address], repeat: int = 1) -> int:
         """Send ``repeat`` GARP/NA per VIP now; returns how many went out (errors counted)."""

@@ -392,6 +392,10 @@ class VrrpRunner:
             self._feed(m, Unavailable(m.pending), rearm=False)
             return
         m.machine.set_primary_address(m.transport.source)
+        try:  # now, not at the takeover (when descriptors may have run out)
+            m.garp.open(m.spec.params.family)
+        except OSError as exc:  # opened again at the first burst
+            log.debug("VRRP_Instance(%s) gratuitous ARP socket: %s", m.name, exc)
         if m.pending is not None:
             m.pending = None
             self._feed(m, Unavailable(None), rearm=False)

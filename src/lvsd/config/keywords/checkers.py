@@ -36,7 +36,6 @@ from lvsd.config.keywords.common import (
     Q,
     block,
     children,
-    hmsg,
     norm_ip,
     one_of,
     or_,
@@ -260,22 +259,18 @@ def read_checker(p: Parts, node: Node, d: RsDefaults, rsname: str) -> Checker | 
             if (iv := c.uint(ch, 0, IPVS_FWMARK_MAX, " - ignoring")) is not None:
                 kw["fwmark"] = iv
         elif k == "connect_timeout":  # check_api.c *_handler() messages
-            ct = or_(c.timer(ch, 0.000001, default_msg=hmsg(
-                ch, "connect_timeout {} invalid - ignoring")), ct)
+            ct = or_(c.timer_h(ch, "connect_timeout {} invalid - ignoring", 0.000001), ct)
         elif k == "retry":  # check_api.c retry_handler()
-            retry = or_(c.uint(ch, 0, 2**32 - 1, " - Invalid retry connection value "
-                               f"'{ch.args[0] if ch.args else ''}'"), retry)
+            retry = or_(c.uint_h(ch, 0, 2**32 - 1, "Invalid retry connection value '{}'"),
+                        retry)
         elif k == "nb_get_retry":
             retry = or_(_nb_get_retry(p, ch, kind), retry)
         elif k == "delay_before_retry":
-            dbr = or_(c.timer(ch, default_msg=hmsg(
-                ch, "Invalid delay_before_retry connection value '{}'")), dbr)
+            dbr = or_(c.timer_h(ch, "Invalid delay_before_retry connection value '{}'"), dbr)
         elif k == "delay_loop":
-            dl = or_(c.timer(ch, 0.000001, default_msg=hmsg(
-                ch, "delay_loop '{}' is invalid - ignoring")), dl)
+            dl = or_(c.timer_h(ch, "delay_loop '{}' is invalid - ignoring", 0.000001), dl)
         elif k == "warmup":
-            wu = or_(c.timer(ch, default_msg=hmsg(
-                ch, "Invalid warmup connection value '{}'")), wu)
+            wu = or_(c.timer_h(ch, "Invalid warmup connection value '{}'"), wu)
         elif k == "alpha":
             alpha = c.flag(ch)
         elif k == "log_all_failures":
@@ -424,9 +419,10 @@ def read_checker(p: Parts, node: Node, d: RsDefaults, rsname: str) -> Checker | 
     if kind is CheckKind.SMTP_CHECK and "helo_name" not in kw:
         kw["helo_name"] = "smtpchecker.keepalived.org"
     # inheritance: checker -> real_server -> virtual_server -> per-checker default
-    default_retry = {CheckKind.DNS_CHECK: 3, CheckKind.MISC_CHECK: 0}.get(kind, 1)
-    default_dbr = {CheckKind.HTTP_GET: 3.0, CheckKind.SSL_GET: 3.0,
-                   CheckKind.DNS_CHECK: 0.0}.get(kind, 1.0)
+    # (tests of identity: hashing an enum member is a Python call, twice per checker)
+    default_retry = 3 if kind is CheckKind.DNS_CHECK else 0 if kind is CheckKind.MISC_CHECK else 1
+    default_dbr = (3.0 if kind is CheckKind.HTTP_GET or kind is CheckKind.SSL_GET
+                   else 0.0 if kind is CheckKind.DNS_CHECK else 1.0)
     dl = dl if dl is not None else d.delay_loop
     if retry is None:
         retry = d.retry if d.retry is not None else default_retry

@@ -93,9 +93,19 @@ DRAIN_MAX = 7 * 86400.0  # lvs_drain_on_remove: a week at most (a longer one is 
 DECIMAL_RE = re.compile(r"^[0-9]+(\.[0-9]{0,6})?$|^\.[0-9]{1,6}$")
 
 
+# an IPv4 address as ipaddress.ip_address() accepts it and str() writes it back: four
+# decimal octets 0-255 without leading zeros (the common case, read without the module)
+_CANONICAL_V4_RE = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+
+
 def norm_ip(text: str) -> str | None:
+    addr = text.split("%", 1)[0]
+    if _CANONICAL_V4_RE.fullmatch(addr):
+        return addr
     try:
-        return str(ipaddress.ip_address(text.split("%", 1)[0]))
+        return str(ipaddress.ip_address(addr))
     except ValueError:
         return None
 
@@ -107,6 +117,8 @@ def stosockaddr(text: str) -> str | None:
     if cut < 0:
         cut = text.find("/")
     addr = text if cut < 0 else text[:cut]
+    if _CANONICAL_V4_RE.fullmatch(addr):
+        return None if ":" in text else addr  # the family check below
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:
@@ -250,6 +262,19 @@ class Ctx:
             return None
         return v
 
+    def uint_h(self, node: Node, lo: int, hi: int, template: str) -> int | None:
+        """:meth:`uint` with the handler's line ``hmsg(node, template)``, formatted only for a
+        bad value (a load of 37,000 real servers reads twice as many good ones)."""
+        if node.args:
+            try:
+                v = int(node.args[0], 10)
+            except ValueError:
+                pass
+            else:
+                if lo <= v <= hi:
+                    return v
+        return self.uint(node, lo, hi, hmsg(node, template))
+
     def sint(self, node: Node, lo: int, hi: int, idx: int = 0, default_msg: str = "") -> int | None:
         return self.uint(node, lo, hi, default_msg, idx=idx)
 
@@ -275,6 +300,18 @@ class Ctx:
                              default_msg)
             return None
         return v
+
+    def timer_h(self, node: Node, template: str, lo: float = 0.0,
+                hi: float = TIMER_MAX) -> float | None:
+        """:meth:`timer` with the handler's line ``hmsg(node, template)``, formatted only for
+        a bad value."""
+        if node.args:
+            s = node.args[0]
+            if s[:1] != "-" and DECIMAL_RE.match(s):
+                v = float(s)
+                if lo <= v <= hi:
+                    return v
+        return self.timer(node, lo, hi, hmsg(node, template))
 
     def read_num(self, pos: Pos, text: str, lo: float, hi: float, kind: str) -> float | None:
         """keepalived lib/parser.c read_int / read_unsigned / read_decimal_unsigned (``kind``

@@ -41,7 +41,6 @@ from lvsd.config.keywords.common import (
     addr_port,
     block,
     children,
-    hmsg,
     norm_ip,
     or_,
     proto_str,
@@ -331,21 +330,20 @@ def read_virtual_server(p: Parts, node: Node) -> None:
                 family = fam
         elif k == "connect_timeout":
             # check_parser.c vs_*_handler() messages
-            tv = c.timer(ch, 0.000001, TIMER_MAX,
-                         hmsg(ch, "virtual server connect_timeout {} invalid - ignoring"))
+            tv = c.timer_h(ch, "virtual server connect_timeout {} invalid - ignoring",
+                           0.000001, TIMER_MAX)
             if tv is not None:
                 connect_timeout = tv
         elif k == "delay_loop":
-            delay_loop = or_(c.timer(ch, 0.000001, default_msg=hmsg(
-                ch, "virtual server delay loop '{}' invalid - ignoring")), delay_loop)
+            delay_loop = or_(c.timer_h(
+                ch, "virtual server delay loop '{}' invalid - ignoring", 0.000001), delay_loop)
         elif k == "delay_before_retry":
-            dbr = or_(c.timer(ch, default_msg=hmsg(
-                ch, "virtual server delay before retry '{}' invalid - ignoring")), dbr)
+            dbr = or_(c.timer_h(
+                ch, "virtual server delay before retry '{}' invalid - ignoring"), dbr)
         elif k == "warmup":
-            warmup = or_(c.timer(ch, default_msg=hmsg(
-                ch, "virtual server warmup '{}' invalid - ignoring")), warmup)
+            warmup = or_(c.timer_h(ch, "virtual server warmup '{}' invalid - ignoring"), warmup)
         elif k == "retry":
-            retry = or_(c.uint(ch, 1, 2**32 - 1, hmsg(ch, "retry value invalid - {}")), retry)
+            retry = or_(c.uint_h(ch, 1, 2**32 - 1, "retry value invalid - {}"), retry)
         elif k in ("lb_algo", "lvs_sched"):
             s = c.arg(ch)
             if s is not None and s in LVS_SCHEDULERS:
@@ -507,7 +505,7 @@ def read_virtual_server(p: Parts, node: Node) -> None:
                 c.err(rn.pos, "Address family of virtual server and real server "
                       f"{rs.address} don't match - skipping real server.")
                 continue
-        if lb_kind is None and not rn.extra.get("own_kind") and not warned_kind:
+        if lb_kind is None and not (rn.extra and rn.extra.get("own_kind")) and not warned_kind:
             c.err(node.pos, f"Virtual server {fmt_vs()}: no forwarding method set, "
                   "setting default NAT")
             warned_kind = True
@@ -615,16 +613,15 @@ def _real_server(p: Parts, node: Node, d: _VsDefaults, vsname: str) -> RealServe
         if k in CHECKER_KINDS:
             checker_nodes.append(ch)
         elif k == "weight":
-            iv = c.uint(ch, 0, IPVS_WEIGHT_LIMIT, " - Real server weight "
-                        f"{ch.args[0] if ch.args else ''} is "
-                        f"outside range 0-{IPVS_WEIGHT_LIMIT}")
+            iv = c.uint_h(ch, 0, IPVS_WEIGHT_LIMIT,
+                          f"Real server weight {{}} is outside range 0-{IPVS_WEIGHT_LIMIT}")
             if iv is not None:
                 weight = iv
         elif k == "lvs_method":
             fw = _forwarding(p, ch, "real")
             if fw is not None:
                 lb_kind, tunnel = fw
-                node.extra["own_kind"] = True
+                node.extra = {**(node.extra or {}), "own_kind": True}
         elif k in ("uthreshold", "lthreshold"):
             if (iv := c.uint(ch, 0, 65535, " - ignoring")) is not None:
                 if k == "uthreshold":
@@ -650,19 +647,16 @@ def _real_server(p: Parts, node: Node, d: _VsDefaults, vsname: str) -> RealServe
                 else:
                     kw["notify_down"] = sc
         elif k == "retry":  # check_parser.c rs_*_handler() messages
-            retry = or_(c.uint(ch, 1, 2**32 - 1, hmsg(ch, "retry value invalid - {}")), retry)
+            retry = or_(c.uint_h(ch, 1, 2**32 - 1, "retry value invalid - {}"), retry)
         elif k == "connect_timeout":
-            ct = or_(c.timer(ch, 0.000001, default_msg=hmsg(
-                ch, "real server connect_timeout {} invalid - ignoring")), ct)
+            ct = or_(c.timer_h(
+                ch, "real server connect_timeout {} invalid - ignoring", 0.000001), ct)
         elif k == "delay_loop":
-            dl = or_(c.timer(ch, 0.000001, default_msg=hmsg(
-                ch, "real server delay_loop '{}' invalid - ignoring")), dl)
+            dl = or_(c.timer_h(ch, "real server delay_loop '{}' invalid - ignoring", 0.000001), dl)
         elif k == "warmup":
-            wu = or_(c.timer(ch, default_msg=hmsg(
-                ch, "real server warmup '{}' invalid - ignoring")), wu)
+            wu = or_(c.timer_h(ch, "real server warmup '{}' invalid - ignoring"), wu)
         elif k == "delay_before_retry":
-            dbr = or_(c.timer(ch, default_msg=hmsg(
-                ch, "real server delay_before_retry '{}' invalid - ignoring")), dbr)
+            dbr = or_(c.timer_h(ch, "real server delay_before_retry '{}' invalid - ignoring"), dbr)
         elif k == "virtualhost":
             s = c.arg(ch)
             if s is not None:
