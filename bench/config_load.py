@@ -7,6 +7,10 @@ file in the same run and the ratio, when keepalived is installed.
 
     .venv/bin/python bench/config_load.py [--vs 2300] [--rs 37000] [--repeat 3] [--tracemalloc]
 
+``--preflight`` also times the checks ``lvsd check-config`` runs after the load (the trial plan,
+the data plane's refusals, the host checks) and prints that ratio too: ``keepalived -t`` does
+all of it.
+
 ``--scaling N`` instead loads one virtual server with N/4, N/2 and N real servers and prints the
 time per 1,000 real servers of each: about equal when the load is linear in real servers (the
 duplicate check of one virtual server's real servers was once quadratic: 16 s for 18,000).
@@ -37,8 +41,15 @@ t0, c0 = time.perf_counter(), time.process_time()
 cfg = load(path, config_id="bench")
 dt, cpu = time.perf_counter() - t0, time.process_time() - c0
 peak = tracemalloc.get_traced_memory()[1] if mode == "trace" else 0
+pf_dt = pf_cpu = 0.0
+if mode == "preflight":  # what `lvsd check-config` (and `lvsd run`) does after the load
+    from lvsd.preflight import preflight
+    t0, c0 = time.perf_counter(), time.process_time()
+    preflight(cfg)
+    pf_dt, pf_cpu = time.perf_counter() - t0, time.process_time() - c0
 n_rs = sum(len(v.real_servers) for v in cfg.virtual_servers)
 print(json.dumps({"seconds": dt, "cpu": cpu, "tracemalloc_peak": peak,
+                  "preflight_seconds": pf_dt, "preflight_cpu": pf_cpu,
                   "vs": len(cfg.virtual_servers), "rs": n_rs, "diagnostics": len(cfg.diagnostics),
                   "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
@@ -98,6 +109,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tracemalloc", action="store_true",
                     help="also report the peak Python heap (slow: ~5x load time)")
+    ap.add_argument("--preflight", action="store_true",
+                    help="also time the preflight after the load (lvsd check-config = both) "
+                         "and give that ratio too")
     ap.add_argument("--scaling", type=int, metavar="N",
                     help="one virtual server with N/4, N/2, N real servers: is load linear?")
     args = ap.parse_args()
@@ -110,7 +124,8 @@ def main() -> int:
         lines = sum(1 for _ in path.open())
         print(f"config: {args.vs} virtual servers, {args.rs} real servers (TCP_CHECK each), "
               f"{lines} lines, {size / 1e6:.1f} MB")
-        runs = [run_child(path, "time") for _ in range(args.repeat)]
+        runs = [run_child(path, "preflight" if args.preflight else "time")
+                for _ in range(args.repeat)]
         first = runs[0]
         assert first["vs"] == args.vs and first["rs"] == args.rs, first
         lvsd_s = statistics.median(r["seconds"] for r in runs)
@@ -119,6 +134,11 @@ def main() -> int:
               f"runs (wall {', '.join(format(r['seconds'], '.2f') for r in runs)}), "
               f"{first['diagnostics']} diagnostics")
         print(f"lvsd peak RSS of the loading process: {first['maxrss_kib'] / 1024:.0f} MiB")
+        pf_s = statistics.median(r["preflight_seconds"] for r in runs)
+        pf_cpu = statistics.median(r["preflight_cpu"] for r in runs)
+        if args.preflight:
+            print(f"lvsd preflight (check-config's checks after the load): median {pf_s:.2f} s "
+                  f"wall, {pf_cpu:.2f} s CPU")
         if args.tracemalloc:
             traced = run_child(path, "trace")
             print(f"lvsd peak Python heap (tracemalloc): "
@@ -148,6 +168,9 @@ def main() -> int:
               + (f"; first messages: {noise}" if noise else "") + ")")
         print(f"ratio lvsd/keepalived -t: {lvsd_s / ka_s:.2f} wall, "
               f"{lvsd_cpu / max(ka_c, 1e-6):.2f} CPU")
+        if args.preflight:
+            print(f"ratio lvsd load+preflight/keepalived -t: {(lvsd_s + pf_s) / ka_s:.2f} wall, "
+                  f"{(lvsd_cpu + pf_cpu) / max(ka_c, 1e-6):.2f} CPU")
     return 0
 
 

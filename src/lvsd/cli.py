@@ -20,6 +20,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 # modules imported for every command line (light; what `lvsd check-config` runs) and the
 # sub-commands they register
@@ -51,7 +52,7 @@ class _LazyVersion(argparse._VersionAction):
     """``--version`` that reads the package metadata (importlib.metadata) only when used."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: object, option_string: str | None = None) -> None:
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         self.version = version_string()
         super().__call__(parser, namespace, values, option_string)
 

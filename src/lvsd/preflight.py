@@ -64,7 +64,7 @@ def semantic(cfg: Config, *, mode: str, dataplane: str, vrrp_transport: str = "r
     out: list[Diagnostic] = []
     if cfg.fatal:
         return out
-    if runs_vrrp(mode):
+    if runs_vrrp(mode) and cfg.vrrp_instances:  # (no VRRP stack import for an LVS-only file)
         from lvsd.vrrp.spec import InstanceSpec
 
         for inst in cfg.vrrp_instances:
@@ -81,7 +81,8 @@ def semantic(cfg: Config, *, mode: str, dataplane: str, vrrp_transport: str = "r
 
         try:
             trial = Planner(cfg)
-            alive = {Planner.rs_id(vs, rs): RealServerHealth(alive=True)
+            up = RealServerHealth(alive=True)  # frozen: one for every server
+            alive = {Planner.rs_id(vs, rs): up
                      for vs in cfg.virtual_servers for rs in vs.real_servers}
             plan = trial.plan(alive, time.monotonic())
         except Exception as exc:  # a planner bug must not become a traceback

@@ -333,11 +333,14 @@ class SyncLab:
     def holds_vip(self, name: str) -> bool:
         return any(a.startswith(f"{VIP}/") for a in self.topo[name].addresses())
 
-    def log(self, name: str) -> str:
+    def log(self, name: str, since: int | None = None) -> str:
+        """The director's log: the last 4000 characters, or everything after offset ``since``
+        (an earlier ``len(log(name, 0))``)."""
         try:
-            return (self.work / f"{name}.log").read_text(errors="replace")[-4000:]
+            text = (self.work / f"{name}.log").read_text(errors="replace")
         except OSError:
             return ""
+        return text[-4000:] if since is None else text[since:]
 
     def logs(self) -> str:
         return "\n".join(f"--- {n}\n{self.log(n)}" for n in DIRECTORS)

@@ -300,3 +300,28 @@ async def test_pool_follows_the_named_instances_vrrp_state() -> None:
         assert dp.sync_calls[calls:] == ["start master eth1 syncid 51", "stop backup"]
     finally:
         await pool.stop(script_timeout=1)
+
+
+# ---------------------------------------------------------------------- the netlink codec
+
+
+def test_daemon_codec_reads_back_what_it_writes_with_a_host_order_port() -> None:
+    import struct
+    import sys
+
+    from lvsd.dataplane import ipvs as m
+
+    d = SyncDaemon(M, "eth1", 51, maxlen=1400, port=8850, ttl=2, group="239.1.2.3")
+    attrs = m.daemon_attrs(d)
+    # the kernel reads the port as a host-order u16 (ip_vs_ctl.c nla_get_u16), unlike a
+    # service's port: 8848 written big-endian would run the daemon on port 36898
+    inner = m.parse_attrs(m.parse_attrs(attrs)[m.ATTR_DAEMON])
+    assert int.from_bytes(inner[m.DAEMON_MCAST_PORT], sys.byteorder) == 8850
+    msg = b"\0" * (m._NLMSGHDR.size + m._GENLHDR.size) + attrs  # a GET_DAEMON answer's shape
+    assert m.decode_daemon(msg) == d
+    v6 = SyncDaemon(B, "eth1", 7, group="ff15::81")
+    assert m.decode_daemon(b"\0" * 20 + m.daemon_attrs(v6)) == v6
+    # a minimal start: state, interface and sync id only (the kernel fills its defaults)
+    bare = m.parse_attrs(m.parse_attrs(m.daemon_attrs(SyncDaemon(B, "eth1", 7)))[m.ATTR_DAEMON])
+    assert sorted(bare) == [m.DAEMON_STATE, m.DAEMON_MCAST_IFN, m.DAEMON_SYNC_ID]
+    assert struct.unpack("=I", bytes(bare[m.DAEMON_STATE]))[0] == 2

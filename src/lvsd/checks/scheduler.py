@@ -166,6 +166,7 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._clock_res = 1e-9
+        self._foreign_clock = True
         self._tcp: tcp_probe.TcpEngine | None = None
         self._globals = GlobalDefs()
         self._ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
@@ -279,6 +280,10 @@ class Scheduler:
     def _bind_loop(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._clock_res = getattr(self._loop, "_clock_resolution", 1e-3)
+        # asyncio's own loop clock is time.monotonic(): a probe's monotonic start is already
+        # on it, and the per-result conversion (a dataclass copy) is only needed on another
+        # loop (uvloop's clock differs slightly)
+        self._foreign_clock = type(self._loop).time is not asyncio.BaseEventLoop.time
 
     @staticmethod
     def _busy(e: _Entry) -> bool:
@@ -432,7 +437,7 @@ class Scheduler:
         self.stats.completed += 1
         assert self._loop is not None
         now = self._loop.time()  # the loop's clock (uvloop's differs slightly from monotonic)
-        if result.started is not None:
+        if result.started is not None and self._foreign_clock:
             result = dataclasses.replace(result, started=now - (time.monotonic() - result.started))
         t = e.tracker
         if result.local:

@@ -32,6 +32,7 @@ from lvsd.config.model import Checker
 
 _LINGER0 = struct.pack("ii", 1, 0)
 _IN_PROGRESS = (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EALREADY)
+_ERR_EVENTS = select.EPOLLERR | select.EPOLLHUP
 
 
 def _finish_ok(s: socket.socket) -> None:
@@ -123,13 +124,17 @@ class TcpEngine:
             self._ep.unregister(c.fd)
 
     def _ready(self) -> None:
-        for fd, _ev in self._ep.poll(0):
+        for fd, ev in self._ep.poll(0):
             c = self._conns.pop(fd, None)
             if c is None:
                 continue
-            self._ep.unregister(fd)
+            # no EPOLL_CTL_DEL: the socket is closed below, which takes its only descriptor out
+            # of the epoll set (EPOLLONESHOT already disarmed it); a syscall less per check
             c.active = False
-            err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            # a pending socket error always raises EPOLLERR: without it the connect succeeded
+            # and SO_ERROR is 0, so it is read only when there is one to read
+            err = (c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                   if ev & _ERR_EVENTS else 0)
             lat = time.monotonic() - c.t0
             if err == 0:
                 _finish_ok(c.sock)

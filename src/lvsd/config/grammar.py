@@ -60,6 +60,10 @@ class Kind(enum.Enum):
     SKIP = "skip"  # known to keepalived, not implemented, may have any { } block
 
 
+# the members, for the parser's loop (an enum class attribute is a slow lookup)
+_BLOCK, _VALUES, _SKIP = Kind.BLOCK, Kind.VALUES, Kind.SKIP
+
+
 @dataclass(frozen=True, slots=True)
 class Spec:
     kind: Kind
@@ -287,7 +291,7 @@ class Parser:
             if top and self._cascades:  # the previous top-level block is complete
                 self._flush_cascades(line.pos.line - 1)
             node = Node(word, tokens[1:], line.pos, line.raw, spec=spec)
-            if spec.kind is Kind.BLOCK:
+            if spec.kind is _BLOCK:
                 assert spec.table is not None
                 nxt = stream.peek()
                 if nxt is not None and nxt.word == "{":
@@ -306,7 +310,7 @@ class Parser:
                                f"block {word} read without its '{{' (lines {line.pos.line}-"
                                f"{end}); keepalived's processes that do not read {word} "
                                "report its lines as unknown keywords", DiagKind.LVSD)
-            elif spec.kind is Kind.VALUES:
+            elif spec.kind is _VALUES:
                 nxt = stream.peek()
                 if len(node.args) > 0 and word != "virtual_server_group":
                     # lib/parser.c alloc_value_block()
@@ -322,7 +326,7 @@ class Parser:
                                DiagKind.MISSING_BOB)
                 node.values = self._values(stream)
                 node.end_pos = stream.last_pos
-            elif spec.kind is Kind.SKIP:
+            elif spec.kind is _SKIP:
                 nxt = stream.peek()
                 if nxt is not None and nxt.word == "{":
                     node.end_pos = self._skip_balanced(stream)

@@ -22,10 +22,45 @@ This module is a shared contract: extend it additively (new fields with defaults
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+_C = TypeVar("_C", bound=type)
 
 
+def _fast_init(cls: _C) -> _C:
+    """Give a frozen slots dataclass an ``__init__`` that stores each field through its slot's
+    descriptor: the same parameters, defaults and resulting object as the generated one (which
+    goes through ``object.__setattr__`` per field), in about half the time. For the classes a
+    large load builds per line or per real server (a 37,000 server file: 310,000 ``Pos``,
+    37,000 ``Checker`` of 41 fields)."""
+    fields = dataclasses.fields(cls)
+    assert cls.__dataclass_params__.frozen and "__slots__" in cls.__dict__  # type: ignore[attr-defined]
+    assert not hasattr(cls, "__post_init__")
+    ns: dict[str, object] = {}
+    params: list[str] = []
+    body: list[str] = []
+    for i, f in enumerate(fields):
+        assert f.init and f.default_factory is dataclasses.MISSING and not f.kw_only
+        ns[f"_set{i}"] = cls.__dict__[f.name].__set__
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            ns[f"_dflt{i}"] = f.default
+            params.append(f"{f.name}=_dflt{i}")
+        body.append(f"    _set{i}(self, {f.name})")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), ns)
+    init: Any = ns["__init__"]
+    generated: Any = cls.__dict__["__init__"]
+    init.__qualname__ = generated.__qualname__
+    init.__annotations__ = dict(generated.__annotations__)
+    type.__setattr__(cls, "__init__", init)
+    return cls
+
+
+@_fast_init
 @dataclass(frozen=True, order=True, slots=True)
 class Pos:
     """A source position. ``str(pos)`` is ``file:line``."""
@@ -449,6 +484,7 @@ class HttpUrl:
         return any(code in r for r in self.status_codes)
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class Checker:
     """One health checker with every timing and connection setting resolved.
@@ -548,6 +584,7 @@ class TunnelOptions:
     csum: str | None = None
 
 
+@_fast_init
 @dataclass(frozen=True, slots=True)
 class RealServer:
     address: str

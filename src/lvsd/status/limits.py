@@ -48,8 +48,9 @@ returns the counts and the open connections, requests and streams as a frozen
 
 Defaults (:class:`StatusLimits`, documented in ``docs/operations.md``): 50 requests/s per
 client with a burst of 100 (test harnesses poll at up to 50/s, ``lvsd reload`` at 10/s, a
-browser page at 1/s, Prometheus every few seconds); 16 concurrent requests; 32 event streams; 128 connections, at most a
-quarter of ``RLIMIT_NOFILE``; header timeout 10 s; idle timeout 60 s; request timeout 30 s.
+browser page at 1/s, Prometheus every few seconds); 16 concurrent requests; 32 event streams;
+128 connections, at most a quarter of ``RLIMIT_NOFILE``; header timeout 10 s; idle timeout
+60 s; request timeout 30 s.
 """
 
 from __future__ import annotations

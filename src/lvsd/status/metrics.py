@@ -23,13 +23,19 @@ checker probes: ``addr:port`` and the URL paths or script), not by one composite
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import cast
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString as _untyped_go
 
 from lvsd.status.limits import REASONS, EndpointStats
 from lvsd.status.model import Snapshot, TrafficStats, hostport
+
+#: prometheus-client's number format (Go's), typed
+floatToGoString = cast(Callable[[float], str], _untyped_go)
 
 VRRP_STATES = ("INIT", "BACKUP", "MASTER", "FAULT", "STOPPED")
 
@@ -38,23 +44,73 @@ def _b(v: bool | None) -> float:
     return 1.0 if v else 0.0
 
 
+def _i(v: bool | None) -> int:
+    """:func:`_b` for a :class:`_Text` family (same text, its integer fast path)."""
+    return 1 if v else 0
+
+
+def _esc(value: str) -> str:
+    """A label value escaped as the text format wants it (as prometheus-client does)."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+class _Text(Metric):
+    """A family written straight to exposition text, exactly as ``generate_latest`` writes it
+    (HELP, TYPE, label names sorted, values escaped, ``floatToGoString``), without a ``Sample``
+    and a labels dict per series. The per-server and per-checker families have tens of
+    thousands of series on a big pool: the library's path for them took most of a scrape's CPU.
+    ``add_metric`` takes label values already escaped (:func:`_esc`): a row's labels are shared
+    by several families and escaped once. Only :func:`render` writes it (``samples`` stays
+    empty)."""
+
+    def __init__(self, name: str, doc: str, typ: str, labels: Sequence[str]) -> None:
+        super().__init__(name, doc, typ)
+        full = f"{name}_total" if typ == "counter" else name
+        doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+        self.head = f"# HELP {full} {doc}\n# TYPE {full} {typ}\n"
+        order = sorted(range(len(labels)), key=labels.__getitem__)
+        self._tmpl = (full + "{{" + ",".join(f'{labels[i]}="{{{i}}}"' for i in order) + "}} "
+                      if labels else full + " ")
+        self.lines: list[str] = []
+
+    def add_metric(self, values: Sequence[str], value: float) -> None:
+        # most values are small counts, weights and 0/1: what floatToGoString writes for
+        # them is the integer and ".0" (it switches to exponents from 1e6 on)
+        txt = (f"{value}.0" if type(value) is int and 0 <= value < 1_000_000
+               else floatToGoString(value))
+        self.lines.append(f"{self._tmpl.format(*values)}{txt}\n")
+
+    def text(self) -> str:
+        return self.head + "".join(self.lines)
+
+
+class _One(Collector):
+    """One ordinary family, for ``generate_latest``."""
+
+    def __init__(self, metric: Metric) -> None:
+        self._metric = metric
+
+    def collect(self) -> Iterable[Metric]:
+        return (self._metric,)
+
+
 class _Traffic:
     """The traffic families of one level (``virtual_server`` or ``real_server``): connections
     now (active, inactive) and the data plane's counters since the entry was created."""
 
     def __init__(self, level: str, labels: list[str]) -> None:
         p = f"lvsd_{level}"
-        self.active = GaugeMetricFamily(f"{p}_active_connections",
-                                        "Active connections (data plane)", labels=labels)
-        self.inactive = GaugeMetricFamily(f"{p}_inactive_connections",
-                                          "Inactive connections (data plane)", labels=labels)
-        self.conns = CounterMetricFamily(f"{p}_connections", "Connections scheduled "
-                                         "(ipvsadm --stats Conns)", labels=labels)
+        self.active = _Text(f"{p}_active_connections", "Active connections (data plane)",
+                            "gauge", labels)
+        self.inactive = _Text(f"{p}_inactive_connections", "Inactive connections (data plane)",
+                              "gauge", labels)
+        self.conns = _Text(f"{p}_connections", "Connections scheduled (ipvsadm --stats Conns)",
+                           "counter", labels)
         dl = [*labels, "direction"]
-        self.packets = CounterMetricFamily(f"{p}_packets", "Packets (ipvsadm --stats "
-                                           "InPkts/OutPkts)", labels=dl)
-        self.bytes = CounterMetricFamily(f"{p}_bytes", "Bytes (ipvsadm --stats "
-                                         "InBytes/OutBytes)", labels=dl)
+        self.packets = _Text(f"{p}_packets", "Packets (ipvsadm --stats InPkts/OutPkts)",
+                             "counter", dl)
+        self.bytes = _Text(f"{p}_bytes", "Bytes (ipvsadm --stats InBytes/OutBytes)",
+                           "counter", dl)
 
     def add(self, lab: list[str], active: int | None, inactive: int | None,
             st: TrafficStats | None) -> None:
@@ -193,31 +249,30 @@ class SnapshotCollector:
         alive = GaugeMetricFamily("lvsd_virtual_server_real_servers_alive",
                                   "Real servers alive", labels=vl)
         rl = ["virtual_server", "real_server"]
-        rup = GaugeMetricFamily("lvsd_real_server_up", "1 if alive (all checkers up)", labels=rl)
-        rin = GaugeMetricFamily("lvsd_real_server_in_dataplane",
-                                "1 if present in the data plane", labels=rl)
-        rw = GaugeMetricFamily("lvsd_real_server_weight",
-                               "Weight in the data plane (absent: 0)", labels=rl)
-        rcw = GaugeMetricFamily("lvsd_real_server_configured_weight", "Configured weight",
-                                labels=rl)
+        rup = _Text("lvsd_real_server_up", "1 if alive (all checkers up)", "gauge", rl)
+        rin = _Text("lvsd_real_server_in_dataplane", "1 if present in the data plane", "gauge",
+                    rl)
+        rw = _Text("lvsd_real_server_weight", "Weight in the data plane (absent: 0)", "gauge",
+                   rl)
+        rcw = _Text("lvsd_real_server_configured_weight", "Configured weight", "gauge", rl)
         vtraffic = _Traffic("virtual_server", vl)
         rtraffic = _Traffic("real_server", rl)
-        rdr = GaugeMetricFamily("lvsd_real_server_draining_until_timestamp_seconds",
-                                "Removed by a reload, draining at weight 0 until (Unix seconds)",
-                                labels=rl)
+        rdr = _Text("lvsd_real_server_draining_until_timestamp_seconds",
+                    "Removed by a reload, draining at weight 0 until (Unix seconds)", "gauge", rl)
         for vs in s.virtual_servers:
             q.add_metric([vs.ident], _b(vs.quorum_up))
             sorry.add_metric([vs.ident], _b(vs.sorry_active))
             lw.add_metric([vs.ident], vs.live_weight)
             alive.add_metric([vs.ident], vs.alive)
-            vtraffic.add([vs.ident], vs.active_conns, vs.inactive_conns, vs.stats)
+            vid = _esc(vs.ident)
+            vtraffic.add([vid], vs.active_conns, vs.inactive_conns, vs.stats)
             for rs in vs.real_servers:
-                lab = [vs.ident, hostport(rs.address, rs.port)]
+                lab = [vid, _esc(hostport(rs.address, rs.port))]
                 if rs.draining:  # no checker any more: no up/down verdict
                     rdr.add_metric(lab, rs.draining_until or 0.0)
                 else:
-                    rup.add_metric(lab, _b(rs.alive))
-                rin.add_metric(lab, _b(rs.in_dataplane))
+                    rup.add_metric(lab, _i(rs.alive))
+                rin.add_metric(lab, _i(rs.in_dataplane))
                 rw.add_metric(lab, rs.dataplane_weight or 0)
                 rcw.add_metric(lab, rs.configured_weight)
                 rtraffic.add(lab, rs.active_conns, rs.inactive_conns, rs.stats)
@@ -226,26 +281,26 @@ class SnapshotCollector:
 
         # ---- checkers
         cl = ["virtual_server", "real_server", "kind", "target"]
-        cup = GaugeMetricFamily("lvsd_checker_up", "1 if the checker's verdict is up", labels=cl)
-        clat = GaugeMetricFamily("lvsd_checker_latency_seconds", "Duration of the last check",
-                                 labels=cl)
-        cnext = GaugeMetricFamily("lvsd_checker_next_check_timestamp_seconds",
-                                  "When the next check is due (Unix seconds)", labels=cl)
-        ctot = CounterMetricFamily("lvsd_checker_checks", "Checks run", labels=cl)
-        cfail = CounterMetricFamily("lvsd_checker_failures", "Failed checks by reason class "
-                                    "(local, script, timeout, refused, reset, unreachable, tls, "
-                                    "http_status, content, other)", labels=[*cl, "reason"])
+        cup = _Text("lvsd_checker_up", "1 if the checker's verdict is up", "gauge", cl)
+        clat = _Text("lvsd_checker_latency_seconds", "Duration of the last check", "gauge", cl)
+        cnext = _Text("lvsd_checker_next_check_timestamp_seconds",
+                      "When the next check is due (Unix seconds)", "gauge", cl)
+        ctot = _Text("lvsd_checker_checks", "Checks run", "counter", cl)
+        cfail = _Text("lvsd_checker_failures", "Failed checks by reason class (local, script, "
+                      "timeout, refused, reset, unreachable, tls, http_status, content, other)",
+                      "counter", [*cl, "reason"])
         for ch in s.checkers:
             # "HTTP_GET 192.0.2.1:80 /health" -> kind HTTP_GET, target "192.0.2.1:80 /health"
-            lab = [ch.vs, ch.real_server, ch.kind, ch.checker.split(" ", 1)[-1]]
-            cup.add_metric(lab, _b(ch.up))
+            lab = [_esc(ch.vs), _esc(ch.real_server), _esc(ch.kind),
+                   _esc(ch.checker.split(" ", 1)[-1])]
+            cup.add_metric(lab, _i(ch.up))
             if ch.latency_seconds is not None:
                 clat.add_metric(lab, ch.latency_seconds)
             if ch.next_check_at is not None:
                 cnext.add_metric(lab, ch.next_check_at)
             ctot.add_metric(lab, ch.checks_total)
             for reason, n in sorted(ch.failures.items()):
-                cfail.add_metric([*lab, reason], n)
+                cfail.add_metric([*lab, _esc(reason)], n)
         yield from (cup, clat, cnext, ctot, cfail)
 
         # ---- reconciler
@@ -319,5 +374,12 @@ def make_registry(provider: Callable[[], Snapshot],
 
 
 def render(registry: CollectorRegistry) -> bytes:
-    out: bytes = generate_latest(registry)
-    return out
+    """The text exposition of ``registry``: ``generate_latest``'s, with the big families
+    (:class:`_Text`) written by themselves."""
+    out: list[str] = []
+    for metric in registry.collect():
+        if isinstance(metric, _Text):
+            out.append(metric.text())
+        else:
+            out.append(generate_latest(_One(metric)).decode())
+    return "".join(out).encode()

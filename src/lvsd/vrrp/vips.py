@@ -33,13 +33,6 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Any
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_fixed,
-)
-
 __all__ = ["SCOPES", "Vip", "VipResult", "VipSet", "vip_from_model"]
 
 log = logging.getLogger(__name__)
@@ -160,6 +153,9 @@ class VipSet:
                     kw["label"] = vip.label
             else:
                 kw["flags"] = IFA_F_NODAD
+        # imported here, like pyroute2: `lvsd check-config` reads this module, never runs this
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_fixed
+
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_attempt(self.attempts),
