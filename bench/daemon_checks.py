@@ -12,8 +12,14 @@ The daemon is the real command line run as a subprocess; the only addition is a 
 that turns on the scheduler's lateness list (what checks_tcp.py turns on too: one append per
 launch) and answers "mark"/"dump" on a pipe so that the window can be cut out of it.
 
+With ``--scrape`` a first window runs without the scraper: its CPU per check, subtracted from
+the scraped window's CPU, gives the CPU one scrape (/status + /metrics) costs. On a shared
+machine compare CPU per check and per scrape (the work done), not lateness: a starved daemon
+is late whatever it does; the load average is printed beside every figure.
+
     .venv/bin/python bench/daemon_checks.py --seconds 30
     .venv/bin/python bench/daemon_checks.py --seconds 30 --scrape --http 2000
+    .venv/bin/python bench/daemon_checks.py --no-peer --profile /tmp/p.txt   # needs py-spy
 """
 
 from __future__ import annotations
