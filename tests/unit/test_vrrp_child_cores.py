@@ -97,3 +97,11 @@ def test_every_corpus_config_crosses_to_the_child() -> None:
         v = dataclasses.replace(cfg, virtual_servers=(), virtual_server_groups=(), diagnostics=())
         msg = w.Apply(1, v, "raw")
         assert pickle.loads(w.encode(msg)[4:]) == msg, f
+
+
+def test_watchdog_ticks_a_third_of_its_threshold_within_bounds() -> None:
+    from lvsd.daemon.loopwatch import TICK_MAX, TICK_MIN, tick_for
+
+    assert tick_for(0.075) == pytest.approx(0.025)  # advert_int 0.1 s
+    assert tick_for(DEFAULT_THRESHOLD) == pytest.approx(0.25 / 3)
+    assert tick_for(0.75) == TICK_MAX and tick_for(0.001) == TICK_MIN

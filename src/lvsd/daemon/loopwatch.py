@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-TICK = 0.02
+TICK_MIN, TICK_MAX = 0.01, 0.1
 THRESHOLD_FRACTION = 0.25
 DEFAULT_THRESHOLD = 0.25  # no VRRP instance: a quarter of a second is worth a log line
 
@@ -61,11 +61,18 @@ class StallTracker:
         return True
 
 
-async def watch(tracker: StallTracker, on_stall: Callable[[float], None],
-                interval: float = TICK) -> None:
-    """Run forever (cancel to stop): one tick per ``interval`` on the running loop."""
+def tick_for(threshold: float) -> float:
+    """How often to tick: a third of the threshold (a stall of that size is seen within a
+    tick), within [TICK_MIN, TICK_MAX] (a quiet loop should not wake 100 times a second)."""
+    return max(TICK_MIN, min(TICK_MAX, threshold / 3))
+
+
+async def watch(tracker: StallTracker, on_stall: Callable[[float], None]) -> None:
+    """Run forever (cancel to stop): one tick per :func:`tick_for` the tracker's threshold
+    (read each time: a reload may change it)."""
     loop = asyncio.get_running_loop()
     while True:
+        interval = tick_for(tracker.threshold)
         due = loop.time() + interval
         await asyncio.sleep(interval)
         now = loop.time()
