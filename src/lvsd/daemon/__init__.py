@@ -63,20 +63,48 @@ table is ready the moment it takes over).
   ``--dump-dir`` (default /tmp), see :mod:`lvsd.status.dumps`.
 """
 
-from lvsd.daemon.command import cmd_run, options_from_args, register
-from lvsd.daemon.configinfo import config_errors, config_secrets, config_warnings
-from lvsd.daemon.core import Daemon
-from lvsd.daemon.logsetup import SECRET_FILTER, JsonFormatter, SecretFilter, setup_logging
-from lvsd.daemon.options import (
-    DEFAULT_CONFIG,
-    DEFAULT_PID_FILE,
-    DEFAULT_STATUS_LISTEN,
-    MODES,
-    Options,
-    StartupError,
-)
-from lvsd.daemon.sdnotify import sd_notify
-from lvsd.daemon.snapshot import TRANSITIONS_KEPT
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lvsd.daemon.command import cmd_run, options_from_args, register
+    from lvsd.daemon.configinfo import config_errors, config_secrets, config_warnings
+    from lvsd.daemon.core import Daemon
+    from lvsd.daemon.logsetup import SECRET_FILTER, JsonFormatter, SecretFilter, setup_logging
+    from lvsd.daemon.options import (
+        DEFAULT_CONFIG,
+        DEFAULT_PID_FILE,
+        DEFAULT_STATUS_LISTEN,
+        MODES,
+        Options,
+        StartupError,
+    )
+    from lvsd.daemon.sdnotify import sd_notify
+    from lvsd.daemon.snapshot import TRANSITIONS_KEPT
+
+# The names below are imported on first use (PEP 562): the VRRP child process imports
+# lvsd.daemon.vrrpchild, and with it this package, and must not pay for the daemon's
+# command line, core and status model (its start-up is on the critical path of READY).
+_EXPORTS = {
+    "cmd_run": "command", "options_from_args": "command", "register": "command",
+    "config_errors": "configinfo", "config_secrets": "configinfo",
+    "config_warnings": "configinfo", "Daemon": "core", "SECRET_FILTER": "logsetup",
+    "JsonFormatter": "logsetup", "SecretFilter": "logsetup", "setup_logging": "logsetup",
+    "DEFAULT_CONFIG": "options", "DEFAULT_PID_FILE": "options",
+    "DEFAULT_STATUS_LISTEN": "options", "MODES": "options", "Options": "options",
+    "StartupError": "options", "sd_notify": "sdnotify", "TRANSITIONS_KEPT": "snapshot",
+}
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'lvsd.daemon' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"lvsd.daemon.{mod}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_CONFIG", "DEFAULT_PID_FILE", "DEFAULT_STATUS_LISTEN", "MODES", "SECRET_FILTER",
