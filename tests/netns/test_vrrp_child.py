@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,4 +132,18 @@ def test_sigterm_stops_parent_and_child(solo: Solo) -> None:
     solo.proc.send_signal(signal.SIGTERM)
     assert solo.proc.wait(30) == 0
     assert not _alive(child)
+    assert not any(a.split("/")[0] == VIP for a in solo.host.addresses())
+
+
+def test_sigterm_to_both_at_once_as_systemd_does_is_no_respawn(solo: Solo) -> None:
+    """systemd's stop signals every process of the unit at once: the child's clean exit must
+    not be mistaken for a death to respawn from."""
+    child = solo.child_pid()
+    assert child
+    os.kill(child, signal.SIGTERM)
+    time.sleep(0.3)  # the child's graceful stop is done by now; the parent's signal lags
+    solo.proc.send_signal(signal.SIGTERM)
+    assert solo.proc.wait(30) == 0
+    assert not _alive(child)
+    assert "Respawning" not in solo.text(), solo.text()[-2000:]
     assert not any(a.split("/")[0] == VIP for a in solo.host.addresses())

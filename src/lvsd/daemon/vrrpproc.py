@@ -123,6 +123,10 @@ class VrrpProcess:
                 fut.set_exception(ChildGone("VRRP child process exited"))
         self._pending.clear()
         status = await proc.wait()
+        if status == 0 and not self._stopping:
+            # a clean exit: it was told to stop (SIGTERM), and systemd signals the whole
+            # cgroup at once - the parent's own stop is on its way: do not respawn into it
+            await asyncio.sleep(1.0)
         if self._stopping:
             return
         self.instances = ()
