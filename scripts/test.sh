@@ -11,4 +11,4 @@ echo "== ruff"
 echo "== mypy --strict"
 .venv/bin/mypy src/lvsd
 echo "== pytest"
-exec .venv/bin/pytest -p no:cacheprovider -rfEs "$@"
+exec .venv/bin/pytest -p no:cacheprovider -rfEs --durations=25 "$@"

@@ -25,6 +25,7 @@ import pytest
 
 from lvsd.lab.netns import Topology
 from testlab import DaemonNode, NodeOpts, wait_for
+from wirelab import HTTP_GET, wire_topology
 
 pytestmark = pytest.mark.netns
 
@@ -58,24 +59,14 @@ for i in range(n):
         s.sendto(p, (dst, 0))
 """
 
-GET = ("import sys, urllib.request\n"
-       "with urllib.request.urlopen('http://%s%s' % (sys.argv[1], sys.argv[2]), timeout=3) as r:\n"
-       "    sys.stdout.write(r.read().decode())\n")
-
-
 @pytest.fixture
 def topo() -> Iterator[Topology]:
-    t = Topology("lt-vrdisc")
-    try:
-        t.add_host("d1", "192.0.2.1/24")
-        t.add_host("wire", "192.0.2.50/24")
+    with wire_topology("lt-vrdisc") as t:
         yield t
-    finally:
-        t.close()
 
 
 def _metrics(node: DaemonNode) -> dict[str, float]:
-    p = node.host.run(sys.executable, "-c", GET, node.STATUS, "/metrics", check=False,
+    p = node.host.run(sys.executable, "-c", HTTP_GET, node.STATUS, "/metrics", check=False,
                       timeout=10)
     out = {}
     for m in re.finditer(r'^lvsd_vrrp_invalid_packets_total\{instance="VI_1",reason="(\w+)"\} '

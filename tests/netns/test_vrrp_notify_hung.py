@@ -17,41 +17,17 @@ The bound asserted is generous (5 s, for a busy machine); the figure is printed.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lvsd.lab.netns import Topology
+from wirelab import send_adverts, start_lvsd, stop, wait_until, wire_topology
 
 pytestmark = pytest.mark.netns
-
-SENDER = r"""
-import socket, sys, time
-from ipaddress import IPv4Address
-from lvsd.vrrp import codec
-prio, gap, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-adv = codec.Advert(version=2, vrid=51, priority=prio, advert_int=1,
-                   addresses=(IPv4Address("192.0.2.100"),))
-payload = codec.encode(adv, "192.0.2.50", "224.0.0.18")
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("192.0.2.50"))
-s.bind(("192.0.2.50", 0))
-first = True
-while True:
-    s.sendto(payload, ("224.0.0.18", 0))
-    if first:
-        with open(out, "w") as fh:
-            fh.write("%.6f\n" % time.time())
-        first = False
-    time.sleep(gap)
-"""
 
 # $1: the file to record in. The start time (CLOCK_REALTIME, as the sender's time.time()).
 STAMP = """#!/bin/sh
@@ -86,37 +62,14 @@ vrrp_instance VI_1 {{
 """
 
 
-def _wait(cond: Callable[[], bool], what: str, log: Path, limit: float = 30.0) -> None:
-    end = time.monotonic() + limit
-    while not cond():
-        if time.monotonic() > end:
-            pytest.fail(f"never happened: {what}\n{log.read_text()[-4000:]}")
-        time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def _lines(p: Path) -> list[float]:
     return [float(x) for x in p.read_text().split()] if p.exists() else []
 
 
 @pytest.fixture
 def topo() -> Iterator[Topology]:
-    t = Topology("lt-vrhung")
-    try:
-        t.add_host("d1", "192.0.2.1/24")
-        t.add_host("wire", "192.0.2.50/24")
+    with wire_topology("lt-vrhung") as t:
         yield t
-    finally:
-        t.close()
 
 
 def test_hung_notify_master_does_not_delay_notify_backup(topo: Topology,
@@ -131,28 +84,21 @@ def test_hung_notify_master_does_not_delay_notify_backup(topo: Topology,
     rx = tmp_path / "rx_lower.out"
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with open(log, "a") as out:
-            procs.append(topo["d1"].popen(
-                [sys.executable, "-m", "lvsd.cli", "run", "-f", str(conf), "--vrrp-only",
-                 "--dataplane", "memory", "--status-listen", "127.0.0.1:9344",
-                 "--pid-file", str(tmp_path / "d1.pid"), "--dump-dir", str(tmp_path)],
-                stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1")))
+        procs.append(start_lvsd(topo["d1"], conf, tmp_path, log, "127.0.0.1:9344"))
         # startup BACKUP, then MASTER (nobody else): notify_master hangs
-        _wait(lambda: len(_lines(backup)) >= 1, "startup notify_backup", log)
-        _wait(lambda: "192.0.2.100/24" in topo["d1"].run(
+        wait_until(lambda: len(_lines(backup)) >= 1, "startup notify_backup", log)
+        wait_until(lambda: "192.0.2.100/24" in topo["d1"].run(
             "ip", "-o", "addr", "show", "dev", "eth0").stdout, "d1 took the VIP", log)
         # a flood of lower-priority adverts (about 100/s for 3 s)
-        flood = topo["wire"].popen([sys.executable, "-c", SENDER, "50", "0.01",
-                                    str(tmp_path / "flood.t")], stderr=subprocess.DEVNULL)
+        flood = send_adverts(topo["wire"], tmp_path / "flood.t", 50, 0.01)
         procs.append(flood)
-        _wait(lambda: len(_lines(rx)) >= 1, "notify_master_rx_lower_pri ran", log)
+        wait_until(lambda: len(_lines(rx)) >= 1, "notify_master_rx_lower_pri ran", log)
         time.sleep(3)
-        _stop(flood)
+        stop(flood)
         # a higher-priority master: d1 goes BACKUP
         higher_t = tmp_path / "higher.t"
-        procs.append(topo["wire"].popen([sys.executable, "-c", SENDER, "200", "0.2",
-                                         str(higher_t)], stderr=subprocess.DEVNULL))
-        _wait(lambda: len(_lines(backup)) >= 2, "notify_backup after the takeover", log,
+        procs.append(send_adverts(topo["wire"], higher_t, 200, 0.2))
+        wait_until(lambda: len(_lines(backup)) >= 2, "notify_backup after the takeover", log,
               limit=60)
         delay = _lines(backup)[1] - _lines(higher_t)[0]
         runs = len(_lines(rx))
@@ -164,4 +110,4 @@ def test_hung_notify_master_does_not_delay_notify_backup(topo: Topology,
         assert 1 <= runs <= 8, runs
     finally:
         for p in reversed(procs):
-            _stop(p)
+            stop(p)

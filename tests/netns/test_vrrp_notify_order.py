@@ -17,17 +17,15 @@ events: a packet that arrived and a script that started).
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lvsd.lab.netns import Topology
+from wirelab import send_adverts, start_lvsd, stop, wait_until, wire_topology
 
 pytestmark = pytest.mark.netns
 
@@ -53,22 +51,6 @@ while True:
                   if lvl == socket.SOL_SOCKET), None)
     if stamp is not None:
         out.write("garp %s %d.%09d\n" % (sender, stamp[0], stamp[1]))
-"""
-
-SENDER = r"""
-import socket, time
-from ipaddress import IPv4Address
-from lvsd.vrrp import codec
-adv = codec.Advert(version=3, vrid=51, priority=200, advert_int=0.1,
-                   addresses=(IPv4Address("192.0.2.100"),))
-payload = codec.encode(adv, "192.0.2.50", "224.0.0.18")
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("192.0.2.50"))
-s.bind(("192.0.2.50", 0))
-while True:
-    s.sendto(payload, ("224.0.0.18", 0))
-    time.sleep(0.1)
 """
 
 # $1: master|backup. The start time first (date +%s.%N: CLOCK_REALTIME, as the sniffer's
@@ -103,33 +85,10 @@ vrrp_instance VI_1 {{
 """
 
 
-def _wait(cond: Callable[[], bool], what: str, log: Path, limit: float = 30.0) -> None:
-    end = time.monotonic() + limit
-    while not cond():
-        if time.monotonic() > end:
-            pytest.fail(f"never happened: {what}\n{log.read_text()[-4000:]}")
-        time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture
 def topo() -> Iterator[Topology]:
-    t = Topology("lt-vrord")
-    try:
-        t.add_host("d1", "192.0.2.1/24")
-        t.add_host("wire", "192.0.2.50/24")
+    with wire_topology("lt-vrord") as t:
         yield t
-    finally:
-        t.close()
 
 
 def test_notify_runs_after_vips_and_garp(topo: Topology, tmp_path: Path) -> None:
@@ -143,15 +102,10 @@ def test_notify_runs_after_vips_and_garp(topo: Topology, tmp_path: Path) -> None
     try:
         procs.append(topo["wire"].popen([sys.executable, "-c", SNIFFER, str(seen),
                                          ",".join(VIPS)], stderr=subprocess.DEVNULL))
-        _wait(lambda: seen.exists() and "ready" in seen.read_text(), "sniffer ready", seen)
-        with open(log, "a") as out:
-            procs.append(topo["d1"].popen(
-                [sys.executable, "-m", "lvsd.cli", "run", "-f", str(conf), "--vrrp-only",
-                 "--dataplane", "memory", "--status-listen", "127.0.0.1:9342",
-                 "--pid-file", str(tmp_path / "d1.pid"), "--dump-dir", str(tmp_path)],
-                stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1")))
+        wait_until(lambda: seen.exists() and "ready" in seen.read_text(), "sniffer ready", seen)
+        procs.append(start_lvsd(topo["d1"], conf, tmp_path, log, "127.0.0.1:9342"))
         master = tmp_path / "master.out"
-        _wait(master.exists, "notify_master ran", log)
+        wait_until(master.exists, "notify_master ran", log)
 
         lines = master.read_text().splitlines()
         started = float(lines[0].split()[1])
@@ -168,14 +122,13 @@ def test_notify_runs_after_vips_and_garp(topo: Topology, tmp_path: Path) -> None
         # a higher-priority router appears: MASTER -> BACKUP, notify_backup after the removal
         # (the startup BACKUP notify ran before notify_master: scripts run in order)
         (tmp_path / "backup.out").unlink()
-        procs.append(topo["wire"].popen([sys.executable, "-c", SENDER],
-                                        stderr=subprocess.DEVNULL))
+        procs.append(send_adverts(topo["wire"], tmp_path / "higher.t", 200, 0.1, version=3))
         backup = tmp_path / "backup.out"
-        _wait(backup.exists, "notify_backup ran", log)
+        wait_until(backup.exists, "notify_backup ran", log)
         text = backup.read_text()
         left = [v for v in VIPS if f" {v}/" in text]
         assert not left, (f"notify_backup ran while {len(left)} VIPs were still on eth0 "
                           f"(first: {left[:3]})")
     finally:
         for p in reversed(procs):
-            _stop(p)
+            stop(p)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lvsd.lab.netns import Topology
+from wirelab import wire_topology
 
 pytestmark = pytest.mark.netns
 
@@ -69,12 +70,8 @@ echo "$1" >> {d}/notified
 
 @pytest.fixture
 def topo() -> Iterator[Topology]:
-    t = Topology("lt-vrearly")
-    try:
-        t.add_host("d1", "192.0.2.1/24")
+    with wire_topology("lt-vrearly", wire=False) as t:
         yield t
-    finally:
-        t.close()
 
 
 def test_no_notify_stop_for_an_instance_that_never_started(topo: Topology,

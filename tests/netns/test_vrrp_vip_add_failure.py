@@ -22,38 +22,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from lvsd.lab.netns import Topology
 from testlab import DaemonNode, NodeOpts, mac, neigh_mac, wait_for
+from wirelab import HTTP_GET, send_adverts, wire_topology
 
 pytestmark = pytest.mark.netns
-
-SENDER = r"""
-import socket, time
-from ipaddress import IPv4Address
-from lvsd.vrrp import codec
-adv = codec.Advert(version=2, vrid=51, priority=200, advert_int=1,
-                   addresses=(IPv4Address("192.0.2.100"),))
-payload = codec.encode(adv, "192.0.2.50", "224.0.0.18")
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("192.0.2.50"))
-s.bind(("192.0.2.50", 0))
-while True:
-    s.sendto(payload, ("224.0.0.18", 0))
-    time.sleep(0.2)
-"""
 
 # a spare interface for the VIP (a veth pair: this kernel has no dummy driver)
 MKLINK = ("ip link add dum0 type veth peer name dum0p && ip link set dum0p up "
           "&& ip link set dum0 up")
-
-GET = ("import sys, urllib.request\n"
-       "with urllib.request.urlopen('http://%s%s' % (sys.argv[1], sys.argv[2]), timeout=3) as r:\n"
-       "    sys.stdout.write(r.read().decode())\n")
-
 
 # every event so far (/events from the start), read until the stream idles for 2 s
 EVENTS = ("import sys, urllib.request\n"
@@ -68,17 +49,12 @@ EVENTS = ("import sys, urllib.request\n"
 
 @pytest.fixture
 def topo() -> Iterator[Topology]:
-    t = Topology("lt-vipf")
-    try:
-        t.add_host("d1", "192.0.2.1/24")
-        t.add_host("wire", "192.0.2.50/24")
+    with wire_topology("lt-vipf") as t:
         yield t
-    finally:
-        t.close()
 
 
 def _metrics(node: DaemonNode) -> str:
-    p = node.host.run(sys.executable, "-c", GET, node.STATUS, "/metrics", check=False,
+    p = node.host.run(sys.executable, "-c", HTTP_GET, node.STATUS, "/metrics", check=False,
                       timeout=10)
     if p.returncode != 0:
         print(f"GET /metrics: {p.stderr.strip()[-500:]}")
@@ -91,10 +67,10 @@ def _metric(text: str, name: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def test_failed_vip_add_is_fault_retried_and_truthful(topo: Topology) -> None:
+def test_failed_vip_add_is_fault_retried_and_truthful(topo: Topology, tmp_path: Path) -> None:
     d1 = topo["d1"]
     d1.sh(MKLINK)
-    sender = topo["wire"].popen([sys.executable, "-c", SENDER], stderr=subprocess.DEVNULL)
+    sender = send_adverts(topo["wire"], tmp_path / "higher.t", 200, 0.2)
     node = DaemonNode(d1, NodeOpts(priority=100, vips=("192.0.2.100/24 dev dum0",)))
     try:
         node.start()
@@ -156,7 +132,7 @@ def _vrrp_process(node: DaemonNode) -> int:
     pytest.fail(f"no VRRP child process under the daemon (pid {node.proc.pid})")
 
 
-def test_takeover_with_descriptors_exhausted(topo: Topology) -> None:
+def test_takeover_with_descriptors_exhausted(topo: Topology, tmp_path: Path) -> None:
     """The issue's case: the backup's descriptors are exhausted (EMFILE) when the master
     goes. The VIP add must not fail with a made-up "interface does not exist": the address
     is added over the netlink socket already open, status says so truthfully, and the
@@ -164,7 +140,7 @@ def test_takeover_with_descriptors_exhausted(topo: Topology) -> None:
     gratuitous ARPs, learns d1's MAC for the VIP."""
     d1 = topo["d1"]
     topo["wire"].run("sysctl", "-qw", "net.ipv4.conf.eth0.arp_accept=1")
-    sender = topo["wire"].popen([sys.executable, "-c", SENDER], stderr=subprocess.DEVNULL)
+    sender = send_adverts(topo["wire"], tmp_path / "higher.t", 200, 0.2)
     node = DaemonNode(d1, NodeOpts(priority=100))
     try:
         node.start()
