@@ -96,7 +96,7 @@ class Director:
         return self.log.read_text(errors="replace")
 
     def entered(self, state: str) -> int:
-        return self.text().count(f"VRRP_Instance(VI_1) entering {state} state")
+        return self.text().count(f"(VI_1) Entering {state} STATE")
 
     def reload(self, text: str, generation: int, timeout: float = 240.0) -> None:
         self.conf.write_text(text)

@@ -263,7 +263,7 @@ def test_vrrp_in_namespace_logs_transitions_to_local7_and_no_secret(syslog: Sysl
                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                         env=dict(os.environ, LVSD_SYSLOG_SOCKET=str(syslog.path)))
         try:
-            syslog.wait_for(lambda m: m.startswith("VRRP_Instance(VI_SYSLOG) entering MASTER"),
+            syslog.wait_for(lambda m: m.startswith("(VI_SYSLOG) Entering MASTER STATE"),
                             "with the MASTER transition")
         finally:
             _stop(proc)
@@ -274,4 +274,4 @@ def test_vrrp_in_namespace_logs_transitions_to_local7_and_no_secret(syslog: Sysl
     assert len(dumped) == 1 and '"auth_pass":"<redacted>"' in dumped[0], dumped
     assert all(b"Sy5l0gPw" not in r for r in syslog.raw)
     assert "Sy5l0gPw" not in stderr
-    assert "entering MASTER" in stderr  # --log-console: the console has it too
+    assert "Entering MASTER STATE" in stderr  # --log-console: the console has it too

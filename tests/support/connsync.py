@@ -313,8 +313,7 @@ class SyncLab:
                  "-p", str(d / f"{name}.ka.pid"), "-r", str(d / f"{name}.vrrp.pid"),
                  "-c", str(d / f"{name}.check.pid"), "-i", name],
                 stdout=out, stderr=subprocess.STDOUT)
-        assert wait_for(lambda: "VRRP_Instance(VI_1)" in self.log(name)
-                        or "(VI_1) Entering" in self.log(name), 120), self.log(name)
+        assert wait_for(lambda: "(VI_1) Entering" in self.log(name), 120), self.log(name)
 
     def kill(self, name: str) -> None:
         """SIGKILL: lvsd's main process (its VRRP child dies with it), or every keepalived

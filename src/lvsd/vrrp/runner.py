@@ -395,7 +395,7 @@ class VrrpRunner:
         try:  # now, not at the takeover (when descriptors may have run out)
             m.garp.open(m.spec.params.family)
         except OSError as exc:  # opened again at the first burst
-            log.debug("VRRP_Instance(%s) gratuitous ARP socket: %s", m.name, exc)
+            log.debug("(%s) gratuitous ARP socket: %s", m.name, exc)
         if m.pending is not None:
             m.pending = None
             self._feed(m, Unavailable(None), rearm=False)
@@ -446,7 +446,7 @@ class VrrpRunner:
                     m.pending = reason
                     self._feed(m, Unavailable(reason), rearm=False)
             if m.pending is None:
-                log.info("VRRP_Instance(%s) interface %s is back", m.name, m.spec.interface)
+                log.info("(%s) interface %s is back", m.name, m.spec.interface)
         finally:
             m.reopening = False
             if not self._stopped:
@@ -603,7 +603,7 @@ class VrrpRunner:
             _close_quietly(m.transport)
             self._queue.put_nowait((m, _Close()))  # also closes its notifier, after STOP
             outcome["stopped"].append(m.name)
-            log.info("VRRP_Instance(%s) removed on reload", m.name)
+            log.info("(%s) removed on reload", m.name)
         members: dict[str, _Member] = {}
         kept: list[tuple[_Member, InstanceSpec]] = []
         for slot in plan.slots:
@@ -640,7 +640,7 @@ class VrrpRunner:
             self._watch(set(plan.tracked))
         for m in fresh.values():
             self._start_scripts(m)
-            log.info("VRRP_Instance(%s) added on reload", m.name)
+            log.info("(%s) added on reload", m.name)
         if fresh and self.group is not None:
             self._execute(self.group.start(now))  # started members return nothing
         elif fresh:
@@ -857,13 +857,16 @@ class VrrpRunner:
 
     def _report_state(self, m: _Member, act: BecomeMaster | BecomeBackup | BecomeFault) -> None:
         state = {BecomeMaster: "MASTER", BecomeBackup: "BACKUP", BecomeFault: "FAULT"}[type(act)]
-        log.info("VRRP_Instance(%s) entering %s state (%s)", m.name, state, act.reason)
+        # keepalived vrrp.c: "(VI_1) Entering MASTER STATE", the line operators' tooling greps;
+        # the reason (keepalived logs its own, e.g. "Receive advertisement timeout") first
+        log.info("(%s) %s", m.name, act.reason)
+        log.info("(%s) Entering %s STATE", m.name, state)
         if self.on_event is not None:
             self.on_event(m.name, "state", {"state": state, "previous": act.previous.value,
                                             "reason": act.reason})
 
     def _error(self, name: str, message: str) -> None:
-        log.warning("VRRP_Instance(%s) %s", name, message)
+        log.warning("(%s) %s", name, message)
         if self.on_event is not None:
             self.on_event(name, "error", {"message": message})
 
