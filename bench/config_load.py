@@ -16,6 +16,16 @@ time per 1,000 real servers of each: about equal when the load is linear in real
 duplicate check of one virtual server's real servers was once quadratic: 16 s for 18,000).
 
     .venv/bin/python bench/config_load.py --scaling 18000 [--repeat 3]
+
+``--instructions`` also counts the instructions each side executes (valgrind's cachegrind, when
+installed): lvsd's load (its process with the load less the same process without it, so the
+imports are not counted) and the whole ``keepalived -t`` run. Unlike CPU seconds this figure
+does not move with the load of a shared machine; it takes a few minutes at the default size.
+
+keepalived 2.2.7 ``-t`` reads the file in one process (no child: checked with ``strace -f``);
+its CPU is taken from ``RUSAGE_CHILDREN`` around each run, which would include any child it
+waited for. The ratios compare lvsd's load CPU (``time.process_time()`` around ``load()``, in a
+fresh process) with that.
 """
 
 from __future__ import annotations
@@ -77,6 +87,27 @@ def generate(path: Path, n_vs: int, n_rs: int) -> None:
             fh.write("}\n\n")
 
 
+def instructions(cmd: list[str], cwd: str) -> int:
+    """The instructions ``cmd`` executes (cachegrind's ``I refs``, all its processes)."""
+    out = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes",
+                          "--cachegrind-out-file=/dev/null", *cmd], capture_output=True,
+                         text=True, check=False, timeout=3600, cwd=cwd)
+    refs = [int(ln.rsplit(":", 1)[1].replace(",", "")) for ln in out.stderr.splitlines()
+            if "I   refs:" in ln]
+    if not refs:
+        raise RuntimeError(f"no instruction count from valgrind: {out.stderr[-500:]}")
+    return sum(refs)
+
+
+def instruction_ratio(path: Path, ka: str, cwd: str) -> None:
+    lvsd = [sys.executable, "-c", "import sys\nfrom lvsd.config.loader import load\n"
+            "if sys.argv[2] == '1':\n    load(sys.argv[1], config_id='bench')", str(path)]
+    lvsd_ir = instructions([*lvsd, "1"], cwd) - instructions([*lvsd, "0"], cwd)
+    ka_ir = instructions([ka, "-t", "-f", str(path)], cwd)
+    print(f"instructions (cachegrind): lvsd load {lvsd_ir / 1e9:.2f} G, keepalived -t "
+          f"{ka_ir / 1e9:.2f} G; ratio {lvsd_ir / ka_ir:.2f}")
+
+
 def run_child(path: Path, mode: str) -> dict[str, float]:
     out = subprocess.run([sys.executable, "-c", CHILD, str(path), mode], capture_output=True,
                          text=True, check=True, timeout=600)
@@ -112,6 +143,8 @@ def main() -> int:
     ap.add_argument("--preflight", action="store_true",
                     help="also time the preflight after the load (lvsd check-config = both) "
                          "and give that ratio too")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also compare instruction counts (valgrind cachegrind; minutes)")
     ap.add_argument("--scaling", type=int, metavar="N",
                     help="one virtual server with N/4, N/2, N real servers: is load linear?")
     args = ap.parse_args()
@@ -171,6 +204,11 @@ def main() -> int:
         if args.preflight:
             print(f"ratio lvsd load+preflight/keepalived -t: {(lvsd_s + pf_s) / ka_s:.2f} wall, "
                   f"{(lvsd_cpu + pf_cpu) / max(ka_c, 1e-6):.2f} CPU")
+        if args.instructions:
+            if shutil.which("valgrind") is None:
+                print("instructions: valgrind not installed - no count")
+            else:
+                instruction_ratio(path, ka, tmp)
     return 0
 
 

@@ -10,7 +10,10 @@ second) and HTTP_GET checkers alongside the TCP ones.
 
 The daemon is the real command line run as a subprocess; the only addition is a small wrapper
 that turns on the scheduler's lateness list (what checks_tcp.py turns on too: one append per
-launch) and answers "mark"/"dump" on a pipe so that the window can be cut out of it.
+launch), counts the time spent in garbage collections and the thread CPU time spent building
+status snapshots and rendering /status and /metrics, and answers "mark"/"dump" on a pipe so
+that the window can be cut out of it. Thread CPU time is what a starved process still reports
+faithfully: use it (and CPU per check) to compare runs on a shared machine.
 
 With ``--scrape`` a first window runs without the scraper: its CPU per check, subtracted from
 the scraped window's CPU, gives the CPU one scrape (/status + /metrics) costs. On a shared
@@ -19,7 +22,9 @@ is late whatever it does; the load average is printed beside every figure.
 
     .venv/bin/python bench/daemon_checks.py --seconds 30
     .venv/bin/python bench/daemon_checks.py --seconds 30 --scrape --http 2000
-    .venv/bin/python bench/daemon_checks.py --no-peer --profile /tmp/p.txt   # needs py-spy
+    .venv/bin/python bench/daemon_checks.py --no-peer --profile /tmp/p.txt   # py-spy, window
+    .venv/bin/python bench/daemon_checks.py --no-peer --profile /tmp/p.svg --profile-format \
+        flamegraph
 """
 
 from __future__ import annotations
@@ -40,11 +45,38 @@ from _checks_util import address, free_ports, pct, raise_nofile, start_server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Runs `lvsd run ...` in this process with the scheduler's lateness list on. Control pipe
-# (fd numbers in LVSD_BENCH_CTL="r,w"): "mark" -> "<len(lateness)> <completed>",
+# Runs `lvsd run ...` in this process with the scheduler's lateness list on and the time spent
+# in garbage collections counted. Control pipe (fd numbers in LVSD_BENCH_CTL="r,w"): "mark" ->
+# "<len(lateness)> <completed> <gen0 s> <gen1 s> <gen2 s> <gen2 count>",
 # "dump A B PATH" -> lateness[A:B] written to PATH (one float a line), then "ok".
 WRAPPER = r"""
-import os, sys, threading
+import gc, os, sys, threading, time
+gct = [0.0, 0.0, 0.0, 0, 0.0]  # seconds in gen 0/1/2 collections, gen-2 count, start of one
+def gc_cb(phase, info):
+    if phase == "start":
+        gct[4] = time.perf_counter()
+    else:
+        gct[info["generation"]] += time.perf_counter() - gct[4]
+        gct[3] += info["generation"] == 2
+gc.callbacks.append(gc_cb)
+if os.environ.get("LVSD_BENCH_GC"):  # --gc-threshold: what the daemon could set at start
+    gc.set_threshold(*(int(x) for x in os.environ.pop("LVSD_BENCH_GC").split(",")))
+# thread CPU time spent building status snapshots and rendering them (seconds, calls)
+stc = {"snapshot": [0.0, 0], "json": [0.0, 0], "metrics": [0.0, 0]}
+def timed(name, fn):
+    def run(*a, **kw):
+        t0 = time.thread_time()
+        try:
+            return fn(*a, **kw)
+        finally:
+            stc[name][0] += time.thread_time() - t0
+            stc[name][1] += 1
+    return run
+from lvsd.daemon import core as C
+from lvsd.status import app as A
+C.Daemon.snapshot = timed("snapshot", C.Daemon.snapshot)
+A.to_dict = timed("json", A.to_dict)
+A.render = timed("metrics", A.render)
 from lvsd.checks import scheduler as S
 inst = []
 orig = S.Scheduler.__init__
@@ -60,7 +92,9 @@ def ctl():
         cmd = line.split()
         st = inst[-1].stats if inst else None
         if cmd[0] == "mark":
-            w.write(f"{len(st.lateness) if st else -1} {st.completed if st else -1}\n")
+            w.write(f"{len(st.lateness) if st else -1} {st.completed if st else -1} "
+                    f"{gct[0]} {gct[1]} {gct[2]} {gct[3]} "
+                    + " ".join(f"{v[0]} {v[1]}" for v in stc.values()) + "\n")
         elif cmd[0] == "dump":
             a, b = int(cmd[1]), int(cmd[2])
             with open(cmd[3], "w") as f:
@@ -165,14 +199,12 @@ def run_daemon(a: argparse.Namespace, tmp: str) -> dict[str, float]:
     c_r, c_w = os.pipe()  # bench -> daemon
     r_r, r_w = os.pipe()  # daemon -> bench
     env = dict(os.environ, LVSD_BENCH_CTL=f"{c_r},{r_w}")
+    if a.gc_threshold:
+        env["LVSD_BENCH_GC"] = a.gc_threshold
     log = open(os.path.join(tmp, "daemon.log"), "wb")  # noqa: SIM115 (closed below)
     cmd = [sys.executable, "-c", WRAPPER, "run", "-f", conf, "--check-only", "--dataplane",
            "memory", "--status-listen", f"127.0.0.1:{status_port}", "--pid-file", "",
            "--dump-dir", tmp]
-    if a.profile:
-        spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
-        cmd = [spy, "record", "-r", "200", "-o", a.profile, "-f", a.profile_format,
-               "-d", str(int(a.warmup + a.seconds + 8)), "--", *cmd]
     proc = subprocess.Popen(cmd, env=env, pass_fds=(c_r, r_w), stdout=log, stderr=log,
                             stdin=subprocess.DEVNULL)
     os.close(c_r)
@@ -194,10 +226,6 @@ def run_daemon(a: argparse.Namespace, tmp: str) -> dict[str, float]:
             with open(os.path.join(tmp, "daemon.log")) as f:
                 sys.stderr.write(f.read()[-3000:])
             raise
-        if a.profile:  # py-spy's child: the python process
-            out = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                 text=True).stdout.split()
-            pid = int(out[0])
         time.sleep(a.warmup)
         base = None
         if a.scrape:
@@ -211,30 +239,40 @@ def run_daemon(a: argparse.Namespace, tmp: str) -> dict[str, float]:
             scraper.start()
             time.sleep(2)
             n0 = scraper.n
-        i0, c0 = (int(x) for x in ask("mark").split())
+        spy = None
+        if a.profile:
+            # attached for the measured window only (not start-up, not the unscraped window);
+            # --nonblocking: the daemon is sampled without being stopped
+            spy = subprocess.Popen([
+                os.path.join(os.path.dirname(sys.executable), "py-spy"), "record",
+                "--nonblocking", "-r", "200", "-o", a.profile, "-f", a.profile_format,
+                "-d", str(int(a.seconds)), "--pid", str(pid)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        m0 = ask("mark").split()
+        i0, c0, g0 = int(m0[0]), int(m0[1]), [float(x) for x in m0[2:6]]
+        s0 = [float(x) for x in m0[6:]]
         t0, k0 = time.monotonic(), cpu_ticks(pid)
         la0 = os.getloadavg()[0]
         time.sleep(a.seconds)
         t1, k1 = time.monotonic(), cpu_ticks(pid)
-        i1, c1 = (int(x) for x in ask("mark").split())
+        if spy is not None:
+            spy.wait(60)
+        m1 = ask("mark").split()
+        i1, c1, g1 = int(m1[0]), int(m1[1]), [float(x) for x in m1[2:6]]
+        s1 = [float(x) for x in m1[6:]]
         scrapes = (scraper.n - n0) / 2 if scraper is not None else 0
         lat_file = os.path.join(tmp, "lateness.txt")
         ask(f"dump {i0} {i1} {lat_file}")
         with open(lat_file) as f:
             window = [float(x) * 1000 for x in f.read().split()]
-        st = {}
-        if not a.profile:
-            with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status",
-                                        timeout=30) as r:
-                st = json.load(r)
+        with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/status",
+                                    timeout=30) as r:
+            st = json.load(r)
         rss = rss_mib(pid)
     finally:
         if scraper is not None:
             scraper.stop.set()
-        if a.profile and pid != proc.pid:
-            os.kill(pid, 15)  # the daemon; py-spy then writes its file and exits
-        else:
-            proc.terminate()
+        proc.terminate()
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -251,7 +289,8 @@ def run_daemon(a: argparse.Namespace, tmp: str) -> dict[str, float]:
     per = (usr + sy) / max(1, c1 - c0) * 1e6
     down = sum(1 for c in st.get("checkers", ()) if c.get("up") is False)
     print(f"daemon: {a.servers} TCP_CHECK + {a.http} HTTP_GET, delay_loop 1 s, window "
-          f"{wall:.1f} s after {a.warmup:.0f} s warm-up, scrape {'on' if a.scrape else 'off'}")
+          f"{wall:.1f} s after {a.warmup:.0f} s warm-up, scrape {'on' if a.scrape else 'off'}"
+          + (f", gc threshold {a.gc_threshold}" if a.gc_threshold else ""))
     print(f"  checks completed/s : {(c1 - c0) / wall:9.0f}   (target {a.servers + a.http})")
     print(f"  lateness ms        : p50 {pct(window, 50):.2f}  p99 {pct(window, 99):.2f}  "
           f"max {max(window) if window else float('nan'):.2f}")
@@ -259,11 +298,20 @@ def run_daemon(a: argparse.Namespace, tmp: str) -> dict[str, float]:
           f"{100 * sy / wall:.1f} %)   peak RSS {rss:.0f} MiB")
     print(f"  CPU per check      : {per:6.1f} us  -> {a.servers + a.http} checks/s would need "
           f"{per * (a.servers + a.http) / 1e4:.0f} % of one core")
+    gcs = [b - a for a, b in zip(g0, g1, strict=True)]
+    print(f"  garbage collection : {100 * sum(gcs[:3]) / wall:6.1f} % of one core (gen 0 "
+          f"{1000 * gcs[0] / wall:.1f}, gen 1 {1000 * gcs[1] / wall:.1f}, gen 2 "
+          f"{1000 * gcs[2] / wall:.1f} ms/s; {gcs[3]:.0f} gen-2 passes)")
     if scraper is not None and base is not None:
         print(f"  scrapes            : {scrapes:.0f} in the window, {scraper.errors} failed, "
               f"/status+/metrics p50 {pct(scraper.ms, 50):.0f} ms  max "
               f"{max(scraper.ms) if scraper.ms else float('nan'):.0f} ms")
         print(f"  without scraper    : {base * 1e6:6.1f} us CPU per check (first window)")
+        sd = [b - a for a, b in zip(s0, s1, strict=True)]
+        print("  status CPU (thread): " + ", ".join(
+            f"{name} {1000 * sd[2 * k] / max(1, sd[2 * k + 1]):.0f} ms x {sd[2 * k + 1]:.0f}"
+            for k, name in enumerate(("snapshot", "JSON", "metrics")))
+            + f"; {100 * (sd[0] + sd[2] + sd[4]) / wall:.1f} % of one core")
         if scrapes:
             per_scrape = (usr + sy - base * (c1 - c0)) / scrapes
             print(f"  CPU per scrape     : {per_scrape * 1000:6.0f} ms (/status + /metrics, "
@@ -313,8 +361,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=8.0, help="seconds after READY")
     ap.add_argument("--ports", type=int, default=4)
     ap.add_argument("--no-peer", action="store_true", help="skip bench/checks_tcp.py")
-    ap.add_argument("--profile", metavar="FILE", help="run the daemon under py-spy record")
+    ap.add_argument("--profile", metavar="FILE",
+                    help="py-spy record the daemon during the measured window")
     ap.add_argument("--profile-format", default="raw", help="py-spy output format")
+    ap.add_argument("--gc-threshold", metavar="G0,G1,G2",
+                    help="gc.set_threshold in the daemon before it starts (default: Python's)")
     a = ap.parse_args()
     raise_nofile()
     with tempfile.TemporaryDirectory(prefix="lvsd-bench-") as tmp:

@@ -7,6 +7,7 @@
 #   bash scripts/bootstrap.sh [test]  everything the test suite needs besides: keepalived (the
 #                                     VRRP interop peer), qemu (the kernel-IPVS VM), dnsmasq,
 #                                     tcpdump, chromium, ipvsadm; lvsd's dev tools in .venv
+#                                     and BIRD 2 unpacked into .lab/bird2 (not installed)
 #
 # It installs packages and builds .venv, nothing else: it never starts, stops, enables or
 # disables a service of this host (the tests run their keepalived inside network namespaces).
@@ -47,6 +48,29 @@ if [ -n "$missing" ]; then
     apt-get update -qq
     # shellcheck disable=SC2086  # one word per package
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# BIRD 2 for the BGP tests (tests/support/bgplab.py): the package's files unpacked into
+# .lab/bird2 (gitignored), never installed: `apt-get install bird2` would enable and start
+# bird.service on this host. Only its shared libraries are installed as packages.
+if [ "$PROFILE" = test ] && [ ! -x .lab/bird2/usr/sbin/bird ]; then
+    echo "bootstrap (test): unpacking BIRD 2 into .lab/bird2"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends libssh-gcrypt-4 libreadline8 libtinfo6 >/dev/null
+    birdtmp=$(mktemp -d)
+    chmod 755 "$birdtmp"  # apt's _apt user downloads into it
+    (cd "$birdtmp" && apt-get download -qq bird2)
+    rm -rf .lab/bird2.new
+    mkdir -p .lab
+    dpkg-deb -x "$birdtmp"/bird2_*.deb .lab/bird2.new
+    rm -rf "$birdtmp" .lab/bird2
+    mv .lab/bird2.new .lab/bird2
+    if ldd .lab/bird2/usr/sbin/bird .lab/bird2/usr/sbin/birdc | grep -q "not found"; then
+        echo "bootstrap: BIRD 2 lacks a shared library:" >&2
+        ldd .lab/bird2/usr/sbin/bird .lab/bird2/usr/sbin/birdc | grep "not found" >&2
+        exit 1
+    fi
 fi
 
 PY=${PYTHON:-python3}

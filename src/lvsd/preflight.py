@@ -75,6 +75,10 @@ def semantic(cfg: Config, *, mode: str, dataplane: str, vrrp_transport: str = "r
                                       f"({inst.name}) lvsd cannot run this vrrp_instance: {exc}",
                                       DiagKind.FATAL))
     out += _sync_daemon_checks(cfg, mode=mode, dataplane=dataplane)
+    if cfg.bgp_announces and not runs_checks(mode):  # lvsd.daemon.bgpservice needs the pool
+        out.append(Diagnostic(cfg.bgp_announces[0].pos, Severity.WARNING,
+                              f"bgp_announce is driven by lvsd's pool, which --{mode} does not "
+                              "run: nothing is announced", DiagKind.LVSD))
     if runs_checks(mode):
         from lvsd.checks.health import RealServerHealth
         from lvsd.pool.planner import Planner, refusals

@@ -10,8 +10,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -106,3 +111,118 @@ def test_version_reads_the_metadata_when_asked() -> None:
     proc = subprocess.run([sys.executable, "-m", "lvsd.cli", "--version"], capture_output=True,
                           text=True, timeout=60, check=True)
     assert proc.stdout.startswith("lvsd "), proc.stdout
+
+
+# ---- `lvsd run`: what its path has imported when it says READY=1 (sd_notify)
+#
+# The probe runs `lvsd run` in-process (as the `lvsd` script does) with sd_notify wrapped: at
+# READY=1 it writes sys.modules to $LVSD_TEST_MODULES, then the real sd_notify runs. The status
+# endpoint is on (the default: an address); its app (aiohttp, prometheus_client) is imported
+# after READY (lvsd.status.listen), so the test also asks /healthz and gets its answer.
+RUN_PROBE = """
+import os, runpy, sys
+import lvsd.daemon.sdnotify as sdn
+real = sdn.sd_notify
+def sd_notify(message, env=None):
+    if "READY=1" in message.split("\\n"):
+        with open(os.environ["LVSD_TEST_MODULES"], "w") as f:
+            f.write(" ".join(sorted(sys.modules)))
+    return real(message, env)
+sdn.sd_notify = sd_notify
+sys.argv = ["lvsd", *sys.argv[1:]]
+runpy.run_module("lvsd.cli", run_name="__main__", alter_sys=True)
+"""
+
+HTTP_CHECK = """\
+virtual_server 127.0.0.1 18080 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 127.0.0.1 18081 {
+        HTTP_GET {
+            url {
+                path /
+                status_code 200
+            }
+        }
+    }
+}
+"""
+
+# not on the run path of a config without them: the status app (after READY), the package
+# metadata (read when /status first shows the version), dnspython (DNS_CHECK only), the BGP
+# mode (bgp_announce only), the VRRP stack (--check-only), the demo and its lab, test tooling
+NOT_AT_READY = ("lvsd.status.app", "aiohttp", "prometheus_client", "importlib.metadata",
+                "dns", "lvsd.checks.dns", "lvsd.bgp", "lvsd.daemon.bgpservice", "lvsd.vrrp",
+                "lvsd.demo", "lvsd.lab", "pytest", "tests")
+
+
+def _run_modules_at_ready(tmp_path: Path, text: str) -> set[str]:
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(text)
+    mods_file = tmp_path / "modules"
+    log = tmp_path / "lvsd.log"
+    env = dict(os.environ, LVSD_TEST_MODULES=str(mods_file))
+    env.pop("NOTIFY_SOCKET", None)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RUN_PROBE, "run", "-f", str(conf), "--check-only",
+             "--dataplane", "memory", "--status-listen", "127.0.0.1:0", "-p", "", "-G"],
+            stdout=out, stderr=out, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        port = None
+        while not mods_file.exists() or port is None:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            m = re.search(r"status endpoint on http://127\.0\.0\.1:(\d+)/", log.read_text())
+            port = int(m.group(1)) if m else None
+            time.sleep(0.05)
+        while not mods_file.read_text():  # written in one go, but maybe not yet flushed
+            time.sleep(0.05)
+        mods = set(mods_file.read_text().split())
+        # the status endpoint took its address before READY and answers after it
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=60) as r:
+            assert (r.status, r.read().strip()) == (200, b"ok")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    assert rc == 0, log.read_text()[-3000:]
+    return mods
+
+
+@pytest.mark.parametrize("text", [LVS_ONLY, HTTP_CHECK], ids=["tcp-check", "http-get"])
+def test_run_imports_at_ready_only_what_the_config_uses(tmp_path: Path, text: str) -> None:
+    mods = _run_modules_at_ready(tmp_path, text)
+    assert {"lvsd.daemon.core", "lvsd.pool.service", "lvsd.status.listen"} <= mods  # it ran
+    assert [n for n in NOT_AT_READY if _imported(mods, n)] == []
+
+
+LIGHT_PYROUTE2 = """
+import sys
+from lvsd.daemon.vrrpchild import _light_pyroute2
+_light_pyroute2()
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTMGRP_LINK
+light = sorted(m for m in sys.modules if m.startswith("pyroute2"))
+from pyroute2 import IPRoute  # any other name: the package's __init__ runs, once
+import pyroute2
+print(AsyncIPRoute.__module__, pyroute2.AsyncIPRoute is AsyncIPRoute, IPRoute.__name__,
+      pyroute2.__version__ != "", "pyroute2.ndb" in light, "pyroute2.ndb" in sys.modules)
+"""
+
+
+def test_vrrp_child_imports_pyroute2_iproute_alone() -> None:
+    """The VRRP child's pyroute2 (lvsd.daemon.vrrpchild._light_pyroute2): AsyncIPRoute and
+    the netlink submodules without the package's every-subsystem __init__ (NDB), which still
+    runs, whole, when another name is asked."""
+    proc = subprocess.run([sys.executable, "-c", LIGHT_PYROUTE2], capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert proc.stdout.split() == ["pyroute2.iproute.linux", "True", "IPRoute", "True",
+                                   "False", "True"], proc.stdout + proc.stderr

@@ -126,6 +126,12 @@ def test_payloads_serialise_as_the_events_stream_did() -> None:
           "changes": ["real_server 10.0.0.1:80 added"]}),
         (et.Lifecycle("ready", "abc", "full"),
          {"what": "ready", "config_id": "abc", "mode": "full"}),
+        (et.BgpAnnounceEvent("WEB", "10.0.0.100/32", "r"),
+         {"name": "WEB", "address": "10.0.0.100/32", "reason": "r"}),
+        (et.BgpWithdraw("WEB", "10.0.0.100/32", "r"),
+         {"name": "WEB", "address": "10.0.0.100/32", "reason": "r"}),
+        (et.BgpSession("10.0.1.1", None, "Established"),
+         {"neighbor": "10.0.1.1", "previous": None, "state": "Established"}),
     ]
     assert {type(p) for p, _ in cases} == set(et.PAYLOADS) - {et.Dropped}
     for payload, want in cases:

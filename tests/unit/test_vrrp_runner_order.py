@@ -50,6 +50,7 @@ class FakeVipSet:
         self.log, self.gate = log, gate
         self.vips, self.excluded = vips, ()
         self.entered = asyncio.Event()
+        self.opened_before_add: bool | None = None  # open() called, before the first add?
 
     @property
     def all(self) -> tuple[Vip, ...]:
@@ -67,6 +68,9 @@ class FakeVipSet:
 
     async def remove_all(self) -> VipResult:
         return await self._op("remove VIPs")
+
+    async def open(self) -> None:
+        self.opened_before_add = "add VIPs started" not in self.log
 
     def close(self) -> None:
         pass
@@ -142,6 +146,8 @@ async def test_new_master_notifies_after_vips_and_gratuitous_arps() -> None:
     r = Runner([owner_spec(log)], log)
     await r.start()
     assert r.state() == State.MASTER
+    # the netlink socket was made ready when the member started, not by the takeover's add
+    assert r.vipsets["VI_1"].opened_before_add is True
     await r.vipsets["VI_1"].entered.wait()
     # the VIP work is under way and held: nothing after it may have run yet
     assert log == ["add VIPs started"], log

@@ -6,9 +6,9 @@ For each distinct checker (same kind, target, parameters and timing, wherever it
 real server listed under several virtual servers is probed once) the scheduler owns one
 :class:`~lvsd.checks.tracker.CheckTracker`. Deadlines sit in one heap served by a single loop
 timer (cheaper than a timer per checker when there are thousands). When a deadline is due the
-probe starts (TCP_CHECK: plain callbacks, no task; others: a task), bounded by ``concurrency``
-(excess probes queue in deadline order; the lateness shows in :attr:`Scheduler.stats`); its
-result goes to the tracker, the deadline is re-armed, and the
+probe starts (TCP_CHECK, HTTP_GET, SSL_GET: plain callbacks, no task; others: a task),
+bounded by ``concurrency`` (excess probes queue in deadline order; the lateness shows in
+:attr:`Scheduler.stats`); its result goes to the tracker, the deadline is re-armed, and the
 :class:`~lvsd.checks.tracker.HealthBoard` recomputes every real server bound to that tracker.
 All times are the event loop's clock (``loop.time()``; monotonic). Changed healths are
 published to callbacks and to :meth:`Scheduler.events` subscribers as :class:`HealthEvent`;
@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import gc
 import heapq
 import itertools
 import logging
@@ -53,7 +54,6 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
-from lvsd.checks import dns as dns_probe
 from lvsd.checks import file as file_probe
 from lvsd.checks import http as http_probe
 from lvsd.checks import misc as misc_probe
@@ -71,6 +71,9 @@ _log = logging.getLogger(__name__)
 
 #: seconds between two log lines about checks not made for a local reason
 LOCAL_ERROR_LOG_INTERVAL = 10.0
+
+#: kinds probed by a callback engine (no task): TcpEngine, HttpEngine
+_CALLBACK_KINDS = frozenset({CheckKind.TCP_CHECK, CheckKind.HTTP_GET, CheckKind.SSL_GET})
 
 _TIMING = ("delay_loop", "warmup", "retry", "delay_before_retry", "alpha", "rise",
            "log_all_failures", "fast_recovery")
@@ -134,6 +137,10 @@ class _Entry:
     cancel: Callable[[], None] | None = None  # callback-based probe in flight
     launch: int = 0  # id of that probe: late callbacks of a stopped one are ignored
     removed: bool = False
+    label: str = ""  # the checker's label, computed once (every status snapshot shows it)
+
+    def __post_init__(self) -> None:
+        self.label = self.tracker.checker.label
 
 
 @dataclass
@@ -168,6 +175,7 @@ class Scheduler:
         self._clock_res = 1e-9
         self._foreign_clock = True
         self._tcp: tcp_probe.TcpEngine | None = None
+        self._http: http_probe.HttpEngine | None = None
         self._globals = GlobalDefs()
         self._ssl: dict[tuple[bool, str | None], ssl.SSLContext] = {}
         self.stats = SchedulerStats(lateness=[] if collect_lateness else None)
@@ -264,12 +272,23 @@ class Scheduler:
             self._publish(ev)
 
     def status(self) -> list[CheckerStatus]:
+        # the cyclic GC off meanwhile: these values are acyclic, and at thousands of checkers
+        # the collector's passes during the build cost a quarter of it (daemon/snapshot.py)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._status()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _status(self) -> list[CheckerStatus]:
         out = []
         for e in self._entries.values():
             t = e.tracker
             last = t.last
             out.append(CheckerStatus(
-                label=t.checker.label, servers=tuple(sorted(e.servers)),
+                label=e.label, servers=tuple(sorted(e.servers)),
                 up=t.up if t.decided else None, reason=t.reason, since=t.since,
                 last_ok=last.ok if last else None, last_reason=last.reason if last else None,
                 last_latency=last.latency if last else None, last_at=t.last_at,
@@ -302,6 +321,9 @@ class Scheduler:
         if self._tcp is not None:
             self._tcp.close()
             self._tcp = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         # MISC_CHECK scripts stopped here or removed by an earlier reload: their process
@@ -388,19 +410,32 @@ class Scheduler:
         self.stats.launched += 1
         self._in_flight += 1
         self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
-        if e.tracker.checker.kind is CheckKind.TCP_CHECK:
+        ck = e.tracker.checker
+        if ck.kind in _CALLBACK_KINDS:
             # fast path: callbacks only, no task (thousands of checks per second)
             lid = e.launch = next(self._tokens)
             done = partial(self._done_cb, e, lid)
-            if self._tcp is None:
-                try:
-                    self._tcp = tcp_probe.TcpEngine(self._loop)
-                except OSError as ex:  # epoll_create: EMFILE/ENOMEM, no verdict; retried later
-                    e.cancel = _noop
-                    self._loop.call_soon(done, local_failure(ex.errno or errno.EMFILE,
-                                                             time.monotonic()))
+            try:
+                if ck.kind is CheckKind.TCP_CHECK:
+                    if self._tcp is None:
+                        self._tcp = tcp_probe.TcpEngine(self._loop)
+                    e.cancel = self._tcp.start(ck, done)
                     return
-            e.cancel = self._tcp.start(e.tracker.checker, done)
+                if self._http is None:
+                    self._http = http_probe.HttpEngine(self._loop)
+            except OSError as ex:  # epoll_create: EMFILE/ENOMEM, no verdict; retried later
+                e.cancel = _noop
+                self._loop.call_soon(done, local_failure(ex.errno or errno.EMFILE,
+                                                         time.monotonic()))
+                return
+            try:
+                ctx = self._ssl_ctx(ck) if ck.kind is CheckKind.SSL_GET else None
+            except (OSError, ssl.SSLError) as ex:  # the SSL block's files (unreadable, bad)
+                e.cancel = _noop
+                self._loop.call_soon(done, ProbeResult(
+                    False, f"internal error: {type(ex).__name__}: {ex}"))
+                return
+            e.cancel = self._http.start(ck, e.tracker.url_index, e.key.vhost, ctx, done)
         else:
             task = e.task = self._loop.create_task(self._run(e))
             task.add_done_callback(lambda t: self._task_gone(e, t))
@@ -485,20 +520,18 @@ class Scheduler:
         return ctx
 
     async def _probe(self, e: _Entry) -> ProbeResult:
-        """One probe of a checker that runs as a task (TCP_CHECK never comes here: it runs on
-        the callback engine, see :meth:`_launch`)."""
+        """One probe of a checker that runs as a task (TCP_CHECK, HTTP_GET and SSL_GET never
+        come here: they run on the callback engines, see :meth:`_launch`)."""
         ck = e.tracker.checker
         kind = ck.kind
-        if kind is CheckKind.HTTP_GET:
-            return await http_probe.probe(ck, e.tracker.url_index, e.key.vhost)
-        if kind is CheckKind.SSL_GET:
-            return await http_probe.probe(ck, e.tracker.url_index, e.key.vhost,
-                                          self._ssl_ctx(ck))
         if kind is CheckKind.MISC_CHECK:
             return await misc_probe.probe(ck, self._globals.script_user,
                                           self._globals.script_group,
                                           security=self._globals.enable_script_security)
         if kind is CheckKind.DNS_CHECK:
+            # imported by the first DNS_CHECK: dnspython is a tenth of the daemon's start-up
+            from lvsd.checks import dns as dns_probe
+
             return await dns_probe.probe(ck)
         if kind is CheckKind.UDP_CHECK:
             return await udp_probe.probe(ck)

@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 A reload's reply (the ``reload`` event, ``lvsd reload``) says what changed, in the operator's
 terms: the ``virtual_server``s, ``real_server``s, ``vrrp_instance``s, ``vrrp_sync_group``s
-and ``vrrp_script``s added, removed or changed, and whether ``global_defs`` changed. Items
+and ``vrrp_script``s (and lvsd's ``bgp_announce`` blocks) added, removed or changed, and
+whether ``global_defs`` (or ``bgp_speaker``) changed. Items
 are matched by identity as the reload applies them (a virtual server by
 :attr:`~lvsd.config.model.VirtualServer.ident`, a real server by address and port, the VRRP
 blocks by name); model objects compare without their positions (config/model.py), so a
@@ -110,6 +111,13 @@ def config_changes(old: Config, new: Config) -> tuple[str, ...]:
     out += _named("vrrp_sync_group", old.vrrp_sync_groups, new.vrrp_sync_groups,
                   lambda g: g.name)
     out += _named("vrrp_script", old.vrrp_scripts, new.vrrp_scripts, lambda s: s.name)
+    if old.bgp_speaker != new.bgp_speaker:  # lvsd extension (docs/bgp.md): BIRD restarts
+        if old.bgp_speaker is None or new.bgp_speaker is None:
+            out.append(f"bgp_speaker {'added' if old.bgp_speaker is None else 'removed'}")
+        else:
+            diff = fields_changed(old.bgp_speaker, new.bgp_speaker)
+            out.append(f"bgp_speaker: {', '.join(diff)}")
+    out += _named("bgp_announce", old.bgp_announces, new.bgp_announces, lambda a: a.name)
     if len(out) > MAX_LINES:
         out = [*out[:MAX_LINES - 1], f"... and {len(out) - MAX_LINES + 1} more changes"]
     return tuple(out)

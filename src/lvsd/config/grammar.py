@@ -61,7 +61,8 @@ class Kind(enum.Enum):
 
 
 # the members, for the parser's loop (an enum class attribute is a slow lookup)
-_BLOCK, _VALUES, _SKIP = Kind.BLOCK, Kind.VALUES, Kind.SKIP
+_LEAF, _BLOCK, _VALUES, _SKIP = Kind.LEAF, Kind.BLOCK, Kind.VALUES, Kind.SKIP
+_SEEN_ARGS_MAX = 1 << 16  # distinct lines whose Node.args are kept for identical ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,42 +75,76 @@ class Spec:
 
 @dataclass(slots=True)
 class Node:
+    """A keyword's line (``line``: its position) and what its block holds; ``end``: the line
+    that closed the block (its position is :attr:`end_pos`)."""
+
     keyword: str
     args: list[str]
-    pos: Pos
+    line: Line
     raw: str = ""
     children: list[Node] | None = None
     values: list[Line] | None = None
     spec: Spec | None = None
-    end_pos: Pos | None = None
+    end: Line | None = None
     extra: dict[str, object] | None = None  # notes of a keyword reader (set when it has one)
+
+    @property
+    def pos(self) -> Pos:
+        return Pos(self.line.file, self.line.lineno)
+
+    @property
+    def end_pos(self) -> Pos | None:
+        return Pos(self.end.file, self.end.lineno) if self.end is not None else None
 
 
 Tables = dict[str, dict[str, Spec]]
 
 
 class _Stream:
-    __slots__ = ("_it", "_peeked", "last_pos")
+    """The lines, read a list at a time from the lexer: ``buf[i]`` is the next line. The
+    parser's loop reads ``buf`` directly (and stores ``i`` back before anything else reads)."""
 
-    def __init__(self, lines: Iterator[Line]) -> None:
-        self._it = lines
-        self._peeked: Line | None = None
-        self.last_pos: Pos | None = None
+    __slots__ = ("_batches", "_prev", "buf", "i")
+
+    def __init__(self, batches: Iterator[list[Line]]) -> None:
+        self._batches = batches
+        self.buf: list[Line] = []
+        self.i = 0
+        self._prev: Line | None = None  # the last line of the lists before buf
+
+    def fill(self) -> bool:
+        """The next list of lines into ``buf`` (``i`` = 0); False at the end of the input."""
+        if self.buf:
+            self._prev = self.buf[-1]
+        for batch in self._batches:
+            if batch:
+                self.buf = batch
+                self.i = 0
+                return True
+        self.buf = []
+        self.i = 0
+        return False
 
     def peek(self) -> Line | None:
-        if self._peeked is None:
-            self._peeked = next(self._it, None)
-        return self._peeked
+        if self.i < len(self.buf) or self.fill():
+            return self.buf[self.i]
+        return None
 
     def next(self) -> Line | None:
-        line = self._peeked
-        if line is None:
-            line = next(self._it, None)
-        else:
-            self._peeked = None
-        if line is not None:
-            self.last_pos = line.pos
-        return line
+        if self.i < len(self.buf) or self.fill():
+            self.i += 1
+            return self.buf[self.i - 1]
+        return None
+
+    @property
+    def last(self) -> Line | None:
+        """The last line read (by :meth:`next` or the parser's loop)."""
+        return self.buf[self.i - 1] if self.i else self._prev
+
+    @property
+    def last_pos(self) -> Pos | None:
+        last = self.last
+        return last.pos if last is not None else None
 
 
 def suggest(word: str, candidates: Iterator[str] | list[str]) -> str | None:
@@ -127,6 +162,7 @@ class Parser:
         self._stream: _Stream | None = None
         self._unclosed: list[Node] = []  # blocks still open at the end of the input
         self._cascades: list[tuple[Pos, int, str]] = []  # skipped unknown blocks (see _unknown)
+        self._seen_args: dict[str, list[str]] = {}  # Node.args by line text (_SEEN_ARGS_MAX)
 
     @property
     def last_pos(self) -> Pos | None:
@@ -137,8 +173,9 @@ class Parser:
               kind: DiagKind = DiagKind.GENERAL) -> None:
         self.state.diagnostics.append(Diagnostic(pos, sev, msg, kind))
 
-    def parse(self, lines: Iterator[Line], table: str = "root") -> list[Node]:
-        stream = self._stream = _Stream(self._expand_seq(lines))
+    def parse(self, batches: Iterator[list[Line]], table: str = "root") -> list[Node]:
+        """The nodes of the lines, given as lists by the lexer (``Lexer.batches_from_*``)."""
+        stream = self._stream = _Stream(self._expand_seq(batches))
         nodes = self._block(stream, table, top=True)
         if self.state.block_depth > 0:
             # lib/parser.c init_data(): CONFIG_MISSING_EOB once the whole file is read
@@ -157,22 +194,31 @@ class Parser:
 
     # ------------------------------------------------------------------ ~SEQ
 
-    def _expand_seq(self, lines: Iterator[Line]) -> Iterator[Line]:
-        """keepalived's ``~SEQ`` (lib/parser.c add_seq/read_line): repeat a line per value."""
+    def _expand_seq(self, batches: Iterator[list[Line]]) -> Iterator[list[Line]]:
+        """keepalived's ``~SEQ`` (lib/parser.c add_seq/read_line): repeat a line per value.
+        Until the lexer has seen ``~SEQ`` (``LexState.seq_lines``) the lists pass as they are;
+        after, one line at a time (a ~SEQ line's messages come when the line is read)."""
         group: list[Line] = []  # a ~SEQ line and the brace pieces of its physical line
-        for line in lines:
-            if group:
-                if line.pos is group[0].pos:  # the lexer gives one Pos per physical line
-                    group.append(line)
-                    continue
-                yield from self._seq_lines(group)
-                group = []
-            if line.raw.startswith("~SEQ"):
-                group = [line]
+        for batch in batches:
+            if not self.state.seq_lines:
+                yield batch
                 continue
-            yield line
+            for line in batch:
+                if group:
+                    # the pieces of one physical line (of one reading of its file)
+                    if line.lineno == group[0].lineno and line.file is group[0].file:
+                        group.append(line)
+                        continue
+                    for expanded in self._seq_lines(group):
+                        yield [expanded]
+                    group = []
+                if line.raw.startswith("~SEQ"):
+                    group = [line]
+                    continue
+                yield [line]
         if group:
-            yield from self._seq_lines(group)
+            for expanded in self._seq_lines(group):
+                yield [expanded]
 
     def _physical(self, group: list[Line]) -> str:
         """The text of a ~SEQ line before the lexer split it at braces (``${VAR}`` has them):
@@ -186,7 +232,7 @@ class Parser:
 
     def _seq_lines(self, group: list[Line], depth: int = 0) -> Iterator[Line]:
         head = Line(group[0].tokens, self._physical(group) if depth == 0 else group[0].raw,
-                    group[0].pos)
+                    group[0].file, group[0].lineno)
         parsed = seqmod.parse_seq(head.raw)
         if isinstance(parsed, str):
             self._diag(head.pos, Severity.ERROR, parsed)
@@ -202,26 +248,25 @@ class Parser:
         for v in vals:
             text = seqmod.substitute(parsed.text, parsed.var, v)
             if text.startswith("~SEQ") and depth < 8:
-                yield from self._seq_lines([Line([], text, head.pos)], depth + 1)
+                yield from self._seq_lines([Line([], text, head.file, head.lineno)], depth + 1)
                 continue
             for piece in _BRACES_RE.split(text):  # keepalived's line_residue: braces apart
                 piece = piece.strip(" \t")
                 toks, _ = split_tokens(piece)
                 if toks:
-                    yield Line(toks, piece, head.pos)
+                    yield Line(toks, piece, head.file, head.lineno)
 
     # ------------------------------------------------------------------ internals
 
-    def _skip_balanced(self, stream: _Stream) -> Pos | None:
-        """Consume a ``{ ... }`` block whose ``{`` is the next line."""
-        first = stream.next()  # the '{'
+    def _skip_balanced(self, stream: _Stream) -> Line | None:
+        """Consume a ``{ ... }`` block whose ``{`` is the next line; its last line."""
+        last = stream.next()  # the '{'
         depth = 1
-        last = first.pos if first else None
         while depth > 0:
             line = stream.next()
             if line is None:
                 break
-            last = line.pos
+            last = line
             if line.word == "{":
                 depth += 1
             elif line.word == "}":
@@ -246,9 +291,9 @@ class Parser:
             self._diag(nxt.pos, Severity.ERROR, "Unexpected '{' - ignoring",
                        DiagKind.UNEXPECTED_BOB)
             end = self._skip_balanced(stream)
-            last = end.line if end is not None else line.pos.line
+            last = end.lineno if end is not None else line.lineno
             msg = (f"lvsd skips the {{ }} block of unknown keyword '{word}' (lines "
-                   f"{line.pos.line}-{last}); keepalived reads its lines as keywords of "
+                   f"{line.lineno}-{last}); keepalived reads its lines as keywords of "
                    f"{table} and its '}}' closes {table}")
             if table == "root":
                 self._diag(line.pos, Severity.WARNING, msg, DiagKind.LVSD)
@@ -265,20 +310,34 @@ class Parser:
     def _block(self, stream: _Stream, table: str, top: bool = False,
                opener: Node | None = None) -> list[Node]:
         keywords = self.tables[table]
+        seen_args = self._seen_args
         out: list[Node] = []
+        # the stream's list and position, as locals: stored back (stream.i = i) before
+        # anything else reads the stream, reloaded after
+        buf, i = stream.buf, stream.i
+        n = len(buf)
         while True:
-            line = stream.next()
-            if line is None:
-                if opener is not None:
-                    self._unclosed.append(opener)
-                if top and self._cascades:
-                    self._flush_cascades(stream.last_pos.line if stream.last_pos else 0)
-                return out
+            if i < n:
+                line = buf[i]
+                i += 1
+            else:
+                stream.i = i
+                if not stream.fill():
+                    if opener is not None:
+                        self._unclosed.append(opener)
+                    if top and self._cascades:
+                        self._flush_cascades(stream.last_pos.line if stream.last_pos else 0)
+                    return out
+                buf = stream.buf
+                n = len(buf)
+                line = buf[0]
+                i = 1
             tokens = line.tokens
             word = tokens[0] if tokens else ""  # line.word, without the call
             if word == "}":
                 if top:
                     continue  # the lexer already reported "Extra '}' found"
+                stream.i = i
                 return out
             if word == "{":
                 self._diag(line.pos, Severity.ERROR, "Unexpected '{' - ignoring",
@@ -286,16 +345,30 @@ class Parser:
                 continue
             spec = keywords.get(word)
             if spec is None:
+                stream.i = i
                 self._unknown(line, keywords, table, stream)
+                buf, i = stream.buf, stream.i
+                n = len(buf)
                 continue
             if top and self._cascades:  # the previous top-level block is complete
-                self._flush_cascades(line.pos.line - 1)
-            node = Node(word, tokens[1:], line.pos, line.raw, spec=spec)
+                self._flush_cascades(line.lineno - 1)
+            # identical lines (a generated file repeats most) share their arguments: no
+            # reader changes a node's args
+            args = seen_args.get(line.raw)
+            if args is None:
+                args = tokens[1:]
+                if len(seen_args) < _SEEN_ARGS_MAX:
+                    seen_args[line.raw] = args
+            node = Node(word, args, line, line.raw, None, None, spec)
+            out.append(node)
+            if spec.kind is _LEAF:
+                continue
+            stream.i = i
             if spec.kind is _BLOCK:
                 assert spec.table is not None
                 nxt = stream.peek()
                 if nxt is not None and nxt.word == "{":
-                    stream.next()
+                    stream.i += 1
                 else:
                     # lib/parser.c process_stream(): reported when the next line is read,
                     # so at that line
@@ -303,11 +376,11 @@ class Parser:
                                "Missing '{' at beginning of configuration block",
                                DiagKind.MISSING_BOB)
                 node.children = self._block(stream, spec.table, opener=node)
-                node.end_pos = stream.last_pos
+                node.end = stream.last
                 if nxt is None or nxt.word != "{":
-                    end = node.end_pos.line if node.end_pos is not None else line.pos.line
+                    end = node.end.lineno if node.end is not None else line.lineno
                     self._diag(line.pos, Severity.WARNING,
-                               f"block {word} read without its '{{' (lines {line.pos.line}-"
+                               f"block {word} read without its '{{' (lines {line.lineno}-"
                                f"{end}); keepalived's processes that do not read {word} "
                                "report its lines as unknown keywords", DiagKind.LVSD)
             elif spec.kind is _VALUES:
@@ -317,7 +390,7 @@ class Parser:
                     self._diag(line.pos, Severity.ERROR,
                                f"Block {word} has extra parameters {node.args[0]} ...")
                 if nxt is not None and nxt.word == "{":
-                    stream.next()
+                    stream.i += 1
                 else:
                     # lib/parser.c alloc_value_block(): a log message, not a config error;
                     # the following lines up to the next '}' are read as values
@@ -325,12 +398,13 @@ class Parser:
                                f"'{{' missing from beginning of block {word}",
                                DiagKind.MISSING_BOB)
                 node.values = self._values(stream)
-                node.end_pos = stream.last_pos
+                node.end = stream.last
             elif spec.kind is _SKIP:
                 nxt = stream.peek()
                 if nxt is not None and nxt.word == "{":
-                    node.end_pos = self._skip_balanced(stream)
-            out.append(node)
+                    node.end = self._skip_balanced(stream)
+            buf, i = stream.buf, stream.i
+            n = len(buf)
 
     def _values(self, stream: _Stream) -> list[Line]:
         vals: list[Line] = []

@@ -1,4 +1,4 @@
-"""keepalived.conf lexer: files -> a flat stream of logical lines of tokens.
+"""keepalived.conf lexer: files -> logical lines of tokens, a list of lines at a time.
 
 Theory of operation
 -------------------
@@ -32,6 +32,16 @@ physical line:
 Tokens are whitespace separated; ``"..."`` is one token (without the quotes), an
 unmatched ``"`` reports ``Unmatched quote`` and drops the rest of the line. Each logical
 line keeps its raw text so script keywords can re-tokenise it with ``'...'`` quoting.
+
+Cost
+----
+A large generated file (37,000 real servers, 314,000 lines) is mostly plain lines: words and
+braces. Facts about the whole text (ASCII, no quote, comment, escape or parameter anywhere) let
+such a line be read with ``str.strip``/``str.split`` alone; identical lines share their tokens;
+the lines go to the grammar as one list per slice of text (``batches_from_*``), never one
+generator step per line, and a :class:`Line` keeps its file and line number, building its
+:class:`~lvsd.config.model.Pos` only when one is asked for. A list is handed on before any line
+whose reading may add a diagnostic, so messages keep the order of a line-at-a-time reading.
 
 Hostile files
 -------------
@@ -101,19 +111,32 @@ _SPECIAL_RE = re.compile(r'[!#"\\]')
 _PLAIN_SPECIAL_RE = re.compile(r'[!#"\\$]')
 _WORD_RE = re.compile(r"[^ \t\f\v\r\n]+")
 _BRACE_SPLIT_RE = re.compile(r"[ \t]*([{}])[ \t]*")
-# what keeps a text off the plain-line path (see Lexer.lines_from_text): whitespace that
+# what keeps a text off the plain-line path (see Lexer.batches_from_text): whitespace that
 # str.split() and _WORD_RE treat differently or that makes a line blank, NUL, and a '\r'
-# that read_line() would not strip (not at a line end)
-_SLOW_TEXT_RE = re.compile(r"[\x00\f\v\x1c-\x1f]|\r(?![\r\n]|\Z)")
+# that read_line() would not strip (not at a line end). Looked for with `in` (a fast scan
+# of a big file; a character class search of the regex engine is 20 times slower).
+_SLOW_CHARS = "\x00\f\v\x1c\x1d\x1e\x1f"
+_LONE_CR_RE = re.compile(r"\r(?![\r\n]|\Z)")
+_PLAIN_SPECIALS = '!#"\\$'  # _PLAIN_SPECIAL_RE's characters
+# distinct plain lines whose tokens are kept for the next identical line (a generated file
+# repeats most of its lines: ``weight 1``, ``retry 3``)
+_SEEN_MAX = 1 << 16
 
 
 @dataclass(slots=True)
 class Line:
-    """One logical line: tokens (quotes removed), raw text and position."""
+    """One logical line: tokens (quotes removed), raw text and where it is: ``file`` (the
+    same string object for every line of one reading of a file) and ``lineno``; :attr:`pos`
+    builds the :class:`Pos` when asked (most lines of a big file are never asked)."""
 
     tokens: list[str]
     raw: str
-    pos: Pos
+    file: str
+    lineno: int
+
+    @property
+    def pos(self) -> Pos:
+        return Pos(self.file, self.lineno)
 
     @property
     def word(self) -> str:
@@ -136,6 +159,8 @@ class LexState:
     # the decommented text of each physical line starting with "~" (``~SEQ``), before the
     # split at braces, by position: see :meth:`line_text`
     tilde_lines: dict[Pos, str] = field(default_factory=dict)
+    # some text read has ``~SEQ`` in it: the grammar looks for ~SEQ lines to expand
+    seq_lines: bool = False
     # how to re-read a configuration file (bounded, regular files only); tests may replace it
     read_file: Callable[[str], bytes] | None = field(default_factory=lambda: read_config_bytes)
 
@@ -186,8 +211,8 @@ def redact_line(text: str, state: LexState) -> str:
     return f"{m.group('pre')}{m.group('kw')} {REDACTED}"
 
 
-def physical_lines(text: str) -> Iterator[str]:
-    """Split ``text`` at ``\\n`` only (keepalived's ``fgets()``), a slice at a time.
+def physical_chunks(text: str) -> Iterator[list[str]]:
+    """Split ``text`` at ``\\n`` only (keepalived's ``fgets()``), one list of lines per slice.
 
     Unlike ``str.splitlines`` this keeps U+0085, U+2028, U+2029, ``\\f``, ``\\v`` and
     ``\\x1c``-``\\x1e`` inside the line, and never holds more than about ``_CHUNK`` characters
@@ -203,7 +228,7 @@ def physical_lines(text: str) -> Iterator[str]:
         else:
             chunk = text[start:nl]
             start = nl + 1
-        yield from chunk.split("\n")
+        yield chunk.split("\n")
 
 
 def decode(data: bytes | bytearray, name: str, state: LexState) -> str:
@@ -487,11 +512,17 @@ class Lexer:
         self._reads = 0  # files read, each inclusion counted
         self._bytes = 0  # bytes read over all files
         self._matches = 0  # paths produced by include patterns
+        self._seen: dict[str, list[str]] = {}  # the tokens of plain lines read (_SEEN_MAX)
 
     # ---------------------------------------------------------------- file level
 
-    def lines_from_text(self, text: str, name: str, base_dir: str,
-                        depth: int = 0) -> Iterator[Line]:
+    def batches_from_text(self, text: str, name: str, base_dir: str,
+                          depth: int = 0) -> Iterator[list[Line]]:
+        """The logical lines of ``text``, a list at a time: a run of plain lines (see below)
+        comes as one list, every other physical line's lines as a list of their own, and a
+        list is handed on before any line whose reading may add a diagnostic, so the reader
+        of the lines (the grammar) adds its diagnostics in the same order as if it took one
+        line at a time."""
         st = self.state
         multiline: list[str] | None = None
         # Facts about the whole text that let the common line skip most per-line work: no
@@ -499,81 +530,129 @@ class Lexer:
         # str.split() tokenises exactly as _WORD_RE does, and a line without a character
         # the lexer interprets (_NOT_PLAIN_RE) needs neither decomment() nor the parameter,
         # conditional and include handling: _plain_pieces() gives what _pieces() would.
-        plain_text = text.isascii() and _SLOW_TEXT_RE.search(text) is None
+        plain_text = (text.isascii() and not any(ch in text for ch in _SLOW_CHARS)
+                      and ("\r" not in text or _LONE_CR_RE.search(text) is None))
         # ... and when no line has one of those characters, no line needs the search
-        no_specials = plain_text and _PLAIN_SPECIAL_RE.search(text) is None
-        crlf = "\r" in text
-        for lineno, physical in enumerate(physical_lines(text), start=1):
-            if plain_text and multiline is None:
-                if crlf:
-                    physical = physical.rstrip("\r")
-                buf = physical.strip(" \t")
+        no_specials = plain_text and not any(ch in text for ch in _PLAIN_SPECIALS)
+        # keepalived's read_line() drops trailing '\r's, then decomment() blanks: with '\r'
+        # only at line ends (plain_text), one strip() does both
+        blanks = " \t\r" if "\r" in text else " \t"
+        if "~SEQ" in text:
+            st.seq_lines = True
+        batch: list[Line] = []
+        add = batch.append
+        lineno = 0
+        seen = self._seen
+        for chunk in physical_chunks(text):
+            for physical in chunk:
+                lineno += 1
+                if plain_text and multiline is None:
+                    buf = physical.strip(blanks)
+                    if not buf:
+                        continue
+                    c0 = buf[0]
+                    if c0 == "#" or c0 == "!":  # a comment line
+                        continue
+                    if ((no_specials or _PLAIN_SPECIAL_RE.search(buf) is None) and c0 != "@"
+                            and c0 != "~" and not (c0 == "i" and buf.startswith("include"))):
+                        if "{" not in buf and "}" not in buf:
+                            # _plain_pieces() without braces, inline; a line seen before
+                            # shares its words (nothing changes a line's tokens)
+                            toks = seen.get(buf)
+                            if toks is None:
+                                toks = buf.split()
+                                if len(seen) < _SEEN_MAX:
+                                    seen[buf] = toks
+                            if st.secret_next or (c0 in _SECRET_INITIALS
+                                                  and buf.startswith(_SECRET_PREFIXES)):
+                                self._note_secrets(toks, buf)
+                            add(Line(toks, buf, name, lineno))
+                            continue
+                        if buf == "}" and st.block_depth > 0 and not st.secret_next:
+                            st.block_depth -= 1  # _plain_pieces() of a closing '}', inline
+                            add(Line(["}"], buf, name, lineno))
+                            continue
+                        if buf[-1] == "{" and "}" not in buf and buf.count("{") == 1:
+                            # _plain_pieces() of an opening `keyword ... {`, inline
+                            head = buf[:-1].rstrip(" \t")
+                            if head:
+                                toks = head.split()
+                                if st.secret_next or (c0 in _SECRET_INITIALS
+                                                      and head.startswith(_SECRET_PREFIXES)):
+                                    self._note_secrets(toks, head)
+                                add(Line(toks, head, name, lineno))
+                            st.block_depth += 1
+                            if st.secret_next:
+                                self._note_secrets(["{"], "{")
+                            add(Line(["{"], "{", name, lineno))
+                            continue
+                        if batch and buf.count("}") > st.block_depth:  # "Extra '}'" ahead
+                            yield batch
+                            batch = []
+                            add = batch.append
+                        batch += self._plain_pieces(buf, Pos(name, lineno))
+                        continue
+                # the other lines: each on its own, after the lines before it
+                if batch:
+                    yield batch
+                    batch = []
+                    add = batch.append
+                pos = Pos(name, lineno)
+                # keepalived's read_line() drops every trailing '\n' / '\r' (lib/parser.c)
+                physical = physical.rstrip("\r")
+                if "\x00" in physical:
+                    st.diag(pos, Severity.ERROR,
+                            "configuration appears to have embedded NULs - ignoring line")
+                    continue
+                if "\u00a0" in physical or "\u3000" in physical:
+                    if name not in self._warned_nbsp:
+                        self._warned_nbsp.add(name)
+                        st.diag(pos, Severity.WARNING,
+                                "non-breaking space treated as whitespace", DiagKind.LVSD)
+                    physical = physical.replace("\u00a0", " ").replace("\u3000", " ")
+                if not physical.strip(_WS):
+                    if multiline is not None:
+                        multiline = None
+                    continue
+                buf, unterminated = decomment(physical)
+                if unterminated:
+                    # keepalived's decomment() (lib/parser.c) echoes the line; never a secret
+                    st.diag(pos, Severity.ERROR, f"Unterminated quote '{redact_line(buf, st)}'")
+                if multiline is not None:
+                    if buf.endswith("\\"):
+                        part = buf[:-1].rstrip(" \t")
+                        if part:
+                            multiline.append(part)
+                        continue
+                    if buf:
+                        multiline.append(buf)
+                    multiline = None
+                    continue
                 if not buf:
                     continue
                 c0 = buf[0]
-                if c0 == "#" or c0 == "!":  # a comment line
+                if c0 == "~":
+                    st.tilde_lines[pos] = buf
+                if c0 != "@" and c0 != "$" and not buf.startswith("include") and not (
+                        st.defs and "$" in buf):
+                    pieces = self._pieces(buf, pos)  # the common line with quotes, comments
+                    if pieces:
+                        yield pieces
                     continue
-                if ((no_specials or _PLAIN_SPECIAL_RE.search(buf) is None) and c0 != "@"
-                        and c0 != "~" and not (c0 == "i" and buf.startswith("include"))):
-                    if "{" in buf or "}" in buf:
-                        yield from self._plain_pieces(buf, Pos(name, lineno))
-                        continue
-                    toks = buf.split()  # _plain_pieces() without braces, inline
-                    if st.secret_next or (c0 in _SECRET_INITIALS
-                                          and buf.startswith(_SECRET_PREFIXES)):
-                        self._note_secrets(toks, buf)
-                    yield Line(toks, buf, Pos(name, lineno))
-                    continue
-            pos = Pos(name, lineno)
-            # keepalived's read_line() drops every trailing '\n' / '\r' (lib/parser.c)
-            physical = physical.rstrip("\r")
-            if "\x00" in physical:
-                st.diag(pos, Severity.ERROR,
-                        "configuration appears to have embedded NULs - ignoring line")
-                continue
-            if "\u00a0" in physical or "\u3000" in physical:
-                if name not in self._warned_nbsp:
-                    self._warned_nbsp.add(name)
-                    st.diag(pos, Severity.WARNING,
-                            "non-breaking space treated as whitespace", DiagKind.LVSD)
-                physical = physical.replace("\u00a0", " ").replace("\u3000", " ")
-            if not physical.strip(_WS):
-                if multiline is not None:
-                    multiline = None
-                continue
-            buf, unterminated = decomment(physical)
-            if unterminated:
-                # keepalived's decomment() (lib/parser.c) echoes the line; never a secret
-                st.diag(pos, Severity.ERROR, f"Unterminated quote '{redact_line(buf, st)}'")
-            if multiline is not None:
-                if buf.endswith("\\"):
-                    part = buf[:-1].rstrip(" \t")
-                    if part:
-                        multiline.append(part)
-                    continue
-                if buf:
-                    multiline.append(buf)
-                multiline = None
-                continue
-            if not buf:
-                continue
-            c0 = buf[0]
-            if c0 == "~":
-                st.tilde_lines[pos] = buf
-            if c0 != "@" and c0 != "$" and not buf.startswith("include") and not (
-                    st.defs and "$" in buf):
-                yield from self._pieces(buf, pos)  # fast path: the common plain line
-                continue
-            yield from self._logical(buf, pos, base_dir, depth)
-            if st.aborted:
-                return
-            # a multi-line definition started on this line?
-            if buf.startswith("$") and buf.endswith("\\"):
-                m = _DEF_RE.match(buf)
-                if m is not None:
-                    multiline = st.defs[m.group(1)]
+                yield from self._logical(buf, pos, base_dir, depth)
+                if st.aborted:
+                    return
+                # a multi-line definition started on this line?
+                if buf.startswith("$") and buf.endswith("\\"):
+                    m = _DEF_RE.match(buf)
+                    if m is not None:
+                        multiline = st.defs[m.group(1)]
+            if batch:
+                yield batch
+                batch = []
+                add = batch.append
 
-    def _logical(self, buf: str, pos: Pos, base_dir: str, depth: int) -> Iterator[Line]:
+    def _logical(self, buf: str, pos: Pos, base_dir: str, depth: int) -> Iterator[list[Line]]:
         st = self.state
         # conditional @ID / @^ID
         if buf.startswith("@"):
@@ -607,6 +686,8 @@ class Lexer:
                 continue
             if ln != buf:
                 ln, _ = decomment(ln)
+                if "~SEQ" in ln:  # made by the substitution
+                    st.seq_lines = True
                 if ln.startswith("@") or (ln.startswith("$") and _DEF_RE.match(ln)):
                     yield from self._logical(ln, pos, base_dir, depth)
                     continue
@@ -616,11 +697,13 @@ class Lexer:
                 if st.aborted:
                     return
                 continue
-            yield from self._pieces(ln, pos)
+            pieces = self._pieces(ln, pos)
+            if pieces:
+                yield pieces
 
     def _plain_pieces(self, ln: str, pos: Pos) -> list[Line]:
         """:meth:`_pieces` of a line with a brace but without quotes, comments or odd
-        whitespace (see :meth:`lines_from_text`): the same lines and diagnostics, with less
+        whitespace (see :meth:`batches_from_text`): the same lines and diagnostics, with less
         work for the usual ``keyword ... {`` and ``}``."""
         st = self.state
         if ln[-1] == "{" and ln.count("{") == 1 and "}" not in ln:
@@ -645,7 +728,7 @@ class Lexer:
             toks = piece.split()
             if st.secret_next or toks[0].startswith(_SECRET_PREFIXES):
                 self._note_secrets(toks, piece)
-            out.append(Line(toks, piece, pos))
+            out.append(Line(toks, piece, pos.file, pos.line))
         return out
 
     def _note_secrets(self, toks: list[str], piece: str) -> None:
@@ -678,7 +761,7 @@ class Lexer:
             if toks:
                 if st.secret_next or toks[0].startswith(_SECRET_PREFIXES):
                     self._note_secrets(toks, piece)
-                out.append(Line(toks, piece, pos))
+                out.append(Line(toks, piece, pos.file, pos.line))
         return out
 
     def _substitute(self, buf: str, pos: Pos, depth: int = 0) -> list[str]:
@@ -733,7 +816,7 @@ class Lexer:
         return matches
 
     def _include(self, kind: str, pattern: str, pos: Pos, base_dir: str,
-                 depth: int) -> Iterator[Line]:
+                 depth: int) -> Iterator[list[Line]]:
         st = self.state
         if st.aborted:
             return
@@ -754,7 +837,7 @@ class Lexer:
             st.diag(pos, sev, f"No config files matched '{pattern}'.")
             return
         for path in matches:
-            yield from self.lines_from_file(path, pos, depth + 1, kind)
+            yield from self.batches_from_file(path, pos, depth + 1, kind)
             if st.aborted:
                 return
 
@@ -777,9 +860,10 @@ class Lexer:
         else:  # plain include: keepalived logs it and runs without the file
             st.diag(from_pos, Severity.ERROR, exc.message)
 
-    def lines_from_file(self, path: str, from_pos: Pos | None, depth: int = 0,
-                        kind: str = "") -> Iterator[Line]:
-        """The lines of ``path`` (``from_pos``: the include line, None for the main file)."""
+    def batches_from_file(self, path: str, from_pos: Pos | None, depth: int = 0,
+                          kind: str = "") -> Iterator[list[Line]]:
+        """The lines of ``path`` (``from_pos``: the include line, None for the main file), a
+        list at a time (see :meth:`batches_from_text`)."""
         st = self.state
         if self._reads >= MAX_FILES:
             st.abort(from_pos, f"more than {MAX_FILES} configuration files read - "
@@ -820,6 +904,6 @@ class Lexer:
         del data
         self._stack.append((fst.st_dev, fst.st_ino))
         try:
-            yield from self.lines_from_text(text, path, os.path.dirname(path) or ".", depth)
+            yield from self.batches_from_text(text, path, os.path.dirname(path) or ".", depth)
         finally:
             self._stack.pop()

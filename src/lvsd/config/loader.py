@@ -78,7 +78,7 @@ def _redacted(config: Config, state: LexState) -> Config:
     return dataclasses.replace(config, diagnostics=diags, unsupported=unsupported)
 
 
-def _run(state: LexState, lines_factory: Iterator[Line], source: str,
+def _run(state: LexState, batches: Iterator[list[Line]], source: str,
          config_id: str) -> Config:
     ctx = Ctx(state.diagnostics)
     builder = Builder(ctx)
@@ -88,7 +88,7 @@ def _run(state: LexState, lines_factory: Iterator[Line], source: str,
     gc.disable()
     parser = Parser(TABLES, state)
     try:
-        nodes = parser.parse(lines_factory)
+        nodes = parser.parse(batches)
         if state.aborted:  # reading stopped at a FATAL: the rest would be noise
             return _redacted(Config(
                 source=source, config_id=config_id,
@@ -130,6 +130,8 @@ def _run(state: LexState, lines_factory: Iterator[Line], source: str,
         unsupported=tuple(ctx.unsupported),
         diagnostics=tuple(state.diagnostics),
         files=tuple(dict.fromkeys(state.files)),
+        bgp_speaker=builder.bgp_speaker,
+        bgp_announces=tuple(builder.bgp_announces),
     ), state)
 
 
@@ -147,7 +149,7 @@ def load(path: str | os.PathLike[str], *, config_id: str | None = None) -> Confi
                        DiagKind.FILE_NOT_FOUND),))
     state = LexState(config_id=cid)
     lexer = Lexer(state)  # refuses a missing, non-regular, executable or oversized file
-    return _run(state, lexer.lines_from_file(spath, None), spath, cid)
+    return _run(state, lexer.batches_from_file(spath, None), spath, cid)
 
 
 def loads(text: str | bytes, *, name: str = "<string>", config_id: str | None = None,
@@ -158,4 +160,4 @@ def loads(text: str | bytes, *, name: str = "<string>", config_id: str | None = 
     lexer = Lexer(state)
     if isinstance(text, bytes):
         text = decode(text, name, state)
-    return _run(state, lexer.lines_from_text(text, name, base_dir), name, cid)
+    return _run(state, lexer.batches_from_text(text, name, base_dir), name, cid)

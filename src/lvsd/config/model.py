@@ -687,6 +687,58 @@ class VirtualServer:
         return f"{host}:{self.port}/{self.protocol.value}"
 
 
+# --------------------------------------------------------------------------------- BGP (lvsd)
+
+
+@dataclass(frozen=True, slots=True)
+class BgpNeighbor:
+    """``neighbor ADDR { remote_as N source_address ADDR }`` in ``bgp_speaker`` (lvsd
+    extension, docs/bgp.md)."""
+
+    address: str
+    remote_as: int
+    source_address: str | None = None
+    pos: Pos = field(default=NOPOS, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BgpSpeaker:
+    """``bgp_speaker { ... }`` (lvsd extension): the BIRD 2 daemon lvsd runs and drives."""
+
+    local_as: int
+    router_id: str | None = None  # None: BIRD picks one of the host's IPv4 addresses
+    bird_binary: str = "bird"  # a path, or a name looked up on PATH
+    hold_time: int = 3  # BGP hold timer, s (keepalive: a third); BIRD's minimum is 3
+    bfd: bool = False
+    bfd_interval: int = 100  # ms, BFD tx and rx interval (multiplier 3)
+    neighbors: tuple[BgpNeighbor, ...] = ()
+    pos: Pos = field(default=NOPOS, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BgpAnnounce:
+    """``bgp_announce NAME { ... }`` (lvsd extension): a host route announced while healthy."""
+
+    name: str
+    address: str  # normalised, without prefix
+    prefixlen: int
+    #: :attr:`VirtualServer.ident` of every virtual server the block names (resolved)
+    virtual_servers: tuple[str, ...] = ()
+    track_scripts: tuple[str, ...] = ()  # vrrp_script names (each defined)
+    track_interfaces: tuple[str, ...] = ()
+    rise_delay: float = 2.0  # s healthy before announcing
+    fall_delay: float = 0.0  # s unhealthy before withdrawing
+    pos: Pos = field(default=NOPOS, compare=False)
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.address else 4
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.address}/{self.prefixlen}"
+
+
 # --------------------------------------------------------------------------------- the whole
 
 
@@ -706,6 +758,8 @@ class Config:
     unsupported: tuple[Unsupported, ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
     files: tuple[str, ...] = ()  # every file read (main + includes), for reload change detection
+    bgp_speaker: BgpSpeaker | None = None  # lvsd extension (docs/bgp.md)
+    bgp_announces: tuple[BgpAnnounce, ...] = ()  # lvsd extension (docs/bgp.md)
 
     @property
     def ok(self) -> bool:

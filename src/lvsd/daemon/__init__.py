@@ -39,8 +39,10 @@ table is ready the moment it takes over).
   its ``(FILE: Line N)`` and run through; only what keepalived cannot run, or with ``--strict``
   any error, exits 1 with one line), open the
   data plane (a kernel without IPVS: one line telling to use ``--dataplane nftables``), start
-  the status endpoint, the checks, the first full reconcile, then the VRRP runners; then
-  ``READY=1`` to systemd (``Type=notify``).
+  the status endpoint (its address: bound and listening), the checks, the first full
+  reconcile, then the VRRP runners; then ``READY=1`` to systemd (``Type=notify``); then the
+  status endpoint's HTTP app, whose import is the largest of all (:mod:`lvsd.status.listen`:
+  a client connecting in between waits in the listen backlog, never refused).
 * SIGHUP: ``RELOADING=1``; load and check the new file *completely* first, with the same
   preflight and policy as a start. A config that would not start: the
   old config keeps running untouched; the errors go to the log, ``/status`` (``config``) and a

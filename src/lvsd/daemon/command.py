@@ -30,7 +30,7 @@ import os
 import signal
 import sys
 
-from lvsd.cli import version_string
+from lvsd.cli import _LazyVersion
 from lvsd.daemon.logsetup import FACILITY_DAEMON, SECRET_FILTER, parse_facility, setup_logging
 from lvsd.daemon.options import DEFAULT_CONFIG, DEFAULT_PID_FILE, DEFAULT_STATUS_LISTEN, Options
 
@@ -280,7 +280,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "process. Signals: HUP reload, TERM/INT stop, USR1/USR2/RTMIN+2 write "
                     "keepalived's data/stats/JSON dumps. keepalived's command-line flags are "
                     "accepted (`lvsd run` can replace `keepalived` in a unit file).")
-    p.add_argument("-v", "--version", action="version", version=version_string())
+    p.add_argument("-v", "--version", action=_LazyVersion, version="lvsd")
     p.add_argument("-f", "--use-file", dest="config_file", default=DEFAULT_CONFIG,
                    metavar="FILE", help=f"keepalived-syntax config (default {DEFAULT_CONFIG})")
     p.add_argument("-i", "--config-id", help="id for @ID conditionals (default: short host name)")

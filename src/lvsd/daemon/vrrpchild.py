@@ -251,7 +251,63 @@ class VrrpChild:
             await asyncio.gather(*(self._stop_runner(k, timeout) for k in list(self.runners)))
 
 
+# what every first Apply needs (the config model to unpickle it; the runners; pyroute2's
+# AsyncIPRoute, which a runner's start reads the interfaces with): imported while the parent is
+# still loading the config, so that READY does not wait for these imports after the parent's
+# start-up
+PRELOAD = ("lvsd.config.model", "lvsd.daemon.vrrpset", "lvsd.vrrp.spec", "lvsd.vrrp.runner")
+
+
+def _light_pyroute2() -> None:
+    """Make ``from pyroute2 import AsyncIPRoute`` (what the VRRP stack uses) import only
+    pyroute2's iproute, not the package's ``__init__``, which imports every subsystem (NDB,
+    IPDB, conntrack, wireguard, ...) for twice the time. The package module is created
+    without running its ``__init__``; any other name asked of it runs the ``__init__`` then
+    (PEP 562 ``__getattr__``), so the package is whole for whoever wants more."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "pyroute2" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return
+    pkg = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+    where = [Path(p) for p in spec.submodule_search_locations]
+    whole = False
+
+    def complete(name: str) -> object:
+        nonlocal whole
+        if whole or (name.startswith("__") and name not in ("__version__", "__all__")) or \
+                any((p / name).is_dir() or (p / f"{name}.py").is_file() for p in where):
+            # a submodule (`from pyroute2 import config`): the import system imports it
+            raise AttributeError(f"module 'pyroute2' has no attribute {name!r}")
+        whole = True
+        loader.exec_module(pkg)
+        return getattr(pkg, name)
+
+    pkg.__getattr__ = complete  # type: ignore[method-assign]
+    sys.modules["pyroute2"] = pkg
+    try:
+        from pyroute2.iproute.linux import AsyncIPRoute
+    except BaseException:
+        del sys.modules["pyroute2"]
+        raise
+    pkg.AsyncIPRoute = AsyncIPRoute  # type: ignore[attr-defined]
+
+
+def _preload() -> None:
+    import importlib
+
+    _light_pyroute2()
+    for name in PRELOAD:
+        importlib.import_module(name)
+
+
 async def _main(fd: int) -> int:
+    _preload()  # before the first request is read: nothing else to do meanwhile
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)
     reader, writer = await asyncio.open_unix_connection(sock=sock)

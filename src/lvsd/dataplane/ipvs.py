@@ -9,6 +9,13 @@ service keys, only those: one ``IPVS_CMD_GET_SERVICE`` and one destination dump 
 :meth:`apply` turns one :data:`Op` into one netlink request (``ipvsadm -A/-E/-D/-a/-e/-d``).
 It decides nothing; the reconciler diffs and chooses the operations.
 
+A full dump is one service dump and one destination dump per service, as ``ipvsadm -Sn``
+does (the kernel cannot run two dumps of one socket at once, and ends each only on the receive
+after its data, so they cannot be batched). Its cost is decoding ~37,000 destinations: each
+is decoded where it lies in the receive buffer, and one whose settings' bytes were decoded
+before (the previous sweep) is a dictionary lookup (:func:`decode_dest_cached`), so a sweep of
+an unchanged table costs about what ``ipvsadm -Sn`` costs (bench/ipvs_dump.py).
+
 The connection timeouts (``ipvsadm --set`` / ``-L --timeout``) are one IPVS_CMD_GET_CONFIG /
 IPVS_CMD_SET_CONFIG request each (:meth:`IPVSDataPlane.get_timeouts`, :meth:`set_timeouts`);
 a write carries only the fields to change. The connection sync daemons (``ipvsadm
@@ -446,13 +453,14 @@ _DEST_FAST_TYPES = (DEST_ADDR, DEST_PORT, DEST_FWD, DEST_WEIGHT, DEST_TUN_TYPE, 
 _DEST_OFF = _NLMSGHDR.size + _GENLHDR.size
 
 
-def decode_dest_fast(msg: bytes) -> DestSpec | None:
-    """The destination in a dump message laid out as the kernel writes it, else None."""
-    if len(msg) < _DEST_OFF + 4 + _DEST_FAST.size:
+def decode_dest_fast(msg: bytes, at: int = 0) -> DestSpec | None:
+    """The destination in a dump message (starting at ``msg[at]``) laid out as the kernel
+    writes it, else None."""
+    if len(msg) < at + _DEST_OFF + 4 + _DEST_FAST.size:
         return None
-    if _NLA.unpack_from(msg, _DEST_OFF)[1] & 0x3FFF != ATTR_DEST:
+    if _NLA.unpack_from(msg, at + _DEST_OFF)[1] & 0x3FFF != ATTR_DEST:
         return None
-    v = _DEST_FAST.unpack_from(msg, _DEST_OFF + 4)
+    v = _DEST_FAST.unpack_from(msg, at + _DEST_OFF + 4)
     if v[0::3] != _DEST_FAST_LENS or v[1::3] != _DEST_FAST_TYPES:
         return None
     raw: bytes = v[2]
@@ -463,6 +471,42 @@ def decode_dest_fast(msg: bytes) -> DestSpec | None:
     return DestSpec(DestKey(addr, int.from_bytes(v[5], "big")), v[11],
                     _FWDS.get(v[8] & 0x7, Fwd.MASQ), v[23], v[26], v[14],
                     int.from_bytes(v[17], "big"), v[20])
+
+
+# A full dump decodes every destination of the table; most are the same as in the previous
+# dump. The bytes from the nested ATTR_DEST header through L_THRESH (the kernel's fixed layout
+# above: the nest's length and the headers of ADDR..L_THRESH included, the connection counters
+# and stats excluded) determine the DestSpec together with the address family, so a layout-
+# checked decode is remembered under those bytes, one dict per family: an unchanged destination
+# then costs one slice and one lookup. A message whose bytes were never checked takes
+# decode_dest_fast (which checks every header), and one it refuses the generic walk.
+_KEY_START = _DEST_OFF
+_KEY_END = _DEST_OFF + 4 + 20 + 7 * 8 + 8  # nest header, ADDR, PORT..U_THRESH, L_THRESH
+_FAM_AT = _KEY_END + 3 * 8 + 4  # ACTIVE, INACTIVE, PERSIST, then ADDR_FAMILY's payload
+_DEST_CACHE_MAX = 1 << 17
+_dest_cache: dict[int, dict[bytes, DestSpec]] = {socket.AF_INET: {}, socket.AF_INET6: {}}
+
+
+def decode_dest_cached(buf: bytes, at: int, n: int, svc_af: int) -> DestSpec | None:
+    """The destination of the dump message ``buf[at:at + n]`` (None: the message has none).
+    :meth:`_GenlSocket.dumps` inlines the cache hit; this is the whole rule, for a miss."""
+    fam = _U16(buf, at + _FAM_AT)[0] if n >= _FAM_AT + 2 else 0
+    cache = _dest_cache.get(fam)
+    key = buf[at + _KEY_START:at + _KEY_END]
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    d = decode_dest_fast(buf, at) if n >= _DEST_OFF + 4 + _DEST_FAST.size else None
+    if d is not None:
+        # decode_dest_fast checked the family header too, so ``fam`` is the real family
+        if cache is not None:
+            if len(cache) >= _DEST_CACHE_MAX:
+                cache.clear()
+            cache[key] = d
+        return d
+    got = decode_dest_message(buf[at:at + n], svc_af)
+    return None if got is None else got[0]
 
 
 def _dest_index(msg: bytes) -> dict[int, tuple[int, int]] | None:
@@ -565,6 +609,73 @@ class _GenlSocket:
                 out.append(msg)
                 if not flags & NLM_F_MULTI:
                     return out  # a single answer (no ACK was asked for)
+
+    def dumps(self, cmd: int, payloads: Sequence[bytes], svc_af: Sequence[int],
+              with_stats: bool) -> tuple[list[dict[DestKey, DestSpec] | None],
+                                         dict[tuple[int, DestKey], DestStats]]:
+        """One IPVS_CMD_GET_DEST dump per payload, one after the other: the destinations of
+        each (None where the kernel answered ESRCH) and, ``with_stats``, their counters keyed
+        (index, dest).
+
+        The dumps cannot share a send: the kernel ends a dump (NLMSG_DONE) only on the
+        receive after its last data (af_netlink.c netlink_dump), and a dump request arriving
+        before that fails with EBUSY. So this is :meth:`request`'s loop, made lean for the
+        ~2,300 dumps and ~37,000 messages of a full read: each receive buffer is decoded where
+        it lies (no copy per message) and an unchanged destination is one cache lookup
+        (:func:`decode_dest_cached`)."""
+        out: list[dict[DestKey, DestSpec] | None] = []
+        stats: dict[tuple[int, DestKey], DestStats] = {}
+        head, pack = _NLMSGHDR.unpack_from, _NLMSGHDR.pack
+        genl = _GENLHDR.pack(cmd, IPVS_GENL_VERSION, 0)
+        flags = NLM_F_REQUEST | NLM_F_DUMP
+        send, recv_into, buf, view = self.sock.send, self.sock.recv_into, self._buf, self._view
+        u16, caches = _U16, _dest_cache
+        key_start, key_end, fam_at = _KEY_START, _KEY_END, _FAM_AT
+        for i, p in enumerate(payloads):
+            self.seq = seq = (self.seq + 1) & 0xFFFFFFFF
+            send(pack(_DEST_OFF + len(p), self.family, flags, seq, 0) + genl + p)
+            dests: dict[DestKey, DestSpec] | None = {}
+            while True:
+                got = recv_into(buf)
+                data = bytes(view[:got])
+                off, end = 0, False
+                while off + 16 <= got:
+                    n, kind, _, mseq, _ = head(data, off)
+                    if n < 16:
+                        break
+                    at, off = off, off + ((n + 3) & ~3)
+                    if mseq != seq:
+                        continue  # a late answer to an abandoned request
+                    if kind == NLMSG_DONE:
+                        end = True
+                    elif kind == NLMSG_ERROR:
+                        end = True
+                        code = -struct.unpack_from("=i", data, at + 16)[0]
+                        if code == errno.ESRCH:
+                            dests = None
+                        elif code:
+                            raise _NetlinkError(code)
+                    elif dests is not None:
+                        if with_stats:
+                            got_st = decode_dest_message(data[at:at + n], svc_af[i])
+                            if got_st is not None:
+                                dests[got_st[0].key] = got_st[0]
+                                stats[(i, got_st[0].key)] = got_st[1]
+                            continue
+                        # decode_dest_cached's cache hit, inline: the hot path
+                        cache = caches.get(u16(data, at + fam_at)[0]) if n >= fam_at + 2 \
+                            else None
+                        d = None if cache is None else cache.get(
+                            data[at + key_start:at + key_end])
+                        if d is None:
+                            d = decode_dest_cached(data, at, n, svc_af[i])
+                            if d is None:
+                                continue
+                        dests[d.key] = d
+                if end:
+                    break
+            out.append(dests)
+        return out, stats
 
     def request(self, family: int, cmd: int, version: int, payload: bytes,
                 dump: bool = False) -> list[bytes]:
@@ -748,27 +859,25 @@ class IPVSDataPlane:
                 return spec
         return None
 
-    def _dests_sync(self, key: ServiceKey, with_stats: bool,
-                    stats: dict[tuple[ServiceKey, DestKey], DestStats]
-                    ) -> dict[DestKey, DestSpec] | None:
-        """The destinations of one service; None if the service is gone (ESRCH)."""
-        dests: dict[DestKey, DestSpec] = {}
-        msgs = self._read_service(f"dump destinations of {key}", CMD_GET_DEST, key, dump=True)
-        if msgs is None:
-            return None
-        for msg in msgs:
-            fast = None if with_stats else decode_dest_fast(msg)
-            if fast is not None:
-                dests[fast.key] = fast
-                continue
-            got = decode_dest_message(msg, key.af)
-            if got is None:
-                continue
-            d, st = got
-            dests[d.key] = d
-            if with_stats:
-                stats[(key, d.key)] = st
-        return dests
+    def _dests_sync(self, specs: Sequence[ServiceSpec], with_stats: bool
+                    ) -> tuple[list[dict[DestKey, DestSpec] | None],
+                               dict[tuple[int, DestKey], DestStats]]:
+        """The destinations of each service (None where the service is gone: ESRCH), batched
+        (see _GenlSocket.dumps), and with ``with_stats`` their counters keyed (index, dest)."""
+        if not specs:
+            return [], {}
+        sock = self._connect()
+        payloads = [_nla(ATTR_SERVICE, service_key_attrs(s.key)) for s in specs]
+        self.requests += len(payloads)
+        try:
+            return sock.dumps(CMD_GET_DEST, payloads, [s.key.af for s in specs], with_stats)
+        except _NetlinkError as e:
+            raise DataPlaneError(f"IPVS: dump destinations: {os.strerror(e.code)} "
+                                 f"({_errname(e.code)})", transient=e.code in _TRANSIENT) from e
+        except OSError as e:
+            self._reset()
+            raise DataPlaneError(f"IPVS: dump destinations: netlink socket error: {e}",
+                                 transient=True) from e
 
     def _dump_sync(self, with_stats: bool, keys: Collection[ServiceKey] | None = None
                    ) -> tuple[dict[ServiceKey, ServiceEntry],
@@ -783,12 +892,14 @@ class IPVSDataPlane:
                 one = self._service_sync(key)
                 if one is not None:
                     specs.append(one)
-        # one dump at a time: a second dump on a socket with one in progress gets EBUSY
-        for spec in specs:
-            dests = self._dests_sync(spec.key, with_stats, stats)
+        all_dests, by_index = self._dests_sync(specs, with_stats)
+        for spec, dests in zip(specs, all_dests, strict=True):
             if dests is None:
                 continue  # deleted since the service was read: it is not in the table
             table[spec.key] = ServiceEntry(spec, dests)
+        for (i, dk), st in by_index.items():
+            if all_dests[i] is not None:
+                stats[(specs[i].key, dk)] = st
         return table, stats
 
     async def dump(self, services: Collection[ServiceKey] | None = None) -> Table:

@@ -221,7 +221,9 @@ class NftablesDataPlane:
             return (f"nftables data plane: scheduler {sched} for {spec.key} is done as wrr "
                     "(no connection counts)")
         if sched == "mh":
-            return f"nftables data plane: scheduler mh for {spec.key} is done as sh (jhash)"
+            return (f"nftables data plane: scheduler mh for {spec.key} is done as sh (jhash "
+                    "mod N): not a consistent hash, a change of the live servers moves most "
+                    "flows (kernel IPVS mh does not)")
         return None
 
     # --- nft --------------------------------------------------------------------------------

@@ -67,17 +67,20 @@ from lvsd.status.limits import (
     StatusLimits,
     connection_cap,
 )
+from lvsd.status.listen import BACKLOG, BoundListener
+from lvsd.status.listen import DEFAULT_PORT as DEFAULT_PORT
+from lvsd.status.listen import TokenError as TokenError
+from lvsd.status.listen import parse_listen as parse_listen
+from lvsd.status.listen import read_token_file as read_token_file
 from lvsd.status.metrics import make_registry, render
 from lvsd.status.model import Snapshot, redact, scrub, to_dict
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
-DEFAULT_PORT = 9330
 KEEPALIVE_SECONDS = 15.0
 SNAPSHOT_INTERVAL = 0.5  # seconds: /status, /metrics and the page share one snapshot this long
 DUTY = 4.0  # ... and at least DUTY x what building and rendering it cost (_Answers)
-BACKLOG = 128  # listen(2) backlog: pending connections wait in the kernel, not in lvsd
 
 Provider = Callable[[], Snapshot]
 SecretsFn = Callable[[], Iterable[str]]
@@ -171,22 +174,6 @@ ANSWERS_KEY = web.AppKey("answers", _Answers)
 OPEN_PATHS = ("/healthz", "/", "/index.html", "/static/")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class TokenError(Exception):
-    pass
-
-
-def read_token_file(path: str) -> str:
-    """The bearer token in ``path`` (first line, stripped); a clear error if unusable."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TokenError(f"status token file {path}: {exc.strerror or exc}") from None
-    token = text.strip().splitlines()[0].strip() if text.strip() else ""
-    if len(token) < 8:
-        raise TokenError(f"status token file {path}: token must be at least 8 characters")
-    return token
 
 
 def _secrets(app: web.Application) -> list[str]:
@@ -374,37 +361,6 @@ def create_app(provider: Callable[[], Snapshot], bus: EventBus, *, token: str | 
     return app
 
 
-def parse_listen(value: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT``, ``HOST``, ``:PORT`` or a bare ``PORT`` -> (host, port).
-
-    A bare port (``18603``) and ``:PORT`` listen on loopback (``127.0.0.1``), as the default
-    does: the status endpoint is reachable from elsewhere only when a host is named.
-    ValueError, with the value quoted, if it cannot be used."""
-    v = value.strip()
-    host, port_text = v, ""
-    if v.startswith("["):
-        end = v.find("]")
-        if end < 0:
-            raise ValueError(f"bad listen address {value!r}: missing ']'")
-        host, rest = v[1:end], v[end + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"bad listen address {value!r}: expected [ADDRESS]:PORT")
-            port_text = rest[1:]
-    elif v.isdigit():
-        host, port_text = "127.0.0.1", v
-    elif v.count(":") == 1:
-        host, port_text = v.split(":")
-        host = host or "127.0.0.1"
-    if not host:
-        raise ValueError(f"bad listen address {value!r}: no host")
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"bad listen address {value!r}: port must be a number 0-65535")
-    return host, int(port_text)
-
-
 def _reset(transport: asyncio.Transport) -> None:
     """Close now with a TCP reset: nothing queued for the peer survives in the kernel (a
     client that does not read would otherwise keep an orphaned socket and its buffers)."""
@@ -473,10 +429,12 @@ class StatusServer:
 
     loop: asyncio.AbstractEventLoop  # set by start()
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(self, app: web.Application, host: str, port: int,
+                 bound: BoundListener | None = None) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self._bound = bound  # already listening (the daemon: lvsd.status.listen)
         self.limits = app[LIMITS_KEY]  # the app's (create_app): one set of counts
         lim = self.limits.limits
         self.tick = min(1.0, lim.header_timeout / 4, lim.idle_timeout / 4,
@@ -502,9 +460,12 @@ class StatusServer:
         await self._runner.setup()
         self.server = self._runner.server
         try:
-            self._listener = await self.loop.create_server(
-                lambda: _Guarded(self), self.host, self.port, reuse_address=True,
-                backlog=BACKLOG)
+            if self._bound is not None:
+                self._listener = await self._bound.serve(lambda: _Guarded(self))
+            else:
+                self._listener = await self.loop.create_server(
+                    lambda: _Guarded(self), self.host, self.port, reuse_address=True,
+                    backlog=BACKLOG)
         except BaseException:
             await self.stop()
             raise

@@ -176,11 +176,28 @@ def format_status(s: dict[str, Any], view: str = "conns") -> str:
         out.append(f"IP Virtual Server (lvsd, {rec['dataplane']} data plane)")
         out.extend(_conns_table(s["virtual_servers"]) if view == "conns"
                    else _traffic_table(s["virtual_servers"], view))
+    out.extend(_bgp_lines(s.get("bgp")))
     out.append("")
     alarms = "; ".join(rec["alarms"]) or "none"
     out.append(f"reconciler: {rec['runs_total']} runs, {rec['ops_total']} ops, "
                f"{rec['repairs_total']} repairs, {rec['errors_total']} errors; alarms: {alarms}")
     return "\n".join(out)
+
+
+def _bgp_lines(bgp: dict[str, Any] | None) -> list[str]:
+    """The BGP announcement mode (docs/bgp.md): each route and each session."""
+    if not bgp:
+        return []
+    bird = f"BIRD pid {bgp['bird_pid']}" if bgp["bird_running"] else "BIRD NOT RUNNING"
+    out = ["", f"BGP announcements ({bird}, {bgp['bird_restarts']} restarts)"]
+    for a in bgp["announcements"]:
+        at = time.strftime("%H:%M:%S", time.localtime(a["since"]))
+        out.append(f"  {a['name']:<16} {a['address']:<20} {a['state'].upper():<9} since {at}: "
+                   f"{a['reason']}")
+    for se in bgp["sessions"]:
+        at = time.strftime("%H:%M:%S", time.localtime(se["since"]))
+        out.append(f"  session {se['neighbor']:<24} {se['state']} since {at}")
+    return out
 
 
 def _conns_table(vss: list[dict[str, Any]]) -> list[str]:

@@ -31,6 +31,9 @@ reload         :class:`ReloadRejected` ok (false), errors, generation;
                :class:`ReloadApplied` ok (true), generation, diagnostics, warnings,
                changes
 lifecycle      :class:`Lifecycle` what, config_id, mode
+bgp_announce   :class:`BgpAnnounceEvent` name, address, reason
+bgp_withdraw   :class:`BgpWithdraw` name, address, reason
+bgp_session    :class:`BgpSession` neighbor, previous, state
 dropped        :class:`Dropped` count
 =============  =====================================================================
 """
@@ -41,7 +44,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-__all__ = ["EVENT_TYPES", "PAYLOADS", "ActionTaken", "Alarm", "Dropped", "EventPayload",
+__all__ = ["EVENT_TYPES", "PAYLOADS", "ActionTaken", "Alarm", "BgpAnnounceEvent", "BgpSession",
+           "BgpWithdraw", "Dropped", "EventPayload",
            "Lifecycle", "QuorumChange", "RealServerChange", "Reconciled", "ReloadApplied",
            "ReloadRejected", "VrrpError", "VrrpStateChange"]
 
@@ -173,6 +177,37 @@ class Lifecycle(EventPayload):
 
 
 @dataclass(frozen=True, slots=True)
+class BgpAnnounceEvent(EventPayload):
+    """A ``bgp_announce`` route announced (lvsd.bgp.announce: healthy for its rise_delay)."""
+
+    TYPE: ClassVar[str] = "bgp_announce"
+    name: str
+    address: str  # the route, e.g. 10.0.0.100/32
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BgpWithdraw(EventPayload):
+    """A ``bgp_announce`` route withdrawn: unhealthy for its fall_delay, removed, stopping."""
+
+    TYPE: ClassVar[str] = "bgp_withdraw"
+    name: str
+    address: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BgpSession(EventPayload):
+    """A BGP session's state changed (BIRD's words: Idle, Connect, Active, OpenSent,
+    OpenConfirm, Established; ``previous`` None: first seen)."""
+
+    TYPE: ClassVar[str] = "bgp_session"
+    neighbor: str
+    previous: str | None
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
 class Dropped(EventPayload):
     """Made by the bus for one subscriber: it was too slow and lost ``count`` events."""
 
@@ -183,6 +218,7 @@ class Dropped(EventPayload):
 #: every payload record
 PAYLOADS: tuple[type[EventPayload], ...] = (
     VrrpStateChange, VrrpError, RealServerChange, QuorumChange, ActionTaken, Reconciled, Alarm,
-    ReloadRejected, ReloadApplied, Lifecycle, Dropped)
+    ReloadRejected, ReloadApplied, Lifecycle, BgpAnnounceEvent, BgpWithdraw, BgpSession,
+    Dropped)
 #: the event types, in the order ``docs/operations.md`` lists them
 EVENT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(p.TYPE for p in PAYLOADS))

@@ -7,7 +7,8 @@ The daemon calls :meth:`EventBus.publish` with a typed record of
 ``TypeError``); the record names the type and holds the payload. The types, as published:
 ``vrrp``, ``vrrp_error`` (VRRP state, runtime errors), ``realserver`` (health), ``quorum``,
 ``action`` (quorum/notify scripts), ``reconcile`` (writes to the data plane), ``alarm`` (writes
-it refused), ``reload``, ``lifecycle``; and ``dropped``, which the bus makes itself. Each
+it refused), ``reload``, ``lifecycle``, ``bgp_announce``, ``bgp_withdraw``, ``bgp_session``
+(the BGP mode's routes and sessions); and ``dropped``, which the bus makes itself. Each
 subscriber owns a bounded queue; a slow subscriber loses its oldest events, and before its next
 one it is told how many by a ``dropped`` event (``count``; its id is the last one it received,
 so reconnecting with it replays what the history still holds) rather than slowing the daemon
@@ -35,7 +36,8 @@ class Event:
     @property
     def type(self) -> str:
         """vrrp | vrrp_error | realserver | quorum | action | reconcile | alarm | reload |
-        lifecycle | dropped (``event_types.EVENT_TYPES``)"""
+        lifecycle | bgp_announce | bgp_withdraw | bgp_session | dropped
+        (``event_types.EVENT_TYPES``)"""
         return self.payload.TYPE
 
     @property

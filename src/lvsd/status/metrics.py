@@ -334,6 +334,20 @@ class SnapshotCollector:
             g.add_metric([], r.last_run_at)
             yield g
 
+        # ---- BGP announcement mode (docs/bgp.md)
+        if s.bgp is not None:
+            g = GaugeMetricFamily("lvsd_bgp_announced", "1 while lvsd announces this "
+                                  "bgp_announce route, 0 while it is withdrawn",
+                                  labels=["name", "address"])
+            for an in s.bgp.announcements:
+                g.add_metric([an.name, an.address], _b(an.state == "announced"))
+            yield g
+            g = GaugeMetricFamily("lvsd_bgp_session_up", "1 while the BGP session with this "
+                                  "neighbor is Established", labels=["neighbor"])
+            for se in s.bgp.sessions:
+                g.add_metric([se.neighbor], _b(se.state == "Established"))
+            yield g
+
 
 class EndpointCollector:
     """The status endpoint's own limits (:mod:`lvsd.status.limits`): what it refused or closed

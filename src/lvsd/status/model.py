@@ -257,6 +257,38 @@ class ProcessStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class BgpAnnouncementStatus:
+    """One ``bgp_announce`` (docs/bgp.md)."""
+
+    name: str
+    address: str  # the route, e.g. 10.0.0.100/32
+    state: str  # announced | withdrawn
+    reason: str  # why it is in that state
+    since: float  # Unix s of the last transition
+    healthy: bool | None  # the last health verdict (None: none yet)
+    health_reason: str
+    pending_until: float | None = None  # Unix s a pending transition happens if health holds
+
+
+@dataclass(frozen=True, slots=True)
+class BgpSessionStatus:
+    neighbor: str
+    state: str  # BIRD's: Idle, Connect, Active, OpenSent, OpenConfirm, Established, ...
+    since: float  # Unix s (when lvsd saw it change)
+
+
+@dataclass(frozen=True, slots=True)
+class BgpStatus:
+    """The BGP announcement mode: its announcements, its sessions, the BIRD process."""
+
+    announcements: tuple[BgpAnnouncementStatus, ...] = ()
+    sessions: tuple[BgpSessionStatus, ...] = ()
+    bird_pid: int | None = None
+    bird_running: bool = False
+    bird_restarts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     process: ProcessStatus
     config: ConfigStatus
@@ -266,6 +298,7 @@ class Snapshot:
     checkers: tuple[CheckerStatus, ...] = ()
     reconciler: ReconcilerStatus = field(default_factory=lambda: ReconcilerStatus("none"))
     schema: int = SCHEMA_VERSION
+    bgp: BgpStatus | None = None  # None: the config has no BGP announcement mode
 
 
 def hostport(addr: str, port: int) -> str:

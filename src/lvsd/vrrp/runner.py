@@ -396,6 +396,7 @@ class VrrpRunner:
             m.garp.open(m.spec.params.family)
         except OSError as exc:  # opened again at the first burst
             log.debug("(%s) gratuitous ARP socket: %s", m.name, exc)
+        await m.vipset.open()  # likewise: the first VIP add must not pay for the set-up
         if m.pending is not None:
             m.pending = None
             self._feed(m, Unavailable(None), rearm=False)

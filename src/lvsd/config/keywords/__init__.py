@@ -17,7 +17,9 @@ constructors check:
 * :mod:`.vrrp_instance` (vrrp_parser.c, vrrp.c): ``vrrp_instance``, ``vrrp_sync_group``;
 * :mod:`.lvs` (check_parser.c, check_data.c): ``virtual_server_group``, ``virtual_server``,
   ``real_server``;
-* :mod:`.checkers` (check_api.c, check_*.c): ``TCP_CHECK`` ... ``BFD_CHECK``, ``url``.
+* :mod:`.checkers` (check_api.c, check_*.c): ``TCP_CHECK`` ... ``BFD_CHECK``, ``url``;
+* :mod:`.bgp` (lvsd extension blocks, no keepalived counterpart): ``bgp_speaker``,
+  ``bgp_announce``.
 
 A keyword keepalived knows but lvsd does not implement becomes an
 :class:`~lvsd.config.model.Unsupported` in the model, with one warning per keyword and
@@ -77,6 +79,14 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from lvsd.config.grammar import Node, Tables
+from lvsd.config.keywords.bgp import (
+    BGP_ANNOUNCE_TABLE,
+    BGP_NEIGHBOR_TABLE,
+    BGP_SPEAKER_TABLE,
+    ext_block,
+    finish_bgp,
+    read_bgp_speaker,
+)
 from lvsd.config.keywords.checkers import (
     CHECKER_KINDS,
     CHECKER_TABLES,
@@ -123,6 +133,8 @@ _ROOT = table(
         "virtual_server_group": V,
         "virtual_server": block("virtual_server"),
         "SSL": block("SSL"),
+        "bgp_speaker": ext_block("bgp_speaker"),  # lvsd extension (docs/bgp.md)
+        "bgp_announce": ext_block("bgp_announce"),  # lvsd extension (docs/bgp.md)
     },
     unsupported="net_namespace net_namespace_ipvs namespace_with_ipsets use_pid_dir instance "
     "child_wait_time linkbeat_use_polling process_names process_name vrrp_process_name "
@@ -145,6 +157,9 @@ TABLES: Tables = {
     "virtual_server": VIRTUAL_SERVER_TABLE,
     "real_server": REAL_SERVER_TABLE,
     **CHECKER_TABLES,
+    "bgp_speaker": BGP_SPEAKER_TABLE,
+    "bgp_neighbor": BGP_NEIGHBOR_TABLE,
+    "bgp_announce": BGP_ANNOUNCE_TABLE,
 }
 
 
@@ -157,6 +172,7 @@ class Builder(Parts):
         ssl: SslGlobal | None = None
         pending_vrrp: list[Node] = []
         pending_vs: list[Node] = []
+        pending_bgp: list[Node] = []  # bgp_announce names virtual servers: read after them
         for node in nodes:
             kw = node.keyword
             try:
@@ -178,6 +194,10 @@ class Builder(Parts):
                     read_vsg(self, node)
                 elif kw == "virtual_server":
                     pending_vs.append(node)
+                elif kw == "bgp_speaker":
+                    read_bgp_speaker(self, node)
+                elif kw == "bgp_announce":
+                    pending_bgp.append(node)
                 elif kw == "SSL":
                     if ssl is not None:
                         self.ctx.err(node.pos, "SSL context already specified - replacing")
@@ -198,6 +218,10 @@ class Builder(Parts):
                 read_virtual_server(self, node)
             except (ValueError, KeyError, IndexError, TypeError) as exc:  # pragma: no cover
                 self.ctx.err(node.pos, f"internal error reading virtual_server: {exc!r}")
+        try:
+            finish_bgp(self, pending_bgp)
+        except (ValueError, KeyError, IndexError, TypeError) as exc:  # pragma: no cover
+            self.ctx.err(None, f"internal error reading bgp_announce: {exc!r}")
 
     def finish_vrrp(self) -> None:
         """Cross checks that need every block read (keepalived does them at the end too)."""

@@ -88,6 +88,15 @@ CHECKER_TABLES: dict[str, dict[str, Spec]] = {
     "SSL_GET": _HTTP_GET,
 }
 
+# The checkers whose reading depends on their keywords' words alone (and the real server's
+# defaults): no position, script or other block kept in the model, only values. A real server
+# of such checkers is read once per distinct body (keywords/lvs.py _real_server).
+PLAIN_CHECKERS = frozenset(("TCP_CHECK", "PING_CHECK", "DNS_CHECK", "SMTP_CHECK", "UDP_CHECK"))
+PLAIN_CHECKER_KEYWORDS = frozenset(words(
+    "connect_ip connect_port bindto bind_port bind_if connect_timeout fwmark retry "
+    "delay_before_retry warmup delay_loop alpha log_all_failures rise type name helo_name "
+    "payload require_reply min_reply_length max_reply_length"))
+
 # keepalived check_http.c regex_options (PCRE2 compile options) and how lvsd treats them
 REGEX_OPTIONS = {"caseless": re.IGNORECASE, "dotall": re.DOTALL, "extended": re.VERBOSE,
                  "multiline": re.MULTILINE}

@@ -15,6 +15,12 @@ check_data.c ``validate_check_config()`` does: default protocol (UDP), scheduler
 forwarding method (NAT), persistence for a zero port, ports of NAT / DR / TUN / fwmark real
 servers, duplicate real servers, the sorry server, quorum and hysteresis clipped to the
 weights. validate_check_config() never fails in 2.2.7: every condition here is an ERROR.
+
+A real server whose block holds only value keywords and value-only checkers (TCP_CHECK and the
+like, see :func:`_plain_body`) is read once per distinct body and virtual server defaults; the
+next ones with the same lines copy that result with their own address, port and positions
+(a generated file repeats one body for thousands of servers). A body is reused only when its
+reading added no diagnostic, so the messages are those of reading each server.
 """
 
 from __future__ import annotations
@@ -26,7 +32,13 @@ from dataclasses import dataclass, replace
 from typing import TypedDict
 
 from lvsd.config.grammar import Node
-from lvsd.config.keywords.checkers import CHECKER_KINDS, RsDefaults, read_checker
+from lvsd.config.keywords.checkers import (
+    CHECKER_KINDS,
+    PLAIN_CHECKER_KEYWORDS,
+    PLAIN_CHECKERS,
+    RsDefaults,
+    read_checker,
+)
 from lvsd.config.keywords.common import (
     DRAIN_MAX,
     EXT,
@@ -38,9 +50,11 @@ from lvsd.config.keywords.common import (
     L,
     Parts,
     Q,
+    RsTemplate,
     addr_port,
     block,
     children,
+    copier,
     norm_ip,
     or_,
     proto_str,
@@ -351,11 +365,14 @@ def read_virtual_server(p: Parts, node: Node) -> None:
             elif s is not None:
                 c.err(ch.pos, f"Invalid lvs_scheduler '{s}' - ignoring")
         elif k in ("ops", "sh-port", "sh-fallback", "mh-port", "mh-fallback"):
+            # check_parser.c lbflags_handler: decided by the scheduler set so far; under sh or
+            # mh the other one's flag is ignored silently, under any other scheduler the
+            # message names "sh" whatever the flag
             if k == "ops" or (k.startswith("sh") and lb_algo == "sh") or \
                     (k.startswith("mh") and lb_algo == "mh"):
                 flags.add(k)
-            else:
-                c.err(ch.pos, f"{k} only applies to {k[:2]} scheduler - ignoring")
+            elif lb_algo not in ("sh", "mh"):
+                c.err(ch.pos, f"{k} only applies to sh scheduler - ignoring")
         elif k in ("lb_kind", "lvs_method"):
             fw = _forwarding(p, ch, "virtual")
             if fw is not None:
@@ -490,12 +507,13 @@ def read_virtual_server(p: Parts, node: Node) -> None:
     vs_defaults = _VsDefaults(lb_kind, tunnel, weight, inhibit, alpha, retry,
                               connect_timeout, delay_loop, warmup, dbr,
                               vs.get("virtualhost"))
+    templates = p.rs_templates.setdefault(vs_defaults, {})
     reals: list[RealServer] = []
     seen_rs: set[tuple[str, int]] = set()  # linear duplicate check (37,000 servers load)
     warned_kind = False
     vs_port = vs.get("port", 0)
     for rn in rs_nodes:
-        rs = _real_server(p, rn, vs_defaults, ctxname)
+        rs = _real_server(p, rn, vs_defaults, ctxname, templates)
         if rs is None:
             continue
         if rs.lb_kind is not LbKind.TUN:
@@ -590,7 +608,47 @@ def read_virtual_server(p: Parts, node: Node) -> None:
         **vs,
     ))
 
-def _real_server(p: Parts, node: Node, d: _VsDefaults, vsname: str) -> RealServer | None:
+# real server keywords whose reading depends on their words alone (and the virtual server's
+# defaults): see _plain_body
+_RS_PLAIN = frozenset(words(
+    "weight uthreshold lthreshold inhibit_on_failure alpha retry delay_before_retry warmup "
+    "connect_timeout delay_loop smtp_alert virtualhost"))
+_rs_like = copier(RealServer, "address", "port", "pos", "checkers")
+_checker_like = copier(Checker, "pos", "connect_ip", "connect_port")
+
+
+def _plain_body(node: Node) -> tuple[str | tuple[str, ...], ...] | None:
+    """The lines of a real server's block when reading it depends on nothing else (besides
+    its address and port, and the virtual server's defaults): every keyword in _RS_PLAIN or a
+    checker of PLAIN_CHECKERS made of PLAIN_CHECKER_KEYWORDS. None when anything else is there.
+
+    Generated files repeat one body for thousands of real servers; such a body is read once
+    (with its diagnostics: it is reused only when it had none) and the next real servers with
+    the same lines copy the result with their own address, port and positions. A line's text
+    (``raw``) determines its words; the nesting of the tuples, which line is a checker's.
+    """
+    body: list[str | tuple[str, ...]] = []
+    for ch in node.children or ():
+        k = ch.keyword
+        if k in _RS_PLAIN:
+            body.append(ch.raw)
+        elif k in PLAIN_CHECKERS:
+            checker = [ch.raw]
+            for g in ch.children or ():
+                if g.keyword not in PLAIN_CHECKER_KEYWORDS:
+                    return None
+                checker.append(g.raw)
+            body.append(tuple(checker))
+        else:
+            return None
+    return tuple(body)
+
+
+def _real_server(p: Parts, node: Node, d: _VsDefaults, vsname: str,
+                 templates: dict[tuple[str | tuple[str, ...], ...], RsTemplate]
+                 ) -> RealServer | None:
+    """One real server; ``templates``: those read before with the same defaults ``d``, by
+    body (see :func:`_plain_body`)."""
     c = p.ctx
     a = node.args
     ap = addr_port(a)
@@ -598,6 +656,33 @@ def _real_server(p: Parts, node: Node, d: _VsDefaults, vsname: str) -> RealServe
         c.err(node.pos, f"Invalid real server ip address/port {' '.join(a[:2])} - skipping")
         return None
     ip, port = ap
+    body = _plain_body(node)
+    if body is not None:
+        tpl = templates.get(body)
+        if tpl is not None:
+            proto, where = tpl
+            kids = node.children or []
+            return _rs_like(proto, ip, port, node.pos, tuple(
+                _checker_like(chk, kids[i].pos, chk.connect_ip if own_ip else ip,
+                              chk.connect_port if own_port else port)
+                for chk, (i, own_ip, own_port) in zip(proto.checkers, where, strict=True)))
+        n_diags = len(c.diagnostics)
+    rs = _read_real_server(p, node, d, vsname, ip, port)
+    if body is not None and rs is not None and len(c.diagnostics) == n_diags:
+        where_ = []
+        for i, ch in enumerate(node.children or ()):
+            if ch.keyword in PLAIN_CHECKERS:
+                own = {g.keyword for g in ch.children or ()}
+                where_.append((i, "connect_ip" in own, "connect_port" in own))
+        if len(where_) == len(rs.checkers):
+            templates[body] = (rs, tuple(where_))
+    return rs
+
+
+def _read_real_server(p: Parts, node: Node, d: _VsDefaults, vsname: str, ip: str,
+                      port: int) -> RealServer | None:
+    c = p.ctx
+    a = node.args
     ctxname = f"{vsname} real_server {' '.join(a[:2])}"
     kw: _RsKw = {}
     unsupported: list[Unsupported] = []
